@@ -1,0 +1,291 @@
+"""One HTTP behaviour for every vendor client: timeouts, pacing, retries, secret-free errors.
+
+Vendor clients (`sources/*/client.py`, `targets/*/client.py`) subclass `VendorHttpClient` and get:
+- explicit connect/read timeouts;
+- client-side pacing below the vendor's limit (pyrate-limiter, a sliding window, so no
+  calendar second ever sees more than the limit);
+- retries with exponential backoff and full jitter (tenacity) on 429, 5xx and connection
+  errors, never on other 4xx; `Retry-After` honoured when the vendor sends it;
+- a hook to read the vendor's remaining-budget headers and slow down before a 429;
+- errors that name the method, path, status and vendor message, and never the credentials.
+This module imports nothing from Dagster.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pyrate_limiter import Duration, Limiter, Rate
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class VendorAPIError(Exception):
+    """A vendor answered with an error status, or could not be reached after every retry."""
+
+    def __init__(self, vendor: str, method: str, path: str, status: int | None, detail: str, body: Any = None):
+        self.vendor, self.method, self.path, self.status, self.detail, self.body = (
+            vendor,
+            method,
+            path,
+            status,
+            detail,
+            body,
+        )
+        where = f"{vendor} {method} {path}"
+        super().__init__(f"{where} -> {status}: {detail}" if status else f"{where}: {detail}")
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is None or self.status in RETRYABLE_STATUS
+
+
+@dataclass
+class CallStats:
+    """Counters a run reports as metadata (requests, retries, 429s) - per client instance."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    server_errors: int = 0
+    connection_errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def bump(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("requests", "retries", "throttled", "server_errors", "connection_errors")}
+
+
+def _retry_after_seconds(response: httpx.Response | None) -> float | None:
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class _RetryableResponse(Exception):
+    def __init__(self, response: httpx.Response):
+        self.response = response
+
+
+class VendorHttpClient:
+    """Base for vendor clients. Subclasses set `vendor` and call `self.request(...)`."""
+
+    vendor = "vendor"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        requests_per_second: float | None = None,
+        timeout_seconds: float = 30.0,
+        connect_timeout_seconds: float = 10.0,
+        max_attempts: int = 6,
+        backoff_initial_seconds: float = 0.5,
+        backoff_max_seconds: float = 30.0,
+        max_retry_after_seconds: float = 120.0,
+        throttle_pause_seconds: float = 1.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            auth=auth,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._limiter = _pacer(requests_per_second)
+        self.max_attempts = max_attempts
+        self.backoff_initial = backoff_initial_seconds
+        self.backoff_max = backoff_max_seconds
+        self.max_retry_after = max_retry_after_seconds
+        self.throttle_pause = throttle_pause_seconds
+        self.stats = CallStats()
+        self._pause_until = 0.0
+        self._pause_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- hooks for subclasses --------------------------------------------------------------
+    def observe_rate_headers(self, response: httpx.Response) -> None:
+        """Read the vendor's budget headers; call `pause_until_next_second()` when exhausted."""
+
+    def error_detail(self, response: httpx.Response) -> str:
+        """The vendor's own message for an error response (shape differs per vendor)."""
+        return response.text[:500]
+
+    # -- pacing ----------------------------------------------------------------------------
+    def pause_for(self, seconds: float) -> None:
+        with self._pause_lock:
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+
+    def _wait_for_budget(self) -> None:
+        delay = self._pause_until - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if self._limiter is not None:
+            self._limiter.try_acquire(self.vendor)
+
+    # -- requests --------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
+        """Send with pacing and retries. Returns 2xx/3xx responses and any status in `ok`;
+        raises VendorAPIError for other statuses (after retries for retryable ones)."""
+        with self._attempts(method, path) as attempt:
+            return attempt(lambda: self._send(method, path, ok, kwargs))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A streamed response (body not read), paced; retries only until the headers arrive.
+        Callers that need retries across a broken body wrap the whole download in `retrying()`."""
+
+        def open_stream() -> tuple[Any, httpx.Response]:
+            self._wait_for_budget()
+            self.stats.bump("requests")
+            cm = self._client.stream(method, path, **kwargs)
+            try:
+                response = cm.__enter__()
+            except httpx.TransportError:
+                self.stats.bump("connection_errors")
+                raise
+            self.observe_rate_headers(response)
+            if response.status_code in RETRYABLE_STATUS:
+                response.read()
+                cm.__exit__(None, None, None)
+                self._count_status(response.status_code)
+                raise _RetryableResponse(response)
+            return cm, response
+
+        with self._attempts(method, path) as attempt:
+            cm, response = attempt(open_stream)
+        try:
+            if response.status_code >= 400:
+                response.read()
+                raise self._error(method, path, response)
+            yield response
+        finally:
+            cm.__exit__(None, None, None)
+
+    def retrying(self, method: str, path: str):
+        """A tenacity `Retrying` with this client's policy, for multi-step operations
+        (e.g. a download whose body can break after the headers)."""
+        return self._retrying(method, path)
+
+    # -- internals -------------------------------------------------------------------------
+    def _send(self, method: str, path: str, ok: tuple[int, ...], kwargs: dict[str, Any]) -> httpx.Response:
+        self._wait_for_budget()
+        self.stats.bump("requests")
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TransportError:
+            self.stats.bump("connection_errors")
+            raise
+        self.observe_rate_headers(response)
+        status = response.status_code
+        if status in ok or status < 400:
+            return response
+        if status in RETRYABLE_STATUS:
+            self._count_status(status)
+            raise _RetryableResponse(response)
+        raise self._error(method, path, response)
+
+    def _count_status(self, status: int) -> None:
+        self.stats.bump("throttled" if status == 429 else "server_errors")
+
+    def _error(self, method: str, path: str, response: httpx.Response) -> VendorAPIError:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text[:500]
+        return VendorAPIError(self.vendor, method, path, response.status_code, self.error_detail(response), body)
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_exponential_jitter(
+            multiplier=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_initial
+        )(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _RetryableResponse):
+            hinted = _retry_after_seconds(exc.response)
+            if hinted is not None:
+                return min(max(hinted, 0.05), self.max_retry_after)
+            if exc.response.status_code == 429:
+                # No Retry-After: sit out the rest of this rate window before the backoff.
+                self.pause_for(self.throttle_pause)
+        return backoff
+
+    def _retrying(self, method: str, path: str) -> Retrying:
+        def before_sleep(state: RetryCallState) -> None:
+            self.stats.bump("retries")
+            exc = state.outcome.exception() if state.outcome else None
+            what = f"HTTP {exc.response.status_code}" if isinstance(exc, _RetryableResponse) else type(exc).__name__
+            log.info("%s %s %s: %s, retry %d", self.vendor, method, path, what, state.attempt_number)
+
+        return Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, (_RetryableResponse, httpx.TransportError))),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    @contextmanager
+    def _attempts(self, method: str, path: str):
+        retrying = self._retrying(method, path)
+
+        def attempt(fn):
+            try:
+                return retrying(fn)
+            except _RetryableResponse as exc:
+                raise self._error(method, path, exc.response) from None
+            except httpx.TransportError as exc:
+                raise VendorAPIError(
+                    self.vendor, method, path, None, f"connection failed after {self.max_attempts} attempts: {exc!r}"
+                ) from None
+
+        yield attempt
+
+
+def _pacer(requests_per_second: float | None) -> Limiter | None:
+    if not requests_per_second or requests_per_second <= 0:
+        return None
+    # Express fractional rates as N requests per (N / rate) seconds.
+    if requests_per_second >= 1:
+        return Limiter(Rate(int(requests_per_second), Duration.SECOND))
+    return Limiter(Rate(1, int(1000 / requests_per_second)))

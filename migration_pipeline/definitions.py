@@ -1,0 +1,11 @@
+"""The Dagster code location: `dagster dev -m migration_pipeline.definitions` (or `make ui`)."""
+
+import dagster as dg
+
+from migration_pipeline.assets.export_jobs import gladly_export_jobs
+from migration_pipeline.resources import build_resources
+
+defs = dg.Definitions(
+    assets=[gladly_export_jobs],
+    resources=build_resources(),
+)

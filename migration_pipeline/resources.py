@@ -1,0 +1,40 @@
+"""Resources every stage shares, and the one place that builds them from the environment."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from migration_pipeline.sources.gladly.resources import GladlyResource
+
+
+class MigrationStorage(dg.ConfigurableResource):
+    """Where the pipeline keeps files (MIGRATION_DATA_DIR): export archive, landing folder, reports."""
+
+    data_dir: str = Field(description="Root folder for the archive, landing folder and reports")
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def landing_dir(self) -> Path:
+        """Drop already-downloaded Gladly exports (ZIP or JSONL) here; an equal input to the API."""
+        return self.root / "landing" / "gladly"
+
+
+def default_data_dir() -> str:
+    return os.getenv("MIGRATION_DATA_DIR", str(Path("data").resolve()))
+
+
+def build_resources() -> dict[str, object]:
+    """Resources for `defs`: secrets as EnvVar (resolved at launch, never shown in the UI)."""
+    return {
+        "storage": MigrationStorage(data_dir=default_data_dir()),
+        "gladly": GladlyResource(
+            base_url=dg.EnvVar("GLADLY_BASE_URL"),
+            api_user=dg.EnvVar("GLADLY_API_USER"),
+            api_token=dg.EnvVar("GLADLY_API_TOKEN"),
+        ),
+    }

@@ -1,0 +1,234 @@
+"""Gladly REST client (Export API and the REST reads the migration needs). No Dagster import.
+
+Facts it relies on are in `shared/vendor-apis/gladly-api.md`: HTTP Basic auth (agent email +
+API token), an org-wide 10 requests/second budget reported in `Ratelimit-Limit-Second` /
+`Ratelimit-Remaining-Second`, bare JSON arrays for lists (no pagination, capped lists flagged by
+`Gladly-Limited-Data`), 301 with `errors[].meta{old,new}` for merged customer profiles, and
+export jobs that only the vendor's schedule creates and that vanish after 14 days.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from migration_pipeline.core.http import VendorAPIError, VendorHttpClient
+
+API_PREFIX = "/api/v1"
+DOWNLOAD_CHUNK = 1 << 16
+
+
+class _Lenient(BaseModel):
+    """Gladly may add fields and enum values without a version change: keep and ignore them."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ExportJobParameters(_Lenient):
+    type: str = "CONVERSATIONS"
+    start_at: datetime = Field(alias="startAt")
+    end_at: datetime = Field(alias="endAt")
+
+
+class ExportJob(_Lenient):
+    id: str
+    schedule_id: str | None = Field(default=None, alias="scheduleId")
+    status: str
+    updated_at: datetime = Field(alias="updatedAt")
+    parameters: ExportJobParameters
+    files: list[str] = Field(default_factory=list)
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        """Whether the job's data window [startAt, endAt) intersects [start, end)."""
+        return self.parameters.start_at < end and start < self.parameters.end_at
+
+
+class Agent(_Lenient):
+    id: str
+    name: str | None = None
+    email_address: str | None = Field(default=None, alias="emailAddress")
+
+
+class Topic(_Lenient):
+    id: str
+    name: str
+    disabled: bool = False
+    parent_id: str | None = Field(default=None, alias="parentId")
+
+
+class CustomerProfile(_Lenient):
+    id: str
+    name: str | None = None
+    emails: list[dict[str, Any]] = Field(default_factory=list)
+    phones: list[dict[str, Any]] = Field(default_factory=list)
+    custom_attributes: dict[str, Any] = Field(default_factory=dict, alias="customAttributes")
+    created_at: datetime | None = Field(default=None, alias="createdAt")
+    updated_at: datetime | None = Field(default=None, alias="updatedAt")
+
+
+@dataclass(frozen=True)
+class CustomerLookup:
+    """The answer to GET customer-profiles/{id}: a profile, a merge redirect, or not found."""
+
+    requested_id: str
+    status: Literal["found", "moved", "not_found"]
+    profile: CustomerProfile | None = None
+    moved_to: str | None = None
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    """An export file stored byte for byte, with what proves it is whole."""
+
+    path: Path
+    bytes: int
+    sha256: str
+    lines: int
+
+
+class GladlyClient(VendorHttpClient):
+    """Typed access to the Gladly endpoints the migration uses."""
+
+    vendor = "gladly"
+
+    def __init__(self, base_url: str, api_user: str, api_token: str, *, requests_per_second: float = 9.0, **kwargs: Any):
+        super().__init__(
+            base_url.rstrip("/") + API_PREFIX,
+            auth=(api_user, api_token),
+            headers={"Accept": "application/json"},
+            requests_per_second=requests_per_second,
+            **kwargs,
+        )
+
+    # Gladly reports the org-wide budget left in this second; other clients of the same org
+    # spend it too, so stop for the rest of the second when it runs out.
+    def observe_rate_headers(self, response: httpx.Response) -> None:
+        remaining = response.headers.get("Ratelimit-Remaining-Second")
+        if remaining is not None and remaining.strip().isdigit() and int(remaining) <= 0:
+            self.pause_for(1.0 - (datetime.now().timestamp() % 1.0) + 0.02)
+
+    def error_detail(self, response: httpx.Response) -> str:
+        try:
+            errors = response.json().get("errors")
+        except (ValueError, AttributeError):
+            return response.text[:300]
+        if isinstance(errors, dict):  # some documented 404s use a single object
+            errors = [errors]
+        if not isinstance(errors, list):
+            return response.text[:300]
+        parts = []
+        for err in errors:
+            if isinstance(err, dict):
+                attr = f"{err['attr']}: " if err.get("attr") else ""
+                parts.append(f"{attr}{err.get('code', '')} {err.get('detail', '')}".strip())
+        return "; ".join(parts) or response.text[:300]
+
+    # -- export API ------------------------------------------------------------------------
+    def list_export_jobs(self, status: str | None = "COMPLETED") -> list[ExportJob]:
+        """Jobs of the last 14 days (Gladly keeps no older ones), oldest update first."""
+        params = {"status": status} if status else None
+        jobs = [ExportJob.model_validate(j) for j in self.request("GET", "/export/jobs", params=params).json()]
+        return sorted(jobs, key=lambda j: (j.updated_at, j.id))
+
+    def get_export_job(self, job_id: str) -> ExportJob | None:
+        response = self.request("GET", f"/export/jobs/{job_id}", ok=(404,))
+        return None if response.status_code == 404 else ExportJob.model_validate(response.json())
+
+    def list_schedules(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/export/schedules").json()
+
+    def download_export_file(self, job_id: str, name: str, dest: Path) -> DownloadedFile:
+        """Stream one export file to `dest` byte for byte (never whole in memory).
+
+        A connection that breaks mid-body restarts the download from scratch; the file only
+        appears at `dest` once complete, so a crash never leaves a half file that looks whole.
+        """
+        path = f"/export/jobs/{job_id}/files/{name}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".partial")
+
+        def attempt() -> DownloadedFile:
+            digest, size, lines = hashlib.sha256(), 0, 0
+            last = b"\n"
+            with self.stream("GET", path) as response, partial.open("wb") as out:
+                for chunk in response.iter_raw(DOWNLOAD_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    lines += chunk.count(b"\n")
+                    last = chunk[-1:] or last
+                out.flush()
+                os.fsync(out.fileno())
+            if size and last != b"\n":
+                lines += 1  # a final line without a newline is still a line
+            partial.replace(dest)
+            return DownloadedFile(path=dest, bytes=size, sha256=digest.hexdigest(), lines=lines)
+
+        try:
+            return self.retrying("GET", path)(attempt)
+        except httpx.TransportError as exc:
+            partial.unlink(missing_ok=True)
+            raise VendorAPIError(self.vendor, "GET", path, None, f"download kept failing: {exc!r}") from None
+
+    # -- REST reads ------------------------------------------------------------------------
+    def get_customer(self, customer_id: str) -> CustomerLookup:
+        response = self.request("GET", f"/customer-profiles/{customer_id}", ok=(301, 404))
+        if response.status_code == 404:
+            return CustomerLookup(customer_id, "not_found")
+        if response.status_code == 301:
+            return CustomerLookup(customer_id, "moved", moved_to=_moved_to(response))
+        return CustomerLookup(customer_id, "found", profile=CustomerProfile.model_validate(response.json()))
+
+    def find_customers_by_email(self, email: str) -> list[CustomerProfile]:
+        data = self.request("GET", "/customer-profiles", params={"email": email}).json()
+        return [CustomerProfile.model_validate(c) for c in data]
+
+    def list_agents(self) -> list[Agent]:
+        return [Agent.model_validate(a) for a in self.request("GET", "/agents").json()]
+
+    def list_topics(self) -> list[Topic]:
+        return [Topic.model_validate(t) for t in self.request("GET", "/topics").json()]
+
+    def get_organization(self) -> dict[str, Any]:
+        return self.request("GET", "/organization").json()
+
+    def list_conversation_items(self, conversation_id: str) -> tuple[list[dict[str, Any]], bool]:
+        """Items ascending by timestamp, capped at 1000; the flag says the list was cut."""
+        response = self.request("GET", f"/conversations/{conversation_id}/items")
+        return response.json(), _limited(response)
+
+    def download_attachment(self, item_id: str, attachment_id: str) -> bytes:
+        """Follow Gladly's 303 to the file URL; the redirect target gets no credentials."""
+        response = self.request("GET", f"/conversation-items/{item_id}/attachments/{attachment_id}", ok=(303,))
+        location = response.headers.get("Location")
+        if response.status_code != 303 or not location:
+            raise VendorAPIError(self.vendor, "GET", f"attachment {attachment_id}", response.status_code, "no redirect")
+        target = httpx.URL(str(self._client.base_url)).join(location)
+        with httpx.Client(timeout=self._client.timeout) as bare:
+            file_response = self.retrying("GET", "attachment file")(lambda: bare.get(target).raise_for_status())
+        return file_response.content
+
+
+def _limited(response: httpx.Response) -> bool:
+    return response.headers.get("Gladly-Limited-Data", "false").strip().lower() == "true"
+
+
+def _moved_to(response: httpx.Response) -> str | None:
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(errors, dict):
+        errors = [errors]
+    for err in errors or []:
+        meta = err.get("meta") if isinstance(err, dict) else None
+        if isinstance(meta, dict) and meta.get("new"):
+            return str(meta["new"])
+    return None
