@@ -25,8 +25,7 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 ui: $(STAMP)
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} ; mkdir -p $$DAGSTER_HOME ; \
-	DAGSTER_HOME=$$DAGSTER_HOME $(VENV)/bin/dagster dev -m migration_pipeline.definitions
+	$(VENV)/bin/migration-pipeline ui
 
 clean:
 	rm -rf $(VENV) data .dagster_home .pytest_cache

@@ -198,6 +198,21 @@ def demo_cmd(
     raise typer.Exit(run_demo(workdir=workdir, customers=customers, days=days, seed=seed))
 
 
+@app.command("ui")
+def ui_cmd(
+    workdir: Annotated[
+        Optional[Path], typer.Option("--workdir", help="Dataset, archive and Dagster home (default: data/ui, reused)")
+    ] = None,
+    customers: Annotated[int, typer.Option("--customers")] = 200,
+    days: Annotated[int, typer.Option("--days")] = 21,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+) -> None:
+    """Start both emulators on a rehearsal dataset and open the pipeline in the Dagster UI."""
+    from migration_pipeline.demo import run_ui
+
+    raise typer.Exit(run_ui(workdir=workdir, customers=customers, days=days, seed=seed))
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None

@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,24 +28,32 @@ from migration_pipeline.synth.dataset import DatasetLayout, read_json
 console = Console()
 
 
-def run_demo(*, workdir: Path | None, customers: int, days: int, seed: int) -> int:
-    workdir = (workdir or Path("data") / "demo").resolve()
-    if workdir.exists():
+@contextmanager
+def rehearsal_environment(
+    workdir: Path, *, customers: int, days: int, seed: int, fresh: bool = True
+) -> Iterator[tuple[dict[str, str], DatasetLayout]]:
+    """Generate (or reuse) a dataset, start both emulators, and yield the pipeline's environment.
+
+    The environment holds fresh random secrets; nothing here prints them.
+    """
+    if fresh and workdir.exists():
         shutil.rmtree(workdir)
     dataset_dir, data_dir = workdir / "dataset", workdir / "pipeline"
-    end = datetime.now(UTC).date()
-    start = end - timedelta(days=days)
+    layout = DatasetLayout(dataset_dir)
+    if not layout.manifest.exists():
+        end = datetime.now(UTC).date()
+        with console.status(f"generating {customers} customers x {days} days of messy Gladly history"):
+            from migration_pipeline.synth.generator import generate
 
-    with console.status(f"generating {customers} customers x {days} days of messy Gladly history"):
-        from migration_pipeline.synth.generator import generate
-
-        manifest = generate(dataset_dir, customers=customers, days=days, seed=seed, end=end)
+            generate(dataset_dir, customers=customers, days=days, seed=seed, end=end)
+    manifest = read_json(layout.manifest)
     counts = manifest["counts"]
     console.print(
         f"[bold]dataset[/] {dataset_dir}: {counts['customers']} customers, {counts['items']} items, "
         f"{len(manifest['jobs'])} export jobs"
     )
-
+    end = datetime.fromisoformat(manifest["params"]["end"]).date()
+    start = end - timedelta(days=int(manifest["params"]["days"]))
     creds = {
         "GLADLY_API_USER": "migration.bot@example.com",
         "GLADLY_API_TOKEN": secrets.token_urlsafe(24),
@@ -50,22 +62,49 @@ def run_demo(*, workdir: Path | None, customers: int, days: int, seed: int) -> i
     gladly_app, unthread_app = _emulator_apps(dataset_dir, workdir, creds)
     with RunningServer(gladly_app) as gladly, RunningServer(unthread_app) as unthread:
         console.print(f"[bold]emulators[/] gladly {gladly.url}  unthread {unthread.url}/api")
-        os.environ.update(
+        yield (
             creds
             | {
                 "GLADLY_BASE_URL": gladly.url,
                 "UNTHREAD_BASE_URL": f"{unthread.url}/api",
                 "MIGRATION_DATA_DIR": str(data_dir),
                 "MIGRATION_HISTORY_START": start.isoformat(),
-            }
+                "MIGRATION_HISTORY_END": end.isoformat(),
+            },
+            layout,
         )
-        first, last = start.isoformat(), (end - timedelta(days=1)).isoformat()
+
+
+def run_demo(*, workdir: Path | None, customers: int, days: int, seed: int) -> int:
+    workdir = (workdir or Path("data") / "demo").resolve()
+    with rehearsal_environment(workdir, customers=customers, days=days, seed=seed) as (env, layout):
+        os.environ.update(env)
+        first = env["MIGRATION_HISTORY_START"]
+        last = (datetime.fromisoformat(env["MIGRATION_HISTORY_END"]) - timedelta(days=1)).date().isoformat()
         with console.status(f"materializing every asset for {first}...{last}"):
             result = _materialize_range(first, last)
         if not result.success:
             console.print("[red]the run failed[/]")
             return 1
-    return _report(DatasetLayout(dataset_dir), data_dir, result)
+    return _report(layout, Path(env["MIGRATION_DATA_DIR"]), result)
+
+
+def run_ui(*, workdir: Path | None, customers: int, days: int, seed: int) -> int:
+    """The same rehearsal in the Dagster UI: emulators in this process, `dagster dev` beside it."""
+    workdir = (workdir or Path("data") / "ui").resolve()
+    with rehearsal_environment(workdir, customers=customers, days=days, seed=seed, fresh=False) as (env, _):
+        home = workdir / "dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(__file__).resolve().parent.parent / "dagster.yaml", home / "dagster.yaml")
+        console.print(
+            f"partitions {env['MIGRATION_HISTORY_START']} .. {env['MIGRATION_HISTORY_END']} (exclusive); "
+            "open the printed URL, select the assets and launch a backfill. Ctrl-C stops everything."
+        )
+        command = [sys.executable, "-m", "dagster", "dev", "-m", "migration_pipeline.definitions"]
+        try:
+            return subprocess.call(command, env=os.environ | env | {"DAGSTER_HOME": str(home)})
+        except KeyboardInterrupt:
+            return 0
 
 
 def _emulator_apps(dataset_dir: Path, workdir: Path, creds: dict[str, str]):

@@ -6,7 +6,12 @@ import dagster as dg
 
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage
-from migration_pipeline.sources.gladly.archive import ExportArchive, MissingExportWindow, coverage_gaps
+from migration_pipeline.sources.gladly.archive import (
+    ExportArchive,
+    ExportFilesGone,
+    MissingExportWindow,
+    coverage_gaps,
+)
 from migration_pipeline.sources.gladly.resources import GladlyResource
 
 
@@ -31,10 +36,17 @@ def gladly_export_jobs(
     window = context.partition_time_window
     archive = ExportArchive(storage.root)
     downloaded = reused = 0
+    gone: list[ExportFilesGone] = []
     with gladly.client() as client:
         listed = [j for j in client.list_export_jobs(status="COMPLETED") if j.overlaps(window.start, window.end)]
         for job in listed:
-            archived, fresh = archive.archive_from_api(client, job)
+            try:
+                archived, fresh = archive.archive_from_api(client, job)
+            except ExportFilesGone as exc:
+                # Keep archiving the others: whatever can still be saved must be, before it expires.
+                gone.append(exc)
+                context.log.error(str(exc))
+                continue
             downloaded += fresh
             reused += not fresh
             context.log.info(
@@ -46,6 +58,8 @@ def gladly_export_jobs(
 
     covering = archive.jobs_overlapping(window.start, window.end)
     gaps = coverage_gaps([(j.start_at, j.end_at) for j in covering], window.start, window.end)
+    if gaps and gone:
+        raise MissingExportWindow(" ".join(str(g) for g in gone))
     if gaps:
         missing = ", ".join(f"{a:%Y-%m-%d %H:%M}..{b:%Y-%m-%d %H:%M} UTC" for a, b in gaps)
         raise MissingExportWindow(
@@ -61,6 +75,7 @@ def gladly_export_jobs(
             "jobs": dg.MetadataValue.int(len(covering)),
             "jobs_downloaded": dg.MetadataValue.int(downloaded),
             "jobs_reused": dg.MetadataValue.int(reused),
+            "jobs_gone": dg.MetadataValue.int(len(gone)),
             "bytes": dg.MetadataValue.int(total_bytes),
             "lines": dg.MetadataValue.int(total_lines),
             "api_calls": dg.MetadataValue.int(calls["requests"]),

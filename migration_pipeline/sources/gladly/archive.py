@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from migration_pipeline.core.http import VendorAPIError
 from migration_pipeline.sources.gladly.client import ExportJob, GladlyClient
 
 ARCHIVE_MARKER = "archive.json"
@@ -44,6 +45,18 @@ class ArchivedJob:
 
 class MissingExportWindow(Exception):
     """No archived or listed export job covers part of a partition window."""
+
+
+class ExportFilesGone(Exception):
+    """Gladly lists the job but its files are already deleted (they live 14 days)."""
+
+    def __init__(self, job_id: str, name: str):
+        self.job_id, self.name = job_id, name
+        super().__init__(
+            f"export job {job_id}: file {name} is gone on Gladly's side (404). Export files are deleted "
+            f"14 days after the job; ask Gladly Support to regenerate job {job_id}, or drop its files in "
+            f"the landing folder."
+        )
 
 
 class ExportArchive:
@@ -87,7 +100,12 @@ class ExportArchive:
         (directory / "job.json").write_text(job.model_dump_json(by_alias=True, indent=1), encoding="utf-8")
         files: dict[str, dict[str, Any]] = {}
         for name in job.files:
-            downloaded = client.download_export_file(job.id, name, directory / name)
+            try:
+                downloaded = client.download_export_file(job.id, name, directory / name)
+            except VendorAPIError as exc:
+                if exc.status == 404:
+                    raise ExportFilesGone(job.id, name) from None
+                raise
             files[name] = {"bytes": downloaded.bytes, "sha256": downloaded.sha256, "lines": downloaded.lines}
         meta = {
             "jobId": job.id,

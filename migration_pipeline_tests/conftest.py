@@ -1,0 +1,45 @@
+"""Fixtures shared by every test package: generated datasets and running emulators."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from migration_pipeline.emulators.common import FaultConfig, RunningServer
+
+GLADLY_USER = "migration.bot@example.com"
+GLADLY_TOKEN = "gladly-test-token-0123456789"
+UNTHREAD_KEY = "unthread-test-key-0123456789"
+DATASET_END = date(2026, 11, 20)
+# Emulator clock for tests: early morning after the last day, once its daily job has landed.
+DATASET_NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """30 customers x 20 days ending DATASET_END: daily jobs plus a one-time job for old history."""
+    from migration_pipeline.synth.generator import generate
+
+    out = tmp_path_factory.mktemp("dataset")
+    generate(out, customers=30, days=20, seed=11, end=DATASET_END)
+    return out
+
+
+@pytest.fixture
+def gladly_server_factory():
+    """Start Gladly emulators on a dataset; stopped at the end of the test."""
+    from migration_pipeline.emulators.gladly import create_app
+
+    servers: list[RunningServer] = []
+
+    def start(data_dir: Path, faults: FaultConfig | None = None, now: datetime | None = DATASET_NOW, **kw):
+        app = create_app(data_dir, api_user=GLADLY_USER, api_token=GLADLY_TOKEN, faults=faults, now=now, **kw)
+        server = RunningServer(app).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
