@@ -1,0 +1,69 @@
+"""The canonical model every source maps into and every target consumes.
+
+Nothing vendor-specific lives here: a source turns its records into these, a target reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+AuthorType = Literal["customer", "agent", "system", "external"]
+
+
+@dataclass(frozen=True)
+class Customer:
+    source_id: str
+    name: str | None
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    external_ids: dict[str, str] = field(default_factory=dict)
+    custom_attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def primary_email(self) -> str | None:
+        return self.emails[0] if self.emails else None
+
+
+@dataclass(frozen=True)
+class Agent:
+    source_id: str
+    name: str | None
+    email: str | None
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Topic:
+    source_id: str
+    name: str
+    disabled: bool = False
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    source_id: str
+    filename: str | None
+    content_type: str | None
+    size: int | None
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of a customer's history: a message, call, note, status or topic change."""
+
+    source_id: str
+    customer_id: str
+    conversation_id: str | None
+    timestamp: datetime
+    kind: str  # the source's content type, e.g. EMAIL, PHONE_CALL; unknown types kept verbatim
+    author_type: AuthorType
+    author_id: str | None
+    channel: str | None  # email / chat / sms / phone / social / note / system
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    payload: dict[str, Any] = field(default_factory=dict)  # the source record, for fidelity later
