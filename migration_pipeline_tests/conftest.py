@@ -43,3 +43,51 @@ def gladly_server_factory():
     yield start
     for server in servers:
         server.stop()
+
+
+# -- staging databases -----------------------------------------------------------------------
+def _pg_admin_url() -> str:
+    import os
+
+    return os.environ.get("MIGRATION_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_admin():
+    """A connection to the test PostgreSQL server; skips without one, except under CI=true."""
+    import os
+
+    import psycopg
+
+    url = _pg_admin_url()
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true requires PostgreSQL at {url}: {exc}")
+        pytest.skip(f"no PostgreSQL at {url} ({exc.__class__.__name__}); set MIGRATION_TEST_PG_URL")
+    yield conn, url
+    conn.close()
+
+
+@pytest.fixture
+def pg_database(pg_admin):
+    """A fresh database for one test, dropped afterwards; yields its URL."""
+    import uuid
+
+    conn, url = pg_admin
+    name = f"mp_test_{uuid.uuid4().hex[:12]}"
+    conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def staging_url(request, tmp_path) -> str:
+    """The staging database URL, once per engine: a SQLite file and a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'staging.db'}"
+    return request.getfixturevalue("pg_database")

@@ -1,0 +1,179 @@
+"""The staging database: one URL, SQLite (embedded default) or PostgreSQL, same tables on both.
+
+Timestamps are stored as fixed-width UTC text (`2026-03-01T09:30:00.000000Z`), which sorts and
+compares the same on both engines, so the SQL in `dbt_like_sql/` runs unchanged on either.
+Rows are upserted by source id, so staging the same file twice changes nothing. No Dagster import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+customers = sa.Table(
+    "stg_customers",
+    metadata,
+    sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("primary_email", sa.Text),
+    sa.Column("emails", sa.JSON, nullable=False),
+    sa.Column("phones", sa.JSON, nullable=False),
+    sa.Column("external_ids", sa.JSON, nullable=False),
+    sa.Column("custom_attributes", sa.JSON, nullable=False),
+    sa.Column("merged_into", sa.String(64)),
+    sa.Column("job_id", sa.String(64)),
+    sa.Column("staged_at", sa.String(27), nullable=False),
+)
+
+agents = sa.Table(
+    "stg_agents",
+    metadata,
+    sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("email", sa.Text),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("staged_at", sa.String(27), nullable=False),
+)
+
+topics = sa.Table(
+    "stg_topics",
+    metadata,
+    sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("parent_id", sa.String(64)),
+    sa.Column("staged_at", sa.String(27), nullable=False),
+)
+
+conversation_items = sa.Table(
+    "stg_conversation_items",
+    metadata,
+    sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("customer_id", sa.String(64), nullable=False, index=True),
+    sa.Column("conversation_id", sa.String(64), index=True),
+    sa.Column("ts", sa.String(27), nullable=False, index=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("author_type", sa.String(16), nullable=False),
+    sa.Column("author_id", sa.String(64)),
+    sa.Column("channel", sa.String(16)),
+    sa.Column("subject", sa.Text),
+    sa.Column("text", sa.Text),
+    sa.Column("html", sa.Text),
+    sa.Column("attachments", sa.JSON, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=False),
+    sa.Column("file_name", sa.String(128), nullable=False),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("staged_at", sa.String(27), nullable=False),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("file_name", sa.String(128), primary_key=True),
+    sa.Column("line_no", sa.Integer, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw_text", sa.Text, nullable=False),
+    sa.Column("quarantined_at", sa.String(27), nullable=False),
+)
+
+customer_lookups = sa.Table(
+    "customer_lookups",
+    metadata,
+    sa.Column("customer_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # found / moved / not_found
+    sa.Column("moved_to", sa.String(64)),
+    sa.Column("profile", sa.JSON),
+    sa.Column("fetched_at", sa.String(27), nullable=False),
+)
+
+
+def utc_text(value: datetime) -> str:
+    """The one timestamp encoding in staging: fixed-width UTC, lexically ordered."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_text() -> str:
+    return utc_text(datetime.now(UTC))
+
+
+class StagingDatabase:
+    """Engine plus the few operations every stage needs (schema, upsert, quarantine)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine: Engine = _engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def upsert(
+        self, conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, update: bool = True
+    ) -> None:
+        """Insert rows; on a primary-key conflict update every non-key column (or keep the old row)."""
+        if not rows:
+            return
+        insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+        keys = [c.name for c in table.primary_key.columns]
+        if update:
+            columns = [c.name for c in table.columns if c.name not in keys and c.name in rows[0]]
+            stmt = insert.on_conflict_do_update(
+                index_elements=keys, set_={c: getattr(insert.excluded, c) for c in columns}
+            )
+        else:
+            stmt = insert.on_conflict_do_nothing(index_elements=keys)
+        conn.execute(stmt, list(rows))
+
+    def quarantine(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Record bad lines (job, file, line, reason, raw); the same line twice is one row."""
+        stamped = [{**r, "quarantined_at": now_text()} for r in rows]
+        self.upsert(conn, quarantine, stamped)
+        return len(stamped)
+
+    def count(self, table: sa.Table, where: Any = None) -> int:
+        query = sa.select(sa.func.count()).select_from(table)
+        if where is not None:
+            query = query.where(where)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        # Several Dagster processes may write at once: WAL lets readers run beside one writer and
+        # busy_timeout makes writers wait instead of failing with "database is locked".
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
