@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from migration_pipeline.sources.gladly.resources import GladlyResource
+from migration_pipeline.staging.resources import StagingResource
 
 
 class MigrationStorage(dg.ConfigurableResource):
@@ -28,10 +29,16 @@ def default_data_dir() -> str:
     return os.getenv("MIGRATION_DATA_DIR", str(Path("data").resolve()))
 
 
+def default_staging_url() -> str:
+    """MIGRATION_STAGING_URL, or a SQLite file under the data dir (the embedded default)."""
+    return os.getenv("MIGRATION_STAGING_URL") or f"sqlite:///{Path(default_data_dir()) / 'staging.db'}"
+
+
 def build_resources() -> dict[str, object]:
     """Resources for `defs`: secrets as EnvVar (resolved at launch, never shown in the UI)."""
     return {
         "storage": MigrationStorage(data_dir=default_data_dir()),
+        "staging": StagingResource(url=default_staging_url()),
         "gladly": GladlyResource(
             base_url=dg.EnvVar("GLADLY_BASE_URL"),
             api_user=dg.EnvVar("GLADLY_API_USER"),

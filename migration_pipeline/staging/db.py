@@ -92,6 +92,7 @@ customer_lookups = sa.Table(
     sa.Column("customer_id", sa.String(64), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False),  # found / moved / not_found
     sa.Column("moved_to", sa.String(64)),
+    sa.Column("surviving_id", sa.String(64), nullable=False),  # end of the merge chain (or itself)
     sa.Column("profile", sa.JSON),
     sa.Column("fetched_at", sa.String(27), nullable=False),
 )
