@@ -9,9 +9,10 @@ Layers, outside in:
 3. The routes in `GladlyApi`, plus the emulator-only `/_emulator/...` admin routes and the
    `/_files/attachments/...` "pre-signed" URLs that attachment redirects point at.
 
-Where Gladly's behaviour is not documented the emulator is strict (see the module's report in
-the README / vendor notes): no `Retry-After` on 429, no `Location` on the 301 for a merged
-customer, no Range support on export files, `startAt` earlier than now-14d refused outright.
+Where Gladly's behaviour is undocumented (UNCONFIRMED in shared/vendor-apis/gladly-api.md) the
+emulator picks the strictest plausible reading: no `Retry-After` on 429, no `Location` on the 301
+for a merged customer, no Range support on export files or recordings, `startAt` earlier than
+now - 14 days refused outright, export jobs listed newest first (no documented order).
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from migration_pipeline.emulators.common import (
@@ -178,7 +186,8 @@ def clock_routes(clock: Clock) -> list[Route]:
             return JSONResponse(clock.as_dict())
         parsed = parse_rfc3339_ns(value)
         if parsed is None:
-            return JSONResponse({"error": f"now must be an RFC3339 timestamp with offset, got {value!r}"}, status_code=400)
+            detail = f"now must be an RFC3339 timestamp with offset, got {value!r}"
+            return JSONResponse({"error": detail}, status_code=400)
         clock.pinned_ns = parsed
         return JSONResponse(clock.as_dict())
 

@@ -113,7 +113,7 @@ def _batched(rows: Iterable[tuple[Any, ...]], size: int = _BATCH) -> Iterator[li
 
 
 def _objects(path: Path) -> Iterator[dict[str, Any]]:
-    """Well-formed JSON objects of a JSONL file whose `id`-like content can be re-serialised."""
+    """The well-formed JSON object lines of a JSONL file (malformed lines and non-objects skipped)."""
     for _, obj, _raw in iter_jsonl(path):
         if obj is not None:
             yield obj
@@ -246,24 +246,32 @@ def build_index(path: Path, layout: DatasetLayout, jobs: dict[str, ExportJob], f
     tmp.unlink(missing_ok=True)
     conn = sqlite3.connect(tmp)
     try:
-        conn.execute("PRAGMA journal_mode = OFF")
-        conn.execute("PRAGMA synchronous = OFF")
-        conn.executescript(_SCHEMA)
-        item_files = [job.directory / ITEMS_FILE for job in _jobs_in_order(jobs)]
-        for batch in _batched(_item_rows(item_files)):
-            conn.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)", batch)
-        for batch in _batched(_keyed_rows(layout.customers, "id", "updatedAt")):
-            conn.executemany("INSERT OR REPLACE INTO customers VALUES (?, ?, ?)", batch)
-        for batch in _batched(_keyed_rows(layout.conversations, "id", "customerId", "createdAt")):
-            conn.executemany("INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?)", batch)
-        for batch in _batched(_transcript_rows(layout.transcripts)):
-            conn.executemany("INSERT OR REPLACE INTO transcripts VALUES (?, ?)", batch)
-        conn.executescript(_DERIVED)
-        conn.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
-        conn.commit()
-    finally:
+        _fill(conn, layout, jobs, fingerprint)
+    except BaseException:
         conn.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    conn.close()
     os.replace(tmp, path)
+
+
+def _fill(conn: sqlite3.Connection, layout: DatasetLayout, jobs: dict[str, ExportJob], fingerprint: str) -> None:
+    """Load every large file into the index's tables, then derive lookup keys and attachments."""
+    conn.execute("PRAGMA journal_mode = OFF")
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.executescript(_SCHEMA)
+    item_files = [job.directory / ITEMS_FILE for job in _jobs_in_order(jobs)]
+    for batch in _batched(_item_rows(item_files)):
+        conn.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)", batch)
+    for batch in _batched(_keyed_rows(layout.customers, "id", "updatedAt")):
+        conn.executemany("INSERT OR REPLACE INTO customers VALUES (?, ?, ?)", batch)
+    for batch in _batched(_keyed_rows(layout.conversations, "id", "customerId", "createdAt")):
+        conn.executemany("INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?)", batch)
+    for batch in _batched(_transcript_rows(layout.transcripts)):
+        conn.executemany("INSERT OR REPLACE INTO transcripts VALUES (?, ?)", batch)
+    conn.executescript(_DERIVED)
+    conn.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
+    conn.commit()
 
 
 class GladlyStore:

@@ -44,7 +44,9 @@ def write_jsonl(path: Path, rows: list[Any]) -> None:
             fh.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
 
 
-def customer(cid: str, *, emails: list[str], updated: str, phones: list[str] = (), **extra: Any) -> dict[str, Any]:
+def customer(
+    cid: str, *, emails: list[str], updated: str, phones: tuple[str, ...] = (), **extra: Any
+) -> dict[str, Any]:
     return {
         "id": cid,
         "name": f"Name of {cid}",
@@ -91,7 +93,7 @@ def chat(text: str, session: str, attachments: list[dict[str, Any]] | None = Non
 ATTACHMENT = {"id": "att-1", "contentType": "image/png", "filename": "photo.png", "fileSize": len(ATTACHMENT_BYTES)}
 
 CUSTOMERS = [
-    customer("cust-1", emails=["Alice@Example.COM"], phones=["+15550000001"], updated="2024-06-01T00:00:00.000Z",
+    customer("cust-1", emails=["Alice@Example.COM"], phones=("+15550000001",), updated="2024-06-01T00:00:00.000Z",
              externalCustomerIds={"shop": "ext-1"}),
     customer("cust-2", emails=["bob@example.com", "shared@example.com"], updated="2024-06-10T00:00:00.000Z"),
     customer("cust-3", emails=["Shared@Example.com"], updated="2024-05-01T00:00:00.000Z"),
@@ -145,7 +147,9 @@ def job(job_id: str, status: str, updated: str, files: list[str]) -> dict[str, A
         "scheduleId": "sched-1",
         "status": status,
         "updatedAt": updated,
-        "parameters": {"type": "CONVERSATIONS", "startAt": "2024-06-01T00:00:00.000Z", "endAt": "2024-06-02T00:00:00.000Z"},
+        "parameters": {
+            "type": "CONVERSATIONS", "startAt": "2024-06-01T00:00:00.000Z", "endAt": "2024-06-02T00:00:00.000Z"
+        },
         "files": files,
     }
 
@@ -174,7 +178,8 @@ ORGANIZATION = {"id": "org-1", "name": "Example Org", "loginDomain": "example.gl
                 "gladlyUrl": "https://example.gladly.com"}
 SCHEDULES = [{"id": "sched-1", "frequency": "DAILY", "type": "CONVERSATIONS",
               "nextStartAt": "2024-06-16T00:00:00.000Z", "updatedAt": "2024-01-01T00:00:00.000Z"}]
-TRANSCRIPT = {"itemId": "item-call", "paragraphs": [{"transcript": "hi", "speaker": "AGENT", "startTime": 0, "endTime": 1}],
+TRANSCRIPT = {"itemId": "item-call",
+              "paragraphs": [{"transcript": "hi", "speaker": "AGENT", "startTime": 0, "endTime": 1}],
               "customerId": "cust-1", "numberOfSpeakers": 2, "language": "en-US",
               "createdAt": "2024-06-10T11:05:00.000Z", "updatedAt": "2024-06-10T11:05:00.000Z"}
 

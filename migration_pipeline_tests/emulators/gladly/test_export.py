@@ -61,7 +61,8 @@ def test_start_and_end_filter_on_updated_at_with_any_precision(client: httpx.Cli
     [
         ({"startAt": "2024-05-31T11:59:59.999Z"}, "startAt", "startAt cannot be earlier than 14 days ago"),
         ({"endAt": "2024-06-15T12:00:00.001Z"}, "endAt", "endAt cannot be in the future"),
-        ({"startAt": "2024-06-14T00:00:00Z", "endAt": "2024-06-13T00:00:00Z"}, "endAt", "endAt cannot be before startAt"),
+        ({"startAt": "2024-06-14T00:00:00Z", "endAt": "2024-06-13T00:00:00Z"}, "endAt",
+         "endAt cannot be before startAt"),
         ({"startAt": "2024-06-14"}, "startAt", "startAt must be an RFC3339 timestamp, got [2024-06-14]"),
         ({"endAt": "2024-06-14T00:00:00"}, "endAt", "endAt must be an RFC3339 timestamp, got [2024-06-14T00:00:00]"),
     ],
