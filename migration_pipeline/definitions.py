@@ -4,9 +4,10 @@ import dagster as dg
 
 from migration_pipeline.assets.export_jobs import gladly_export_jobs
 from migration_pipeline.assets.staged_records import staged_gladly_records
+from migration_pipeline.assets.tickets import split_tickets
 from migration_pipeline.resources import build_resources
 
 defs = dg.Definitions(
-    assets=[gladly_export_jobs, staged_gladly_records],
+    assets=[gladly_export_jobs, staged_gladly_records, split_tickets],
     resources=build_resources(),
 )

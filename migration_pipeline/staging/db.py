@@ -97,6 +97,45 @@ customer_lookups = sa.Table(
     sa.Column("fetched_at", sa.String(27), nullable=False),
 )
 
+tickets = sa.Table(
+    "tickets",
+    metadata,
+    sa.Column("ticket_id", sa.String(64), primary_key=True),
+    sa.Column("conversation_id", sa.String(128), nullable=False, index=True),
+    sa.Column("customer_id", sa.String(64), nullable=False, index=True),  # surviving customer
+    sa.Column("first_ts", sa.String(27), nullable=False, index=True),
+    sa.Column("last_ts", sa.String(27), nullable=False),
+    sa.Column("first_item_id", sa.String(64), nullable=False),
+    sa.Column("item_count", sa.Integer, nullable=False),
+    sa.Column("rule_version", sa.String(32), nullable=False),
+    sa.Column("cut_at", sa.String(27), nullable=False),
+)
+
+ticket_items = sa.Table(
+    "ticket_items",
+    metadata,
+    sa.Column("item_id", sa.String(64), primary_key=True),
+    sa.Column("ticket_id", sa.String(64), nullable=False, index=True),
+    sa.Column("ts", sa.String(27), nullable=False),
+)
+
+# The load ledger: one row per target object, written as an intent before the request and
+# completed with the target id after it, so a crash between the two is resolved by looking the
+# object up on the target (by the source key stamped on it) instead of sending it again.
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("source_key", sa.String(160), primary_key=True),  # e.g. ticket:<id>, message:<item id>
+    sa.Column("entity_type", sa.String(32), nullable=False, index=True),
+    sa.Column("parent_key", sa.String(160), index=True),
+    sa.Column("target_id", sa.String(128)),
+    sa.Column("state", sa.String(16), nullable=False, index=True),  # intent / done / failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("updated_at", sa.String(27), nullable=False),
+)
+
 
 def utc_text(value: datetime) -> str:
     """The one timestamp encoding in staging: fixed-width UTC, lexically ordered."""

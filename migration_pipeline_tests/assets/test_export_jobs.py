@@ -22,7 +22,13 @@ LAST_DAY = (DATASET_END - timedelta(days=1)).isoformat()
 
 def _materialize(server, data_dir, first=FIRST_DAY, last=LAST_DAY):
     resources = {
-        "gladly": GladlyResource(base_url=server.url, api_user=GLADLY_USER, api_token=GLADLY_TOKEN),
+        "gladly": GladlyResource(
+            base_url=server.url,
+            api_user=GLADLY_USER,
+            api_token=GLADLY_TOKEN,
+            backoff_initial_seconds=0.02,
+            backoff_max_seconds=0.2,
+        ),
         "storage": MigrationStorage(data_dir=str(data_dir)),
     }
     return dg.materialize(
@@ -34,7 +40,7 @@ def _materialize(server, data_dir, first=FIRST_DAY, last=LAST_DAY):
 
 
 def _metadata(result):
-    [mat] = result.asset_materializations_for_node("gladly_export_jobs")
+    mat = result.asset_materializations_for_node("gladly_export_jobs")[0]
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -82,12 +88,13 @@ def test_missing_window_fails_with_what_to_do(small_dataset, gladly_server_facto
     data = tmp_path / "dataset"
     shutil.copytree(small_dataset, data)
     layout = DatasetLayout(data)
-    for job_id in layout.job_ids():
-        if read_json(layout.job_dir(job_id) / "job.json").get("scheduleId") is None:
-            shutil.rmtree(layout.job_dir(job_id))
+    one_time = [j["id"] for j in read_json(layout.manifest)["jobs"] if j["kind"] != "scheduled"]
+    assert one_time
+    for job_id in one_time:
+        shutil.rmtree(layout.job_dir(job_id))
     server = gladly_server_factory(data)
     result = _materialize(server, tmp_path / "pipeline", first=FIRST_DAY, last=FIRST_DAY)
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    message = failure.step_failure_data.error.message
+    message = failure.step_failure_data.error.to_string()
     assert FIRST_DAY in message and "Gladly Support" in message and "landing" in message

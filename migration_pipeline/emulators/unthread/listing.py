@@ -340,7 +340,10 @@ def _seek(refs: list[ScalarRef], values: list[Any], desc: bool) -> tuple[str, li
     cmp = "<" if desc else ">"
     if all(r.nonnull for r in refs) and all(v is not None for v in values):
         cols = ", ".join(r.expr for r in refs)
-        return f"({cols}) {cmp} ({', '.join('?' * len(values))})", list(values)
+        # The redundant bound on the first column lets SQLite range-scan an expression index
+        # (it does not derive one from a row-value comparison over expressions).
+        bound = f"{refs[0].expr} {cmp}= ?"
+        return f"({bound} AND ({cols}) {cmp} ({', '.join('?' * len(values))}))", [values[0], *values]
     nulls_last = not desc
     branches, params = [], []
     for i, (ref, value) in enumerate(zip(refs, values, strict=True)):
@@ -358,6 +361,14 @@ def _seek(refs: list[ScalarRef], values: list[Any], desc: bool) -> tuple[str, li
         branches.append("(" + " AND ".join([*eq, tail]) + ")")
         params += eq_params + tail_params
     return "(" + (" OR ".join(branches) or "0") + ")", params
+
+
+def _order_term(ref: ScalarRef, desc: bool) -> str:
+    """PostgreSQL's null placement, spelled out only for nullable fields: an explicit NULLS clause
+    on a non-null column would stop SQLite from reading the order straight off an index."""
+    if ref.nonnull:
+        return f"{ref.expr} {'DESC' if desc else 'ASC'}"
+    return f"{ref.expr} {'DESC NULLS FIRST' if desc else 'ASC NULLS LAST'}"
 
 
 @dataclass
@@ -390,8 +401,7 @@ def run_list(store: Store, resource: Resource, q: ListQuery, scope: tuple[str, A
     if values is not None:
         seek_sql, seek_params = _seek(scalar_refs, values, desc)
         page_sql, page_params = f"{where_sql} AND {seek_sql}", page_params + seek_params
-    direction = "DESC NULLS FIRST" if desc else "ASC NULLS LAST"
-    order_sql = ", ".join(f"{r.expr} {direction}" for r in scalar_refs)
+    order_sql = ", ".join(_order_term(r, desc) for r in scalar_refs)
     cols = ", ".join(r.expr for r in scalar_refs)
     rows = store.query(
         f"SELECT doc, {cols} FROM {t} WHERE {page_sql} ORDER BY {order_sql} LIMIT ?", [*page_params, q.limit + 1]

@@ -20,6 +20,8 @@ class GladlyResource(dg.ConfigurableResource):
     )
     timeout_seconds: float = Field(default=60.0, description="Read timeout per request")
     max_attempts: int = Field(default=6, description="Attempts per request on 429/5xx/connection errors")
+    backoff_initial_seconds: float = Field(default=0.5, description="First retry wait (exponential, jittered)")
+    backoff_max_seconds: float = Field(default=30.0, description="Longest wait between retries")
 
     @contextmanager
     def client(self) -> Iterator[GladlyClient]:
@@ -30,6 +32,8 @@ class GladlyResource(dg.ConfigurableResource):
             requests_per_second=self.requests_per_second,
             timeout_seconds=self.timeout_seconds,
             max_attempts=self.max_attempts,
+            backoff_initial_seconds=self.backoff_initial_seconds,
+            backoff_max_seconds=self.backoff_max_seconds,
         )
         try:
             yield client
