@@ -8,6 +8,7 @@ from pydantic import Field
 
 from migration_pipeline.sources.gladly.resources import GladlyResource
 from migration_pipeline.staging.resources import StagingResource
+from migration_pipeline.targets.unthread.resources import UnthreadResource
 
 
 class MigrationStorage(dg.ConfigurableResource):
@@ -43,5 +44,10 @@ def build_resources() -> dict[str, object]:
             base_url=dg.EnvVar("GLADLY_BASE_URL"),
             api_user=dg.EnvVar("GLADLY_API_USER"),
             api_token=dg.EnvVar("GLADLY_API_TOKEN"),
+        ),
+        "unthread": UnthreadResource(
+            base_url=dg.EnvVar("UNTHREAD_BASE_URL"),
+            api_key=dg.EnvVar("UNTHREAD_API_KEY"),
+            triage_channel_id=dg.EnvVar("UNTHREAD_TRIAGE_CHANNEL_ID"),
         ),
     }

@@ -91,3 +91,24 @@ def staging_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'staging.db'}"
     return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+def unthread_server_factory(tmp_path):
+    """Start Unthread emulators (state in tmp_path) seeded with a dataset's workspace."""
+    from migration_pipeline.emulators.unthread import create_app
+
+    servers: list[RunningServer] = []
+
+    def start(workspace: dict | None = None, faults: FaultConfig | None = None, name: str = "unthread", **kw):
+        kw.setdefault("rate_limit_per_second", None)
+        app = create_app(
+            api_key=UNTHREAD_KEY, state_path=tmp_path / f"{name}.sqlite", workspace=workspace, faults=faults, **kw
+        )
+        server = RunningServer(app).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,88 @@
+"""Unthread REST client. No Dagster import.
+
+Facts it relies on are in `shared/vendor-apis/unthread-api.md`: `X-Api-Key` auth, JSON in and
+out, lists as `POST /<resource>/list` with keyset cursors (`{data, totalCount, cursors}`, at
+most 100 a page), conversations created with an initial markdown message, messages in the
+`{body:{type:"markdown",value}}` form. Rate limits and the error body shape are undocumented,
+so the client paces itself conservatively, retries 429/5xx with backoff, honours `Retry-After`
+if one is sent, and reads `error`/`message` from error bodies when present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from migration_pipeline.core.http import VendorHttpClient
+
+PAGE_LIMIT = 100
+
+
+class UnthreadClient(VendorHttpClient):
+    vendor = "unthread"
+
+    def __init__(self, base_url: str, api_key: str, *, requests_per_second: float = 20.0, **kwargs: Any):
+        super().__init__(
+            base_url,
+            headers={"X-Api-Key": api_key, "Accept": "application/json"},
+            requests_per_second=requests_per_second,
+            **kwargs,
+        )
+
+    def error_detail(self, response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text[:300]
+        if isinstance(body, dict):
+            for key in ("error", "message", "detail"):
+                if isinstance(body.get(key), str):
+                    return body[key]
+        return response.text[:300]
+
+    # -- lists: pagination in one place ------------------------------------------------------
+    def iter_list(self, path: str, body: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Every row of a list endpoint, following `cursors.next` while `hasNext`."""
+        request = {"limit": PAGE_LIMIT, **(body or {})}
+        while True:
+            page = self.request("POST", path, json=request).json()
+            yield from page.get("data", [])
+            cursors = page.get("cursors") or {}
+            if not cursors.get("hasNext") or not cursors.get("next"):
+                return
+            request = {**request, "cursor": cursors["next"]}
+
+    def count(self, path: str, where: list[dict[str, Any]] | None = None) -> int:
+        page = self.request("POST", path, json={"limit": 1, "where": where or [], "select": ["id"]}).json()
+        return int(page.get("totalCount", 0))
+
+    def find_one(self, path: str, field: str, value: Any) -> dict[str, Any] | None:
+        page = self.request("POST", path, json={"limit": 1, "where": [{"field": field, "operator": "==", "value": value}]})
+        data = page.json().get("data") or []
+        return data[0] if data else None
+
+    # -- objects -----------------------------------------------------------------------------
+    def list_users(self) -> list[dict[str, Any]]:
+        return list(self.iter_list("/users/list", {"order": ["createdAt", "id"]}))
+
+    def create_customer(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/customers", json=payload).json()
+
+    def create_conversation(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/conversations", json=payload).json()
+
+    def get_conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        response = self.request("GET", f"/conversations/{conversation_id}", ok=(404,))
+        return None if response.status_code == 404 else response.json()
+
+    def patch_conversation(self, conversation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PATCH", f"/conversations/{conversation_id}", json=payload).json()
+
+    def create_message(self, conversation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", f"/conversations/{conversation_id}/messages", json=payload).json()
+
+    def iter_messages(self, conversation_id: str) -> Iterator[dict[str, Any]]:
+        """A conversation's messages oldest first (the initial message included)."""
+        yield from self.iter_list(f"/conversations/{conversation_id}/messages/list", {"order": ["ts", "id"]})

@@ -1,0 +1,344 @@
+"""Load split tickets into Unthread without ever creating a duplicate. No Dagster import.
+
+Order: customers, then per ticket (oldest first) the conversation with its first item as the
+initial message, the remaining items as messages in source order, then the final status.
+
+Ledger protocol (table `ledger`, one row per target object, keyed by a source key):
+1. before a create request, an `intent` row is committed;
+2. after it, the row is completed (`done`) with the target id;
+3. an `intent` found on a later run means the outcome is unknown (crash, lost response): the
+   object is looked up on the target by the source key stamped on it — `externalCrmMetadata.id`
+   for customers, `metadata.sourceKey` for conversations, a `gladly-item:<id>` marker line in a
+   message's text — and only re-sent if it is not there.
+A 4xx validation error is recorded as `failed` with the vendor's message and not retried in the
+run; the run reports it. Everything stamped on the target names the Gladly source ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from markdownify import markdownify
+
+from migration_pipeline.core.http import VendorAPIError
+from migration_pipeline.staging.db import (
+    StagingDatabase,
+    agents,
+    conversation_items,
+    customers,
+    ledger,
+    now_text,
+    ticket_items,
+    tickets,
+)
+from migration_pipeline.targets.unthread.client import UnthreadClient
+
+STATUS_MAP = {"OPEN": "open", "CLOSED": "closed", "WAITING": "on_hold"}
+MARKER = "gladly-item:"
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    triage_channel_id: str
+    placeholder_user_id: str | None = None
+    max_markdown_chars: int = 40_000
+    run_id: str | None = None
+
+
+@dataclass
+class LoadCounts:
+    customers_created: int = 0
+    conversations_created: int = 0
+    messages_created: int = 0
+    statuses_patched: int = 0
+    recovered: int = 0  # intents resolved by finding the object on the target
+    failed: int = 0
+    unmatched_agents: set[str] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+
+
+class Ledger:
+    def __init__(self, db: StagingDatabase, run_id: str | None):
+        self.db, self.run_id = db, run_id
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self.db.engine.connect() as conn:
+            row = conn.execute(sa.select(ledger).where(ledger.c.source_key == key)).mappings().first()
+        return dict(row) if row else None
+
+    def write(self, key: str, entity: str, state: str, *, target_id=None, parent=None, error=None) -> None:
+        previous = self.get(key)
+        row = {
+            "source_key": key,
+            "entity_type": entity,
+            "parent_key": parent,
+            "target_id": target_id,
+            "state": state,
+            "attempts": (previous["attempts"] if previous else 0) + (1 if state == "intent" else 0),
+            "last_error": error,
+            "run_id": self.run_id,
+            "updated_at": now_text(),
+        }
+        with self.db.begin() as conn:
+            self.db.upsert(conn, ledger, [row])
+
+
+class UnthreadLoader:
+    def __init__(self, db: StagingDatabase, client: UnthreadClient, settings: LoadSettings):
+        self.db, self.client, self.settings = db, client, settings
+        self.ledger = Ledger(db, settings.run_id)
+        self.counts = LoadCounts()
+        self._users_by_email: dict[str, str] | None = None
+
+    # -- the protocol, once for every kind of object -----------------------------------------
+    def ensure(
+        self,
+        key: str,
+        entity: str,
+        create: Callable[[], dict[str, Any]],
+        find: Callable[[], dict[str, Any] | None],
+        parent: str | None = None,
+    ) -> str | None:
+        """The target id for `key`: from the ledger, found on the target, or created now."""
+        row = self.ledger.get(key)
+        if row and row["state"] == "done":
+            return row["target_id"]
+        if row and row["state"] == "intent":
+            found = find()
+            if found is not None:
+                self.ledger.write(key, entity, "done", target_id=found["id"], parent=parent)
+                self.counts.recovered += 1
+                return found["id"]
+        self.ledger.write(key, entity, "intent", parent=parent)
+        try:
+            created = create()
+        except VendorAPIError as exc:
+            if exc.retryable:
+                raise  # outcome unknown: the intent stays, the next run looks before re-sending
+            self.ledger.write(key, entity, "failed", parent=parent, error=str(exc))
+            self.counts.failed += 1
+            self.counts.errors.append(f"{key}: {exc}")
+            return None
+        self.ledger.write(key, entity, "done", target_id=created["id"], parent=parent)
+        return created["id"]
+
+    # -- customers ---------------------------------------------------------------------------
+    def ensure_customer(self, customer_id: str) -> str | None:
+        with self.db.engine.connect() as conn:
+            row = conn.execute(sa.select(customers).where(customers.c.source_id == customer_id)).mappings().first()
+        name = (row and (row["name"] or row["primary_email"])) or f"Gladly customer {customer_id}"
+        stamp = f"gladly:{customer_id}"
+
+        def create() -> dict[str, Any]:
+            self.counts.customers_created += 1
+            return self.client.create_customer({"name": name, "externalCrmMetadata": {"id": stamp}})
+
+        return self.ensure(
+            f"customer:{customer_id}",
+            "customer",
+            create,
+            lambda: self.client.find_one("/customers/list", "externalCrmMetadata.id", stamp),
+        )
+
+    # -- tickets -----------------------------------------------------------------------------
+    def load_tickets(self, ticket_ids: list[str], until: datetime) -> LoadCounts:
+        for ticket_id in ticket_ids:
+            self.load_ticket(ticket_id, until)
+        return self.counts
+
+    def load_ticket(self, ticket_id: str, until: datetime) -> None:
+        with self.db.engine.connect() as conn:
+            ticket = conn.execute(sa.select(tickets).where(tickets.c.ticket_id == ticket_id)).mappings().one()
+            items = (
+                conn.execute(
+                    sa.select(conversation_items)
+                    .join(ticket_items, ticket_items.c.item_id == conversation_items.c.source_id)
+                    .where(ticket_items.c.ticket_id == ticket_id)
+                    .order_by(conversation_items.c.ts, conversation_items.c.source_id)
+                )
+                .mappings()
+                .all()
+            )
+            later = conn.execute(
+                sa.select(sa.func.count()).where(
+                    tickets.c.conversation_id == ticket["conversation_id"], tickets.c.first_ts > ticket["first_ts"]
+                )
+            ).scalar_one()
+        if not items:
+            return
+        customer_target = self.ensure_customer(ticket["customer_id"])
+        if customer_target is None:
+            return
+        key = f"ticket:{ticket_id}"
+        first, rest = items[0], items[1:]
+        first_parts = self.render(first)
+
+        def create_conversation() -> dict[str, Any]:
+            payload = {
+                "type": "triage",
+                "triageChannelId": self.settings.triage_channel_id,
+                "title": self.title(first, ticket),
+                "markdown": first_parts[0],
+                "status": "open",
+                "customerId": customer_target,
+                "onBehalfOf": self.on_behalf_of(first),
+                "metadata": {
+                    "sourceKey": key,
+                    "gladlyConversationId": str(ticket["conversation_id"]),
+                    "gladlyCustomerId": str(ticket["customer_id"]),
+                    "gladlyTicketId": ticket_id,
+                },
+            }
+            created = self.client.create_conversation(payload)
+            self.counts.conversations_created += 1
+            initial = created.get("initialMessage") or {}
+            self.ledger.write(
+                _message_key(first["source_id"], 0, len(first_parts)),
+                "message",
+                "done",
+                target_id=initial.get("id") or created["id"],
+                parent=key,
+            )
+            return created
+
+        conversation_id = self.ensure(
+            key, "conversation", create_conversation, lambda: self.client.find_one("/conversations/list", "metadata.sourceKey", key)
+        )
+        if conversation_id is None:
+            return
+        existing_markers: set[str] | None = None
+        for item in items:
+            parts = first_parts if item is first else self.render(item)
+            for index, body in enumerate(parts):
+                if item is first and index == 0:
+                    continue
+                mkey = _message_key(item["source_id"], index, len(parts))
+
+                def find_message(marker=_marker(item["source_id"], index, len(parts))) -> dict[str, Any] | None:
+                    nonlocal existing_markers
+                    if existing_markers is None:
+                        existing_markers = {
+                            m: msg["id"]
+                            for msg in self.client.iter_messages(conversation_id)
+                            for m in _markers_in(msg.get("text") or "")
+                        }
+                    target = existing_markers.get(marker)
+                    return {"id": target} if target else None
+
+                def create_message(body=body, item=item) -> dict[str, Any]:
+                    payload: dict[str, Any] = {"body": {"type": "markdown", "value": body}, "onBehalfOf": self.on_behalf_of(item)}
+                    if item["kind"] == "CONVERSATION_NOTE":
+                        payload["isPrivateNote"] = True
+                    created = self.client.create_message(conversation_id, payload)
+                    self.counts.messages_created += 1
+                    return created
+
+                self.ensure(mkey, "message", create_message, find_message, parent=key)
+        self.ensure_status(ticket_id, conversation_id, self.final_status(items, later > 0, until))
+
+    def ensure_status(self, ticket_id: str, conversation_id: str, status: str) -> None:
+        key = f"status:{ticket_id}"
+        row = self.ledger.get(key)
+        if row and row["state"] == "done" and row["target_id"] == status:
+            return
+        self.ledger.write(key, "status", "intent", parent=f"ticket:{ticket_id}")
+        self.client.patch_conversation(conversation_id, {"status": status})  # idempotent: safe to repeat
+        self.counts.statuses_patched += 1
+        self.ledger.write(key, "status", "done", target_id=status, parent=f"ticket:{ticket_id}")
+
+    # -- mapping -----------------------------------------------------------------------------
+    @staticmethod
+    def final_status(items, has_later_ticket: bool, until: datetime) -> str:
+        for item in reversed(items):
+            if item["kind"] == "CONVERSATION_STATUS_CHANGE":
+                value = str((item["payload"].get("content") or {}).get("status", "")).upper()
+                if value in STATUS_MAP:
+                    return STATUS_MAP[value]
+        return "closed" if has_later_ticket else "open"
+
+    def title(self, first, ticket) -> str:
+        if first["subject"]:
+            return str(first["subject"])[:200]
+        return f"Gladly {first['channel'] or first['kind'].lower()} conversation from {first['ts'][:10]}"
+
+    def users_by_email(self) -> dict[str, str]:
+        if self._users_by_email is None:
+            self._users_by_email = {
+                u["email"].strip().lower(): u["id"] for u in self.client.list_users() if isinstance(u.get("email"), str)
+            }
+        return self._users_by_email
+
+    def on_behalf_of(self, item) -> dict[str, Any]:
+        if item["author_type"] == "agent" and item["author_id"]:
+            with self.db.engine.connect() as conn:
+                agent = conn.execute(sa.select(agents).where(agents.c.source_id == item["author_id"])).mappings().first()
+            email = (agent["email"] or "").strip().lower() if agent else ""
+            user_id = self.users_by_email().get(email)
+            if user_id:
+                return {"id": user_id}
+            self.counts.unmatched_agents.add(item["author_id"])
+            if self.settings.placeholder_user_id:
+                return {"id": self.settings.placeholder_user_id}
+            return {"name": (agent and agent["name"]) or f"Gladly agent {item['author_id']}"}
+        with self.db.engine.connect() as conn:
+            customer = conn.execute(sa.select(customers).where(customers.c.source_id == item["customer_id"])).mappings().first()
+        who: dict[str, Any] = {"name": (customer and customer["name"]) or f"Gladly customer {item['customer_id']}"}
+        email = customer and customer["primary_email"]
+        if email and EMAIL_RE.match(email):
+            who["email"] = email.lower()
+        return who
+
+    def render(self, item) -> list[str]:
+        """Markdown for one item, split into parts when over the target's limit (never truncated)."""
+        author = {"customer": "Customer", "agent": "Agent", "system": "System", "external": "External"}[item["author_type"]]
+        header = f"**{author}** · {item['kind']} · {item['ts'][:19].replace('T', ' ')} UTC"
+        if item["html"]:
+            body = markdownify(item["html"], heading_style="ATX").strip()
+        else:
+            body = (item["text"] or "").strip()
+        if not body:
+            body = _describe(item)
+        if item["subject"]:
+            body = f"*{item['subject']}*\n\n{body}"
+        room = self.settings.max_markdown_chars - len(header) - 120
+        chunks = [body[i : i + room] for i in range(0, len(body), room)] or [""]
+        total = len(chunks)
+        return [
+            f"{header}{f' (part {n + 1}/{total})' if total > 1 else ''}\n\n{chunk}\n\n`{_marker(item['source_id'], n, total)}`"
+            for n, chunk in enumerate(chunks)
+        ]
+
+
+def _describe(item) -> str:
+    content = item["payload"].get("content") or {}
+    details = {k: v for k, v in content.items() if k != "type" and isinstance(v, (str, int, float, bool))}
+    return "; ".join(f"{k}: {v}" for k, v in sorted(details.items())) or f"({item['kind']})"
+
+
+def _message_key(item_id: str, index: int, total: int) -> str:
+    return f"message:{item_id}" if total == 1 else f"message:{item_id}#{index + 1}"
+
+
+def _marker(item_id: str, index: int, total: int) -> str:
+    return f"{MARKER}{item_id}" if total == 1 else f"{MARKER}{item_id}#{index + 1}"
+
+
+def _markers_in(text: str) -> list[str]:
+    return re.findall(r"`(" + re.escape(MARKER) + r"[^`]+)`", text)
+
+
+def tickets_touching(db: StagingDatabase, lo: str, hi: str) -> list[str]:
+    """Tickets holding at least one item of [lo, hi), oldest first."""
+    query = (
+        sa.select(tickets.c.ticket_id)
+        .where(sa.exists().where(ticket_items.c.ticket_id == tickets.c.ticket_id, ticket_items.c.ts >= lo, ticket_items.c.ts < hi))
+        .order_by(tickets.c.first_ts, tickets.c.ticket_id)
+    )
+    with db.engine.connect() as conn:
+        return [r[0] for r in conn.execute(query)]

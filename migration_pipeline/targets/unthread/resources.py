@@ -1,0 +1,44 @@
+"""Dagster resource wrapping the Unthread client; the API key only through `dagster.EnvVar`."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field
+
+from migration_pipeline.targets.unthread.client import UnthreadClient
+
+
+class UnthreadResource(dg.ConfigurableResource):
+    """Unthread REST API access and the workspace objects the load needs."""
+
+    base_url: str = Field(description="API base including /api, e.g. https://api.unthread.io/api (UNTHREAD_BASE_URL)")
+    api_key: str = Field(description="Service-account key (UNTHREAD_API_KEY); never logged")
+    triage_channel_id: str = Field(description="Triage channel the migrated conversations go to (UNTHREAD_TRIAGE_CHANNEL_ID)")
+    placeholder_user_id: Optional[str] = Field(
+        default=None, description="Unthread user that stands in for Gladly agents with no matching user"
+    )
+    requests_per_second: float = Field(
+        default=20.0, description="Client pacing; Unthread publishes no limit, so stay conservative"
+    )
+    timeout_seconds: float = Field(default=60.0)
+    max_attempts: int = Field(default=8, description="Attempts per request on 429/5xx/connection errors")
+    backoff_initial_seconds: float = Field(default=0.5)
+    backoff_max_seconds: float = Field(default=30.0)
+
+    @contextmanager
+    def client(self) -> Iterator[UnthreadClient]:
+        client = UnthreadClient(
+            self.base_url,
+            self.api_key,
+            requests_per_second=self.requests_per_second,
+            timeout_seconds=self.timeout_seconds,
+            max_attempts=self.max_attempts,
+            backoff_initial_seconds=self.backoff_initial_seconds,
+            backoff_max_seconds=self.backoff_max_seconds,
+        )
+        try:
+            yield client
+        finally:
+            client.close()
