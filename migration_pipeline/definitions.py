@@ -4,11 +4,12 @@ import dagster as dg
 
 from migration_pipeline.assets.export_jobs import gladly_export_jobs
 from migration_pipeline.assets.loaded_records import unthread_loaded_records
+from migration_pipeline.assets.reconciliation_report import reconciliation_report
 from migration_pipeline.assets.staged_records import staged_gladly_records
 from migration_pipeline.assets.tickets import split_tickets
 from migration_pipeline.resources import build_resources
 
 defs = dg.Definitions(
-    assets=[gladly_export_jobs, staged_gladly_records, split_tickets, unthread_loaded_records],
+    assets=[gladly_export_jobs, staged_gladly_records, split_tickets, unthread_loaded_records, reconciliation_report],
     resources=build_resources(),
 )

@@ -19,11 +19,12 @@ DATASET_NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory) -> Path:
-    """30 customers x 20 days ending DATASET_END: daily jobs plus a one-time job for old history."""
+    """50 customers x 20 days ending DATASET_END (every kind of mess the generator makes): daily
+    jobs plus a one-time job for the history older than Gladly's 14 days."""
     from migration_pipeline.synth.generator import generate
 
     out = tmp_path_factory.mktemp("dataset")
-    generate(out, customers=30, days=20, seed=11, end=DATASET_END)
+    generate(out, customers=50, days=20, seed=11, end=DATASET_END)
     return out
 
 

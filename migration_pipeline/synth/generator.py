@@ -1269,6 +1269,11 @@ def _write_customer(world: World, plan: JobPlan, persona: Persona, b: TimelineBu
     customer_line = dumps(persona.export_line())
     groups = _route(world, plan, b.ts)
     last_scheduled = max((g for g, (job, _) in enumerate(groups) if job.kind == "scheduled"), default=-1)
+    # Line-level mess goes where the pipeline can still download it: the last group whose job is
+    # not yet expired (an expired job's lines would only be reachable through the one-time job).
+    mess_group = max(
+        (g for g, (job, _) in enumerate(groups) if not job.expired(world.as_of_ms)), default=last_scheduled
+    )
     showcase = persona.script == "showcase"
     swapped = False
     for g, (job, positions) in enumerate(groups):
@@ -1287,13 +1292,13 @@ def _write_customer(world: World, plan: JobPlan, persona: Persona, b: TimelineBu
         cust_lines = [customer_line]
         malformed: list[tuple[int, str, str, str | None]] = []  # (index in lines, file, reason, itemId)
         shift = 0
-        if showcase and g == 0:
+        if showcase and g == mess_group:
             lines.insert(0, lines[0][: len(lines[0]) // 2])
             malformed.append((0, "conversation_items.jsonl", "truncated_json", b.items[order[0]]["id"]))
             cust_lines.insert(0, customer_line[: len(customer_line) // 2])
             malformed.append((0, "customers.jsonl", "truncated_json", None))
             shift = 1
-        if showcase and g == last_scheduled:
+        if showcase and g == mess_group:
             orphan = dict(b.items[order[-1]])
             orphan.pop("customerId")
             orphan.pop("conversationId", None)
