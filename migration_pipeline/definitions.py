@@ -8,8 +8,12 @@ from migration_pipeline.assets.reconciliation_report import reconciliation_repor
 from migration_pipeline.assets.staged_records import staged_gladly_records
 from migration_pipeline.assets.tickets import split_tickets
 from migration_pipeline.resources import build_resources
+from migration_pipeline.schedules import delta_schedule, migration_job, new_gladly_export_jobs
 
 defs = dg.Definitions(
     assets=[gladly_export_jobs, staged_gladly_records, split_tickets, unthread_loaded_records, reconciliation_report],
+    jobs=[migration_job],
+    schedules=[delta_schedule],
+    sensors=[new_gladly_export_jobs],
     resources=build_resources(),
 )
