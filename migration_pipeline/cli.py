@@ -188,11 +188,16 @@ def demo_cmd(
     workdir: Annotated[
         Optional[Path], typer.Option("--workdir", help="Where to put the dataset, archive and staging DB (default: a temp dir)")
     ] = None,
-    customers: Annotated[int, typer.Option("--customers")] = 200,
+    customers: Annotated[int, typer.Option("--customers")] = 150,
     days: Annotated[int, typer.Option("--days")] = 21,
     seed: Annotated[int, typer.Option("--seed")] = 7,
 ) -> None:
     """Start both emulators, generate a messy dataset and run the pipeline over its whole range."""
+    import warnings
+
+    import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     from migration_pipeline.demo import run_demo
 
     raise typer.Exit(run_demo(workdir=workdir, customers=customers, days=days, seed=seed))
@@ -203,7 +208,7 @@ def ui_cmd(
     workdir: Annotated[
         Optional[Path], typer.Option("--workdir", help="Dataset, archive and Dagster home (default: data/ui, reused)")
     ] = None,
-    customers: Annotated[int, typer.Option("--customers")] = 200,
+    customers: Annotated[int, typer.Option("--customers")] = 150,
     days: Annotated[int, typer.Option("--days")] = 21,
     seed: Annotated[int, typer.Option("--seed")] = 7,
 ) -> None:

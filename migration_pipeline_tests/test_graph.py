@@ -159,7 +159,39 @@ def test_every_bad_input_is_staged_tolerated_or_quarantined(rehearsal):
         db.dispose()
 
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"variance_within_tolerance": True, "messages_in_source_order": True}
+    assert checks == {"variance_within_tolerance": True, "messages_in_source_order": True, "no_duplicate_messages": True}
+
+
+def test_duplicate_check_fails_when_a_message_is_posted_twice(rehearsal):
+    rehearsal.run()
+    db = rehearsal.db()
+    try:
+        with db.engine.connect() as conn:
+            conversation = conn.execute(
+                sa.select(ledger.c.target_id).where(ledger.c.entity_type == "conversation").order_by(ledger.c.source_key)
+            ).scalar()
+    finally:
+        db.dispose()
+    headers = {"X-Api-Key": UNTHREAD_KEY}
+    messages = httpx.post(
+        f"{rehearsal.unthread.url}/api/conversations/{conversation}/messages/list", json={"order": ["ts", "id"]}, headers=headers
+    ).json()["data"]
+    text = messages[-1]["text"]
+    httpx.post(
+        f"{rehearsal.unthread.url}/api/conversations/{conversation}/messages",
+        json={"body": {"type": "markdown", "value": text}},
+        headers=headers,
+    ).raise_for_status()
+    result = dg.materialize(
+        [reconciliation_report],
+        resources=rehearsal.resources,
+        tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
+        raise_on_error=False,
+    )
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["no_duplicate_messages"].passed
+    assert checks["no_duplicate_messages"].metadata["duplicates"].value == 1
+    assert checks["variance_within_tolerance"].passed
 
 
 def test_reconciliation_fails_when_a_loaded_conversation_disappears_from_unthread(rehearsal):

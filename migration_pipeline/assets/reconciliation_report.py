@@ -15,6 +15,7 @@ from migration_pipeline.targets.unthread.resources import UnthreadResource
 
 VARIANCE_CHECK = "variance_within_tolerance"
 ORDER_CHECK = "messages_in_source_order"
+DUPLICATE_CHECK = "no_duplicate_messages"
 
 
 class ReconciliationConfig(dg.Config):
@@ -33,6 +34,8 @@ class ReconciliationConfig(dg.Config):
                           description="Source items missing from Unthread on readback stay within max_variance (0.1%)"),
         dg.AssetCheckSpec(ORDER_CHECK, asset="reconciliation_report", blocking=True,
                           description="Every loaded conversation's messages are in source order"),
+        dg.AssetCheckSpec(DUPLICATE_CHECK, asset="reconciliation_report", blocking=True,
+                          description="No source item appears in Unthread more than once"),
     ],
 )
 def reconciliation_report(
@@ -93,6 +96,12 @@ def reconciliation_report(
             "out_of_order": dg.MetadataValue.json(rec.out_of_order[:50]),
         },
     )
+    yield dg.AssetCheckResult(
+        check_name=DUPLICATE_CHECK,
+        passed=not rec.duplicates,
+        metadata={"duplicates": dg.MetadataValue.int(len(rec.duplicates)),
+                  "examples": dg.MetadataValue.json(rec.duplicates[:50])},
+    )
 
 
 def render_markdown(rec: Reconciliation) -> str:
@@ -102,7 +111,7 @@ def render_markdown(rec: Reconciliation) -> str:
         f"source {rec.source_items} · staged {rec.staged} · quarantined lines {rec.quarantined_lines} · "
         f"in tickets {rec.in_tickets} · loaded {rec.loaded} · read back {rec.read_back} · "
         f"variance {rec.variance:.4%} · conversations checked {rec.conversations_checked} · "
-        f"out of order {len(rec.out_of_order)}",
+        f"out of order {len(rec.out_of_order)} · duplicates {len(rec.duplicates)}",
         "",
         "| day | staged | in tickets | loaded |",
         "|---|---|---|---|",

@@ -44,6 +44,7 @@ class Reconciliation:
     conversations_checked: int = 0
     out_of_order: list[dict[str, Any]] = field(default_factory=list)
     conversations_gone: list[dict[str, Any]] = field(default_factory=list)  # loaded, now 404 on Unthread
+    duplicates: list[dict[str, Any]] = field(default_factory=list)  # a source item found more than once
     missing: list[dict[str, Any]] = field(default_factory=list)
     missing_by_stage: Counter = field(default_factory=Counter)
     quarantine_reasons: Counter = field(default_factory=Counter)
@@ -69,6 +70,7 @@ class Reconciliation:
             "conversations_checked": self.conversations_checked,
             "out_of_order": self.out_of_order[:MAX_LISTED],
             "conversations_gone": self.conversations_gone[:MAX_LISTED],
+            "duplicates": self.duplicates[:MAX_LISTED],
             "missing_count": len(self.missing),
             "missing_by_stage": dict(self.missing_by_stage),
             "missing": self.missing[:MAX_LISTED],
@@ -183,6 +185,9 @@ def _read_back(db: StagingDatabase, client: UnthreadClient, lo: str, hi: str, re
                 raise
             rec.conversations_gone.append({"ticket_id": ticket_id, "conversation_id": target_id})
         rec.conversations_checked += 1
+        for item_id, n in Counter(seen).items():
+            if n > 1 or item_id in found:
+                rec.duplicates.append({"item_id": item_id, "conversation_id": target_id, "copies": n})
         found.update(seen)
         order = [i for i in seen if i in expected]
         if order != sorted(order, key=expected.__getitem__):
