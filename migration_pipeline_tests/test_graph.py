@@ -224,3 +224,26 @@ def test_reconciliation_fails_when_a_loaded_conversation_disappears_from_unthrea
     # exactly the deleted conversation's items are missing at the target stage (the quarantined
     # line without a customerId was missing at the staging stage all along)
     assert variance.metadata["missing_by_stage"].value.get("target") == lost_items > 0
+
+
+def test_secrets_never_reach_events_reports_or_the_staging_database(rehearsal, tmp_path):
+    from dagster._serdes import serialize_value
+
+    from migration_pipeline.staging.db import metadata
+
+    result = rehearsal.run()
+    secrets = [GLADLY_TOKEN, UNTHREAD_KEY]
+    events = serialize_value(result.all_events)
+    assert all(s not in events for s in secrets)
+    for path in (tmp_path / "pipeline").rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".md", ".jsonl"}:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            assert all(s not in text for s in secrets), path
+    db = rehearsal.db()
+    try:
+        with db.engine.connect() as conn:
+            for table in metadata.sorted_tables:
+                dump = repr(conn.execute(sa.select(table)).all())
+                assert all(s not in dump for s in secrets), table.name
+    finally:
+        db.dispose()
