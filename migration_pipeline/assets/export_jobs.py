@@ -9,6 +9,7 @@ from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.sources.gladly.archive import (
     ExportArchive,
     ExportFilesGone,
+    LandingExportError,
     MissingExportWindow,
     coverage_gaps,
 )
@@ -26,7 +27,8 @@ def gladly_export_jobs(
     context: dg.AssetExecutionContext, gladly: GladlyResource, storage: MigrationStorage
 ) -> dg.MaterializeResult:
     """Every COMPLETED Gladly export job whose data window overlaps the partition window, archived
-    under MIGRATION_DATA_DIR/archive/gladly/jobs/<jobId>/ byte for byte with sha256 and line counts.
+    under MIGRATION_DATA_DIR/archive/gladly/jobs/<jobId>/ byte for byte with sha256 and line counts,
+    plus every export dropped in the landing folder (ZIP, folder or loose JSONL from Gladly Support).
 
     Gladly deletes export files after 14 days, so each job is downloaded once, as soon as it is
     seen, and reused by every partition it covers. Fails, naming the uncovered window, when no
@@ -36,7 +38,18 @@ def gladly_export_jobs(
     window = context.partition_time_window
     archive = ExportArchive(storage.root)
     downloaded = reused = 0
-    gone: list[ExportFilesGone] = []
+    gone: list[Exception] = []
+    try:
+        landed = archive.archive_from_landing(storage.landing_dir)
+    except LandingExportError as exc:
+        gone.append(exc)
+        context.log.error(str(exc))
+        landed = []
+    for job, fresh in landed:
+        downloaded += fresh
+        reused += not fresh
+        context.log.info(f"landing export {job.job_id} [{job.start_at:%Y-%m-%d} .. {job.end_at:%Y-%m-%d}): "
+                         f"{'archived' if fresh else 'already archived'}")
     with gladly.client() as client:
         listed = [j for j in client.list_export_jobs(status="COMPLETED") if j.overlaps(window.start, window.end)]
         for job in listed:
@@ -75,7 +88,8 @@ def gladly_export_jobs(
             "jobs": dg.MetadataValue.int(len(covering)),
             "jobs_downloaded": dg.MetadataValue.int(downloaded),
             "jobs_reused": dg.MetadataValue.int(reused),
-            "jobs_gone": dg.MetadataValue.int(len(gone)),
+            "exports_unusable": dg.MetadataValue.int(len(gone)),
+            "landing_exports": dg.MetadataValue.int(len(landed)),
             "bytes": dg.MetadataValue.int(total_bytes),
             "lines": dg.MetadataValue.int(total_lines),
             "api_calls": dg.MetadataValue.int(calls["requests"]),

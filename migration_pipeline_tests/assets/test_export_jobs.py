@@ -54,7 +54,7 @@ def test_range_archives_every_job_byte_for_byte_and_reuses_them(small_dataset, g
     first = _materialize(server, tmp_path)
     assert first.success
     meta = _metadata(first)
-    assert meta["jobs_downloaded"] == meta["jobs"] > 0 and meta["jobs_gone"] == 0
+    assert meta["jobs_downloaded"] == meta["jobs"] > 0 and meta["exports_unusable"] == 0
 
     truth = {j["id"]: j for j in read_json(DatasetLayout(small_dataset).manifest)["jobs"]}
     archived = ExportArchive(tmp_path).all_jobs()
@@ -98,3 +98,40 @@ def test_missing_window_fails_with_what_to_do(small_dataset, gladly_server_facto
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.step_failure_data.error.to_string()
     assert FIRST_DAY in message and "Gladly Support" in message and "landing" in message
+
+
+def test_landing_folder_export_is_an_equal_input(small_dataset, gladly_server_factory, tmp_path):
+    """The one-time job is gone from the API; Support's ZIP of it in the landing folder covers the gap."""
+    import zipfile
+
+    data = tmp_path / "dataset"
+    shutil.copytree(small_dataset, data)
+    layout = DatasetLayout(data)
+    [one_time] = [j["id"] for j in read_json(layout.manifest)["jobs"] if j["kind"] == "one_time"]
+    landing = tmp_path / "pipeline" / "landing" / "gladly"
+    landing.mkdir(parents=True)
+    with zipfile.ZipFile(landing / "gladly-history-export.zip", "w") as archive:
+        for name in ("agents.jsonl", "conversation_items.jsonl", "customers.jsonl", "topics.jsonl"):
+            archive.write(layout.job_file(one_time, name), f"export/{name}")
+    shutil.rmtree(layout.job_dir(one_time))
+
+    server = gladly_server_factory(data)
+    result = _materialize(server, tmp_path / "pipeline", first=FIRST_DAY, last=FIRST_DAY)
+    assert result.success
+    assert _metadata(result)["landing_exports"] == 1
+    [landed] = [j for j in ExportArchive(tmp_path / "pipeline").all_jobs() if j.source == "landing"]
+    for name, info in landed.files.items():
+        assert info["sha256"] == sha256_file(small_dataset / "gladly" / "jobs" / one_time / name)
+    # dropping the same export again archives nothing new
+    again = _materialize(server, tmp_path / "pipeline", first=FIRST_DAY, last=FIRST_DAY)
+    assert again.success and len([j for j in ExportArchive(tmp_path / "pipeline").all_jobs() if j.source == "landing"]) == 1
+
+
+def test_landing_export_without_a_knowable_window_is_refused_by_name(small_dataset, gladly_server_factory, tmp_path):
+    landing = tmp_path / "pipeline" / "landing" / "gladly" / "agents-only"
+    landing.mkdir(parents=True)
+    (landing / "agents.jsonl").write_text('{"id": "a1", "name": "Amy", "emailAddress": "amy@x.com"}\n')
+    server = gladly_server_factory(small_dataset)
+    result = _materialize(server, tmp_path / "pipeline", first=LAST_DAY, last=LAST_DAY)
+    assert result.success  # the API jobs still cover the window; the bad export is reported
+    assert _metadata(result)["exports_unusable"] == 1

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import zipfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from migration_pipeline.core.http import VendorAPIError
 from migration_pipeline.sources.gladly.client import ExportJob, GladlyClient
 
 ARCHIVE_MARKER = "archive.json"
+EXPORT_FILE_NAMES = ("agents.jsonl", "conversation_items.jsonl", "customers.jsonl", "topics.jsonl")
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,51 @@ class ExportArchive:
         assert archived is not None
         return archived, True
 
+    def archive_from_landing(self, landing_dir: Path) -> list[tuple[ArchivedJob, bool]]:
+        """Archive every export dropped in the landing folder, as Gladly Support hands them over:
+        a ZIP of the JSONL files, a folder of them, or the files loose in the landing folder.
+
+        Each becomes a job with id `landing-<sha256 of its files>` (dropping the same export twice
+        archives it once) and a window from a `job.json` beside the files if there is one, else
+        from its items' timestamps (whole UTC days). An export without items or job.json has no
+        knowable window and raises `LandingExportError`.
+        """
+        results = []
+        for source in _landing_exports(landing_dir):
+            with source.open_members() as members:
+                digest = hashlib.sha256()
+                for name in sorted(members):
+                    digest.update(name.encode() + b"\0" + members[name]["sha256"].encode())
+                job_id = f"landing-{digest.hexdigest()[:20]}"
+                existing = self.load(job_id)
+                if existing is not None and self.verify(existing):
+                    results.append((existing, False))
+                    continue
+                directory = self.job_dir(job_id)
+                directory.mkdir(parents=True, exist_ok=True)
+                files = {}
+                for name, meta in members.items():
+                    shutil.copyfile(meta["path"], directory / name)
+                    files[name] = {k: meta[k] for k in ("bytes", "sha256", "lines")}
+                start, end = source.window(directory)
+            meta = {
+                "jobId": job_id,
+                "source": "landing",
+                "landingPath": str(source.path),
+                "startAt": start.isoformat(),
+                "endAt": end.isoformat(),
+                "updatedAt": datetime.fromtimestamp(source.path.stat().st_mtime, UTC).isoformat(),
+                "archivedAt": datetime.now(UTC).isoformat(),
+                "files": files,
+            }
+            tmp = directory / (ARCHIVE_MARKER + ".tmp")
+            tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+            tmp.replace(directory / ARCHIVE_MARKER)
+            archived = self.load(job_id)
+            assert archived is not None
+            results.append((archived, True))
+        return results
+
     def verify(self, job: ArchivedJob) -> bool:
         """Every recorded file is present with the recorded size and sha256."""
         for name, meta in job.files.items():
@@ -132,12 +180,103 @@ class ExportArchive:
         return True
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+class LandingExportError(Exception):
+    """A landing-folder export the pipeline cannot use, with the path and the reason."""
+
+
+@dataclass
+class _LandingExport:
+    path: Path  # the ZIP, the folder, or the landing folder itself (loose files)
+
+    def open_members(self):
+        return _Members(self)
+
+    def window(self, directory: Path) -> tuple[datetime, datetime]:
+        job_file = (self.path / "job.json") if self.path.is_dir() else None
+        if job_file is not None and job_file.exists():
+            params = json.loads(job_file.read_text(encoding="utf-8")).get("parameters", {})
+            return datetime.fromisoformat(params["startAt"]), datetime.fromisoformat(params["endAt"])
+        first = last = None
+        items = directory / "conversation_items.jsonl"
+        if items.exists():
+            with items.open(encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    try:
+                        ts = datetime.fromisoformat(json.loads(line)["timestamp"]).astimezone(UTC)
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        continue
+                    first = ts if first is None or ts < first else first
+                    last = ts if last is None or ts > last else last
+        if first is None or last is None:
+            raise LandingExportError(
+                f"{self.path}: no conversation item with a timestamp and no job.json, so the window it "
+                f"covers is unknown; add a job.json with parameters.startAt/endAt next to the files"
+            )
+        start = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = last.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        return start, end
+
+
+class _Members:
+    """The export's JSONL files as local paths with size, sha256 and line counts (ZIPs unpacked
+    to a temporary folder that is removed afterwards)."""
+
+    def __init__(self, export: _LandingExport):
+        self.export = export
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> dict[str, dict[str, Any]]:
+        path = self.export.path
+        found: dict[str, Path] = {}
+        if path.suffix.lower() == ".zip":
+            self.tmp = path.with_name(f".{path.name}.unpacked")
+            self.tmp.mkdir(exist_ok=True)
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    name = Path(info.filename).name
+                    if name in EXPORT_FILE_NAMES and not info.is_dir():
+                        target = self.tmp / name
+                        with archive.open(info) as src, target.open("wb") as dst:
+                            shutil.copyfileobj(src, dst, 1 << 20)
+                        found[name] = target
+        else:
+            found = {name: path / name for name in EXPORT_FILE_NAMES if (path / name).is_file()}
+        return {name: {"path": p, **_file_facts(p)} for name, p in found.items()}
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _landing_exports(landing_dir: Path) -> list[_LandingExport]:
+    if not landing_dir.is_dir():
+        return []
+    exports = [_LandingExport(p) for p in sorted(landing_dir.glob("*.zip"))]
+    exports += [
+        _LandingExport(p)
+        for p in sorted(landing_dir.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and any((p / n).is_file() for n in EXPORT_FILE_NAMES)
+    ]
+    if any((landing_dir / n).is_file() for n in EXPORT_FILE_NAMES):
+        exports.append(_LandingExport(landing_dir))
+    return exports
+
+
+def _file_facts(path: Path) -> dict[str, Any]:
+    digest, size, lines, last = hashlib.sha256(), 0, 0, b"\n"
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    if size and last != b"\n":
+        lines += 1
+    return {"bytes": size, "sha256": digest.hexdigest(), "lines": lines}
+
+
+def sha256_file(path: Path) -> str:
+    return _file_facts(path)["sha256"]
 
 
 def coverage_gaps(
