@@ -50,5 +50,6 @@ def build_resources() -> dict[str, object]:
             api_key=dg.EnvVar("UNTHREAD_API_KEY"),
             triage_channel_id=dg.EnvVar("UNTHREAD_TRIAGE_CHANNEL_ID"),
             requests_per_second=float(os.getenv("UNTHREAD_REQUESTS_PER_SECOND", "20")),
+            customer_mode=os.getenv("UNTHREAD_CUSTOMER_MODE", "per_person"),
         ),
     }

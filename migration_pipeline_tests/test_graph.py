@@ -247,3 +247,14 @@ def test_secrets_never_reach_events_reports_or_the_staging_database(rehearsal, t
                 assert all(s not in dump for s in secrets), table.name
     finally:
         db.dispose()
+
+
+def test_single_customer_mode_puts_all_history_under_one_unthread_customer(rehearsal):
+    old = rehearsal.resources["unthread"]
+    rehearsal.resources["unthread"] = UnthreadResource(
+        base_url=old.base_url, api_key=old.api_key, triage_channel_id=old.triage_channel_id,
+        requests_per_second=500, customer_mode="single",
+    )
+    rehearsal.run()
+    stats = rehearsal.stats()
+    assert stats["customers"] == 1 and stats["conversations"] == _counts(rehearsal)["tickets"]

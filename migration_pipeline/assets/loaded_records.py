@@ -32,6 +32,7 @@ def unthread_loaded_records(
     settings = LoadSettings(
         triage_channel_id=unthread.triage_channel_id,
         placeholder_user_id=unthread.placeholder_user_id,
+        customer_mode=unthread.customer_mode,
         run_id=context.run.run_id,
     )
     with staging.database() as db, unthread.client() as client:

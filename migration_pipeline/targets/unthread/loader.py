@@ -47,8 +47,16 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 class LoadSettings:
     triage_channel_id: str
     placeholder_user_id: str | None = None
+    # "per_person": one Unthread customer per surviving Gladly customer; "single": all history
+    # under one Unthread customer (Unthread customers are organisations, Gladly's are people).
+    customer_mode: str = "per_person"
+    single_customer_name: str = "Gladly customers"
     max_markdown_chars: int = 40_000
     run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.customer_mode not in ("per_person", "single"):
+            raise ValueError(f"customer_mode must be 'per_person' or 'single', got {self.customer_mode!r}")
 
 
 @dataclass
@@ -130,9 +138,14 @@ class UnthreadLoader:
 
     # -- customers ---------------------------------------------------------------------------
     def ensure_customer(self, customer_id: str) -> str | None:
+        if self.settings.customer_mode == "single":
+            return self._ensure_named_customer("*", self.settings.single_customer_name)
         with self.db.engine.connect() as conn:
             row = conn.execute(sa.select(customers).where(customers.c.source_id == customer_id)).mappings().first()
         name = (row and (row["name"] or row["primary_email"])) or f"Gladly customer {customer_id}"
+        return self._ensure_named_customer(customer_id, name)
+
+    def _ensure_named_customer(self, customer_id: str, name: str) -> str | None:
         stamp = f"gladly:{customer_id}"
 
         def create() -> dict[str, Any]:

@@ -19,6 +19,10 @@ class UnthreadResource(dg.ConfigurableResource):
     placeholder_user_id: Optional[str] = Field(
         default=None, description="Unthread user that stands in for Gladly agents with no matching user"
     )
+    customer_mode: str = Field(
+        default="per_person",
+        description="per_person: one Unthread customer per Gladly customer; single: one for all (UNTHREAD_CUSTOMER_MODE)",
+    )
     requests_per_second: float = Field(
         default=20.0, description="Client pacing; Unthread publishes no limit, so stay conservative"
     )
