@@ -166,18 +166,25 @@ class StagingDatabase:
             yield conn
 
     def upsert(
-        self, conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, update: bool = True
+        self,
+        conn: Connection,
+        table: sa.Table,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        update: bool = True,
+        accumulate: Sequence[str] = (),
     ) -> None:
-        """Insert rows; on a primary-key conflict update every non-key column (or keep the old row)."""
+        """Insert rows; on a primary-key conflict update every non-key column (or keep the old row).
+        Columns in `accumulate` are added to the stored value instead of replacing it."""
         if not rows:
             return
         insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
         keys = [c.name for c in table.primary_key.columns]
         if update:
             columns = [c.name for c in table.columns if c.name not in keys and c.name in rows[0]]
-            stmt = insert.on_conflict_do_update(
-                index_elements=keys, set_={c: getattr(insert.excluded, c) for c in columns}
-            )
+            set_ = {c: getattr(insert.excluded, c) for c in columns}
+            set_.update({c: table.c[c] + getattr(insert.excluded, c) for c in accumulate})
+            stmt = insert.on_conflict_do_update(index_elements=keys, set_=set_)
         else:
             stmt = insert.on_conflict_do_nothing(index_elements=keys)
         conn.execute(stmt, list(rows))

@@ -81,20 +81,20 @@ class Ledger:
         return dict(row) if row else None
 
     def write(self, key: str, entity: str, state: str, *, target_id=None, parent=None, error=None) -> None:
-        previous = self.get(key)
+        """One committed upsert; `attempts` counts the intents (requests) ever made for the key."""
         row = {
             "source_key": key,
             "entity_type": entity,
             "parent_key": parent,
             "target_id": target_id,
             "state": state,
-            "attempts": (previous["attempts"] if previous else 0) + (1 if state == "intent" else 0),
+            "attempts": 1 if state == "intent" else 0,
             "last_error": error,
             "run_id": self.run_id,
             "updated_at": now_text(),
         }
         with self.db.begin() as conn:
-            self.db.upsert(conn, ledger, [row])
+            self.db.upsert(conn, ledger, [row], accumulate=("attempts",))
 
 
 class UnthreadLoader:
@@ -103,6 +103,8 @@ class UnthreadLoader:
         self.ledger = Ledger(db, settings.run_id)
         self.counts = LoadCounts()
         self._users_by_email: dict[str, str] | None = None
+        self._agents: dict[str, Any] | None = None
+        self._customers: dict[str, Any] = {}
 
     # -- the protocol, once for every kind of object -----------------------------------------
     def ensure(
@@ -140,8 +142,7 @@ class UnthreadLoader:
     def ensure_customer(self, customer_id: str) -> str | None:
         if self.settings.customer_mode == "single":
             return self._ensure_named_customer("*", self.settings.single_customer_name)
-        with self.db.engine.connect() as conn:
-            row = conn.execute(sa.select(customers).where(customers.c.source_id == customer_id)).mappings().first()
+        row = self.customer(customer_id)
         name = (row and (row["name"] or row["primary_email"])) or f"Gladly customer {customer_id}"
         return self._ensure_named_customer(customer_id, name)
 
@@ -280,6 +281,20 @@ class UnthreadLoader:
             return str(first["subject"])[:200]
         return f"Gladly {first['channel'] or first['kind'].lower()} conversation from {first['ts'][:10]}"
 
+    def agent(self, agent_id: str) -> Any:
+        if self._agents is None:  # a few hundred rows: read once per run, not once per message
+            with self.db.engine.connect() as conn:
+                self._agents = {r["source_id"]: r for r in conn.execute(sa.select(agents)).mappings()}
+        return self._agents.get(agent_id)
+
+    def customer(self, customer_id: str) -> Any:
+        if customer_id not in self._customers:
+            with self.db.engine.connect() as conn:
+                self._customers[customer_id] = (
+                    conn.execute(sa.select(customers).where(customers.c.source_id == customer_id)).mappings().first()
+                )
+        return self._customers[customer_id]
+
     def users_by_email(self) -> dict[str, str]:
         if self._users_by_email is None:
             self._users_by_email = {
@@ -289,8 +304,7 @@ class UnthreadLoader:
 
     def on_behalf_of(self, item) -> dict[str, Any]:
         if item["author_type"] == "agent" and item["author_id"]:
-            with self.db.engine.connect() as conn:
-                agent = conn.execute(sa.select(agents).where(agents.c.source_id == item["author_id"])).mappings().first()
+            agent = self.agent(item["author_id"])
             email = (agent["email"] or "").strip().lower() if agent else ""
             user_id = self.users_by_email().get(email)
             if user_id:
@@ -299,8 +313,7 @@ class UnthreadLoader:
             if self.settings.placeholder_user_id:
                 return {"id": self.settings.placeholder_user_id}
             return {"name": (agent and agent["name"]) or f"Gladly agent {item['author_id']}"}
-        with self.db.engine.connect() as conn:
-            customer = conn.execute(sa.select(customers).where(customers.c.source_id == item["customer_id"])).mappings().first()
+        customer = self.customer(item["customer_id"])
         who: dict[str, Any] = {"name": (customer and customer["name"]) or f"Gladly customer {item['customer_id']}"}
         email = customer and customer["primary_email"]
         if email and EMAIL_RE.match(email):
