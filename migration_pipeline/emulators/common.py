@@ -192,6 +192,8 @@ class EmulatorState:
     api_prefix: str
     download_pattern: re.Pattern[str] | None = None
     error_body: ErrorBody = lambda status, code, detail: {"error": detail}
+    # Headers an injected error carries, so it looks like the vendor's own (e.g. rate-limit headers).
+    error_headers: Callable[[int], dict[str, str]] = lambda status: {}
     extra_admin: dict[str, Any] = field(default_factory=dict)
 
 
@@ -314,13 +316,9 @@ class EmulatorMiddleware:
     async def _error(self, send: Send, record: RequestRecord, status: int, code: str, detail: str) -> None:
         record.status = status
         body = json.dumps(self.state.error_body(status, code, detail)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in self.state.error_headers(status).items()]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -594,6 +594,11 @@ def create_app(
     )
     api = GladlyApi(store, clock, state.faults)
     limiter = OrgRateLimiter(rate_limit_per_second)
+    # An injected 429 or 5xx carries the org budget headers like every real Gladly API answer.
+    state.error_headers = lambda status: {
+        "Ratelimit-Limit-Second": str(rate_limit_per_second),
+        "Ratelimit-Remaining-Second": "0" if status == 429 else str(limiter.remaining()),
+    }
     app = Starlette(
         routes=[*admin_routes(state), *clock_routes(clock), *api.routes()],
         middleware=[Middleware(GladlyGate, api_user=api_user, api_token=api_token, limiter=limiter)],

@@ -18,6 +18,9 @@ def test_injected_429_has_gladly_body(make_server: ServerFactory) -> None:
     assert response.status_code == 429
     assert errors(response)[0]["code"] == "rate_limited"
     assert "Retry-After" not in response.headers
+    # indistinguishable from Gladly's own 429: the org budget headers say the second is spent
+    assert response.headers["Ratelimit-Remaining-Second"] == "0"
+    assert response.headers["Ratelimit-Limit-Second"].isdigit()
 
 
 def test_injected_5xx(make_server: ServerFactory) -> None:
