@@ -18,14 +18,13 @@ import sqlalchemy as sa
 from migration_pipeline.core.splitting import DEFAULT_GAP, RULE_VERSION, ItemRef, TicketSpan, assign_items
 from migration_pipeline.staging.db import (
     StagingDatabase,
-    conversation_items,
-    customer_lookups,
     ledger,
     now_text,
     ticket_items,
     tickets,
     utc_text,
 )
+from migration_pipeline.staging.sql import model_sql
 
 
 @dataclass
@@ -46,30 +45,10 @@ def _parse(ts: str) -> datetime:
 
 def split_window(db: StagingDatabase, lo: str, hi: str, gap: timedelta = DEFAULT_GAP) -> SplitCounts:
     counts = SplitCounts()
-    surviving = sa.func.coalesce(customer_lookups.c.surviving_id, conversation_items.c.customer_id)
-    unassigned = (
-        sa.select(
-            conversation_items.c.source_id,
-            conversation_items.c.conversation_id,
-            conversation_items.c.customer_id,
-            conversation_items.c.ts,
-            surviving.label("surviving_id"),
-        )
-        .select_from(
-            conversation_items.outerjoin(
-                customer_lookups, customer_lookups.c.customer_id == conversation_items.c.customer_id
-            )
-        )
-        .where(
-            conversation_items.c.ts >= lo,
-            conversation_items.c.ts < hi,
-            ~sa.exists().where(ticket_items.c.item_id == conversation_items.c.source_id),
-        )
-    )
     with db.begin() as conn:
         by_conversation: dict[str, list[ItemRef]] = defaultdict(list)
         customer_of: dict[str, str] = {}
-        for row in conn.execute(unassigned):
+        for row in conn.execute(sa.text(model_sql("int_unassigned_items")), {"lo": lo, "hi": hi}):
             key = conversation_key(row.conversation_id, row.surviving_id)
             by_conversation[key].append(ItemRef(row.source_id, _parse(row.ts)))
             customer_of.setdefault(key, row.surviving_id)
