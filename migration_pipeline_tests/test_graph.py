@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from migration_pipeline.assets.reconciliation_report import reconciliation_report
 from migration_pipeline.definitions import defs
+from migration_pipeline.emulators.common import FaultConfig
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.sources.gladly.resources import GladlyResource
 from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
@@ -24,18 +25,18 @@ LAST = (DATASET_END - timedelta(days=1)).isoformat()
 
 
 class Rehearsal:
-    def __init__(self, dataset, gladly, unthread, data_dir, staging_url):
+    def __init__(self, dataset, gladly, unthread, data_dir, staging_url, **client_overrides):
         self.dataset, self.gladly, self.unthread = dataset, gladly, unthread
         workspace = read_json(DatasetLayout(dataset).unthread_workspace)
         self.resources = {
             "gladly": GladlyResource(
                 base_url=gladly.url, api_user=GLADLY_USER, api_token=GLADLY_TOKEN, requests_per_second=50,
-                backoff_initial_seconds=0.02, backoff_max_seconds=0.2,
+                backoff_initial_seconds=0.02, backoff_max_seconds=0.2, **client_overrides,
             ),
             "unthread": UnthreadResource(
                 base_url=f"{unthread.url}/api", api_key=UNTHREAD_KEY,
                 triage_channel_id=workspace["triageChannels"][0]["id"], requests_per_second=500,
-                backoff_initial_seconds=0.02, backoff_max_seconds=0.2,
+                backoff_initial_seconds=0.02, backoff_max_seconds=0.2, **client_overrides,
             ),
             "storage": MigrationStorage(data_dir=str(data_dir)),
             "staging": StagingResource(url=staging_url),
@@ -258,3 +259,31 @@ def test_single_customer_mode_puts_all_history_under_one_unthread_customer(rehea
     rehearsal.run()
     stats = rehearsal.stats()
     assert stats["customers"] == 1 and stats["conversations"] == _counts(rehearsal)["tickets"]
+
+
+def test_faults_on_both_apis_still_give_every_record_exactly_once(
+    small_dataset, gladly_server_factory, unthread_server_factory, tmp_path, staging_url
+):
+    """429 bursts, 5xx, lost responses on creates and truncated downloads: nothing lost, nothing twice."""
+    gladly = gladly_server_factory(
+        small_dataset, rate_limit_per_second=1000,
+        faults=FaultConfig(seed=3, rate_429=0.1, rate_5xx=0.05, truncate_downloads=0.2),
+    )
+    unthread = unthread_server_factory(
+        read_json(DatasetLayout(small_dataset).unthread_workspace),
+        faults=FaultConfig(seed=4, rate_429=0.2, rate_5xx=0.05, lost_response=0.05),
+    )
+    r = Rehearsal(
+        small_dataset, gladly, unthread, tmp_path / "pipeline", staging_url, throttle_pause_seconds=0.01, max_attempts=12
+    )
+    result = r.run()
+    log = httpx.get(f"{unthread.url}/_emulator/requests").json()
+    injected = {f: sum(1 for e in log if e["fault"] == f) for f in ("429", "lost_response")}
+    assert injected["429"] > 0 and injected["lost_response"] > 0
+
+    counts, stats = _counts(r), r.stats()
+    assert counts["failed"] == 0
+    assert stats["conversations"] == counts["tickets"] == counts["conversations_done"]
+    assert stats["messages"] == counts["messages_done"]
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert all(checks.values()) and len(checks) == 3

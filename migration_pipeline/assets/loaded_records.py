@@ -33,6 +33,8 @@ def unthread_loaded_records(
         triage_channel_id=unthread.triage_channel_id,
         placeholder_user_id=unthread.placeholder_user_id,
         customer_mode=unthread.customer_mode,
+        create_attempts=unthread.max_attempts,
+        create_backoff_seconds=unthread.backoff_initial_seconds,
         run_id=context.run.run_id,
     )
     with staging.database() as db, unthread.client() as client:

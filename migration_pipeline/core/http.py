@@ -164,10 +164,17 @@ class VendorHttpClient:
             self._limiter.try_acquire(self.vendor)
 
     # -- requests --------------------------------------------------------------------------
-    def request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (), idempotent: bool = True, **kwargs: Any
+    ) -> httpx.Response:
         """Send with pacing and retries. Returns 2xx/3xx responses and any status in `ok`;
-        raises VendorAPIError for other statuses (after retries for retryable ones)."""
-        with self._attempts(method, path) as attempt:
+        raises VendorAPIError for other statuses (after retries for retryable ones).
+
+        `idempotent=False` (creates): only a 429 is retried here, since a throttled request was
+        not applied. After a 5xx or a broken connection the write may have been applied, so the
+        error goes straight to the caller, which must look the object up before sending again
+        (the loader's ledger protocol) - a blind retry is how duplicates are made."""
+        with self._attempts(method, path, idempotent) as attempt:
             return attempt(lambda: self._send(method, path, ok, kwargs))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -250,7 +257,7 @@ class VendorHttpClient:
                 self.pause_for(self.throttle_pause)
         return backoff
 
-    def _retrying(self, method: str, path: str) -> Retrying:
+    def _retrying(self, method: str, path: str, idempotent: bool = True) -> Retrying:
         def before_sleep(state: RetryCallState) -> None:
             self.stats.bump("retries")
             exc = state.outcome.exception() if state.outcome else None
@@ -258,7 +265,11 @@ class VendorHttpClient:
             log.info("%s %s %s: %s, retry %d", self.vendor, method, path, what, state.attempt_number)
 
         return Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, (_RetryableResponse, httpx.TransportError))),
+            retry=retry_if_exception(
+                (lambda e: isinstance(e, (_RetryableResponse, httpx.TransportError)))
+                if idempotent
+                else (lambda e: isinstance(e, _RetryableResponse) and e.response.status_code == 429)
+            ),
             stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
             before_sleep=before_sleep,
@@ -266,8 +277,8 @@ class VendorHttpClient:
         )
 
     @contextmanager
-    def _attempts(self, method: str, path: str):
-        retrying = self._retrying(method, path)
+    def _attempts(self, method: str, path: str, idempotent: bool = True):
+        retrying = self._retrying(method, path, idempotent)
 
         def attempt(fn):
             try:
@@ -275,9 +286,7 @@ class VendorHttpClient:
             except _RetryableResponse as exc:
                 raise self._error(method, path, exc.response) from None
             except httpx.TransportError as exc:
-                raise VendorAPIError(
-                    self.vendor, method, path, None, f"connection failed after {self.max_attempts} attempts: {exc!r}"
-                ) from None
+                raise VendorAPIError(self.vendor, method, path, None, f"connection failed: {exc!r}") from None
 
         yield attempt
 

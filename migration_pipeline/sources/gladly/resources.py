@@ -22,6 +22,7 @@ class GladlyResource(dg.ConfigurableResource):
     max_attempts: int = Field(default=6, description="Attempts per request on 429/5xx/connection errors")
     backoff_initial_seconds: float = Field(default=0.5, description="First retry wait (exponential, jittered)")
     backoff_max_seconds: float = Field(default=30.0, description="Longest wait between retries")
+    throttle_pause_seconds: float = Field(default=1.0, description="Pause after a 429 without Retry-After")
 
     @contextmanager
     def client(self) -> Iterator[GladlyClient]:
@@ -34,6 +35,7 @@ class GladlyResource(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             backoff_initial_seconds=self.backoff_initial_seconds,
             backoff_max_seconds=self.backoff_max_seconds,
+            throttle_pause_seconds=self.throttle_pause_seconds,
         )
         try:
             yield client

@@ -68,10 +68,10 @@ class UnthreadClient(VendorHttpClient):
         return list(self.iter_list("/users/list", {"order": ["createdAt", "id"]}))
 
     def create_customer(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/customers", json=payload).json()
+        return self.request("POST", "/customers", json=payload, idempotent=False).json()
 
     def create_conversation(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/conversations", json=payload).json()
+        return self.request("POST", "/conversations", json=payload, idempotent=False).json()
 
     def get_conversation(self, conversation_id: str) -> dict[str, Any] | None:
         response = self.request("GET", f"/conversations/{conversation_id}", ok=(404,))
@@ -81,7 +81,7 @@ class UnthreadClient(VendorHttpClient):
         return self.request("PATCH", f"/conversations/{conversation_id}", json=payload).json()
 
     def create_message(self, conversation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", f"/conversations/{conversation_id}/messages", json=payload).json()
+        return self.request("POST", f"/conversations/{conversation_id}/messages", json=payload, idempotent=False).json()
 
     def iter_messages(self, conversation_id: str) -> Iterator[dict[str, Any]]:
         """A conversation's messages oldest first (the initial message included)."""

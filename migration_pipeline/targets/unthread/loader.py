@@ -17,6 +17,7 @@ run; the run reports it. Everything stamped on the target names the Gladly sourc
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +54,8 @@ class LoadSettings:
     single_customer_name: str = "Gladly customers"
     max_markdown_chars: int = 40_000
     run_id: str | None = None
+    create_attempts: int = 6
+    create_backoff_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         if self.customer_mode not in ("per_person", "single"):
@@ -115,28 +118,39 @@ class UnthreadLoader:
         find: Callable[[], dict[str, Any] | None],
         parent: str | None = None,
     ) -> str | None:
-        """The target id for `key`: from the ledger, found on the target, or created now."""
+        """The target id for `key`: from the ledger, found on the target, or created now.
+
+        Whenever an earlier attempt's outcome is unknown (an intent left by a crash, a 5xx, a
+        dropped connection), the object is looked up before anything is sent again."""
         row = self.ledger.get(key)
         if row and row["state"] == "done":
             return row["target_id"]
-        if row and row["state"] == "intent":
-            found = find()
-            if found is not None:
-                self.ledger.write(key, entity, "done", target_id=found["id"], parent=parent)
-                self.counts.recovered += 1
-                return found["id"]
-        self.ledger.write(key, entity, "intent", parent=parent)
-        try:
-            created = create()
-        except VendorAPIError as exc:
-            if exc.retryable:
-                raise  # outcome unknown: the intent stays, the next run looks before re-sending
-            self.ledger.write(key, entity, "failed", parent=parent, error=str(exc))
-            self.counts.failed += 1
-            self.counts.errors.append(f"{key}: {exc}")
-            return None
-        self.ledger.write(key, entity, "done", target_id=created["id"], parent=parent)
-        return created["id"]
+        unknown = bool(row and row["state"] == "intent")
+        last_error: VendorAPIError | None = None
+        for attempt in range(self.settings.create_attempts):
+            if unknown:
+                found = find()
+                if found is not None:
+                    self.ledger.write(key, entity, "done", target_id=found["id"], parent=parent)
+                    self.counts.recovered += 1
+                    return found["id"]
+            if attempt:
+                time.sleep(min(self.settings.create_backoff_seconds * 2 ** (attempt - 1), 30.0))
+            self.ledger.write(key, entity, "intent", parent=parent)
+            try:
+                created = create()
+            except VendorAPIError as exc:
+                if not exc.retryable:
+                    self.ledger.write(key, entity, "failed", parent=parent, error=str(exc))
+                    self.counts.failed += 1
+                    self.counts.errors.append(f"{key}: {exc}")
+                    return None
+                unknown, last_error = True, exc
+                continue
+            self.ledger.write(key, entity, "done", target_id=created["id"], parent=parent)
+            return created["id"]
+        assert last_error is not None
+        raise last_error  # the intent stays: the next run looks the object up before re-sending
 
     # -- customers ---------------------------------------------------------------------------
     def ensure_customer(self, customer_id: str) -> str | None:
@@ -226,7 +240,16 @@ class UnthreadLoader:
         )
         if conversation_id is None:
             return
-        existing_markers: set[str] | None = None
+        if self.ledger.get(_message_key(first["source_id"], 0, len(first_parts))) is None:
+            # The conversation was found rather than created (a lost response or a crash): its
+            # initial message exists, so record it from the target.
+            markers = self.markers_in_conversation(conversation_id)
+            marker = _marker(first["source_id"], 0, len(first_parts))
+            if marker in markers:
+                self.ledger.write(
+                    _message_key(first["source_id"], 0, len(first_parts)), "message", "done",
+                    target_id=markers[marker], parent=key,
+                )
         for item in items:
             parts = first_parts if item is first else self.render(item)
             for index, body in enumerate(parts):
@@ -235,14 +258,7 @@ class UnthreadLoader:
                 mkey = _message_key(item["source_id"], index, len(parts))
 
                 def find_message(marker=_marker(item["source_id"], index, len(parts))) -> dict[str, Any] | None:
-                    nonlocal existing_markers
-                    if existing_markers is None:
-                        existing_markers = {
-                            m: msg["id"]
-                            for msg in self.client.iter_messages(conversation_id)
-                            for m in _markers_in(msg.get("text") or "")
-                        }
-                    target = existing_markers.get(marker)
+                    target = self.markers_in_conversation(conversation_id).get(marker)
                     return {"id": target} if target else None
 
                 def create_message(body=body, item=item) -> dict[str, Any]:
@@ -255,6 +271,14 @@ class UnthreadLoader:
 
                 self.ensure(mkey, "message", create_message, find_message, parent=key)
         self.ensure_status(ticket_id, conversation_id, self.final_status(items, later > 0, until))
+
+    def markers_in_conversation(self, conversation_id: str) -> dict[str, str]:
+        """Source item marker -> Unthread message id, for every message of a conversation."""
+        return {
+            marker: message["id"]
+            for message in self.client.iter_messages(conversation_id)
+            for marker in _markers_in(message.get("text") or "")
+        }
 
     def ensure_status(self, ticket_id: str, conversation_id: str, status: str) -> None:
         key = f"status:{ticket_id}"

@@ -30,6 +30,7 @@ class UnthreadResource(dg.ConfigurableResource):
     max_attempts: int = Field(default=8, description="Attempts per request on 429/5xx/connection errors")
     backoff_initial_seconds: float = Field(default=0.5)
     backoff_max_seconds: float = Field(default=30.0)
+    throttle_pause_seconds: float = Field(default=1.0, description="Pause after a 429 without Retry-After")
 
     @contextmanager
     def client(self) -> Iterator[UnthreadClient]:
@@ -41,6 +42,7 @@ class UnthreadResource(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             backoff_initial_seconds=self.backoff_initial_seconds,
             backoff_max_seconds=self.backoff_max_seconds,
+            throttle_pause_seconds=self.throttle_pause_seconds,
         )
         try:
             yield client
