@@ -51,5 +51,6 @@ def build_resources() -> dict[str, object]:
             triage_channel_id=dg.EnvVar("UNTHREAD_TRIAGE_CHANNEL_ID"),
             requests_per_second=float(os.getenv("UNTHREAD_REQUESTS_PER_SECOND", "20")),
             customer_mode=os.getenv("UNTHREAD_CUSTOMER_MODE", "per_person"),
+            lease_ttl_seconds=float(os.getenv("MIGRATION_LEASE_TTL_SECONDS", "120")),
         ),
     }

@@ -35,6 +35,7 @@ def unthread_loaded_records(
         customer_mode=unthread.customer_mode,
         create_attempts=unthread.max_attempts,
         create_backoff_seconds=unthread.backoff_initial_seconds,
+        lease_ttl_seconds=unthread.lease_ttl_seconds,
         run_id=context.run.run_id,
     )
     with staging.database() as db, unthread.client() as client:
@@ -53,6 +54,7 @@ def unthread_loaded_records(
             "messages_created": dg.MetadataValue.int(counts.messages_created),
             "statuses_patched": dg.MetadataValue.int(counts.statuses_patched),
             "recovered_from_ledger_intents": dg.MetadataValue.int(counts.recovered),
+            "waited_for_another_run": dg.MetadataValue.int(counts.waited_for_lease),
             "failed": dg.MetadataValue.int(counts.failed),
             "unmatched_agents": dg.MetadataValue.int(len(counts.unmatched_agents)),
             "api_calls": dg.MetadataValue.int(calls["requests"]),

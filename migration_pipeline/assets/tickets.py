@@ -31,7 +31,14 @@ def split_tickets(context: dg.AssetExecutionContext, config: SplitConfig, stagin
     started = time.monotonic()
     window = context.partition_time_window
     with staging.database() as db:
-        counts = split_window(db, utc_text(window.start), utc_text(window.end), timedelta(days=config.gap_days))
+        # One splitter at a time: a second run of the same range waits, then finds nothing to cut.
+        owner = f"{context.run.run_id}:split"
+        while not db.try_lease("split_tickets", owner, ttl_seconds=600):
+            time.sleep(0.2)
+        try:
+            counts = split_window(db, utc_text(window.start), utc_text(window.end), timedelta(days=config.gap_days))
+        finally:
+            db.release_lease("split_tickets", owner)
     context.log.info(
         f"{counts.items_assigned} items into tickets: {counts.tickets_created} new, {counts.tickets_extended} extended"
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -136,6 +136,17 @@ ledger = sa.Table(
     sa.Column("updated_at", sa.String(27), nullable=False),
 )
 
+# Leases: which run is loading a ticket (or creating a customer) right now. A second run that
+# reaches the same ticket waits for the lease instead of sending too; a crashed run's lease
+# expires after its TTL, so a restart takes over.
+load_leases = sa.Table(
+    "load_leases",
+    metadata,
+    sa.Column("lease_key", sa.String(160), primary_key=True),
+    sa.Column("owner", sa.String(160), nullable=False),
+    sa.Column("expires_at", sa.String(27), nullable=False),
+)
+
 
 def utc_text(value: datetime) -> str:
     """The one timestamp encoding in staging: fixed-width UTC, lexically ordered."""
@@ -162,8 +173,13 @@ class StagingDatabase:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """A write transaction. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so a
+        transaction that reads before it writes cannot fail when another process commits in
+        between; concurrent writers wait (busy_timeout) instead."""
+        with self.engine.connect() as conn:
+            conn.info["begin_immediate"] = True
+            with conn.begin():
+                yield conn
 
     def upsert(
         self,
@@ -195,6 +211,26 @@ class StagingDatabase:
         self.upsert(conn, quarantine, stamped)
         return len(stamped)
 
+    def try_lease(self, key: str, owner: str, ttl_seconds: float) -> bool:
+        """Take or renew the lease on `key` for `owner`; False while another owner's lease is live."""
+        now = datetime.now(UTC)
+        insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(load_leases)
+        stmt = insert.values(
+            lease_key=key, owner=owner, expires_at=utc_text(now + timedelta(seconds=ttl_seconds))
+        ).on_conflict_do_update(
+            index_elements=["lease_key"],
+            set_={"owner": insert.excluded.owner, "expires_at": insert.excluded.expires_at},
+            where=sa.or_(load_leases.c.expires_at < utc_text(now), load_leases.c.owner == owner),
+        )
+        with self.begin() as conn:
+            conn.execute(stmt)
+            holder = conn.execute(sa.select(load_leases.c.owner).where(load_leases.c.lease_key == key)).scalar()
+        return holder == owner
+
+    def release_lease(self, key: str, owner: str) -> None:
+        with self.begin() as conn:
+            conn.execute(load_leases.delete().where(load_leases.c.lease_key == key, load_leases.c.owner == owner))
+
     def count(self, table: sa.Table, where: Any = None) -> int:
         query = sa.select(sa.func.count()).select_from(table)
         if where is not None:
@@ -216,11 +252,16 @@ def _engine(url: str) -> Engine:
         # busy_timeout makes writers wait instead of failing with "database is locked".
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+            dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=60000")
             cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn) -> None:  # pragma: no cover - trivial
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.pop("begin_immediate", False) else "BEGIN")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)

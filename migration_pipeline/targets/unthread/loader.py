@@ -16,9 +16,12 @@ run; the run reports it. Everything stamped on the target names the Gladly sourc
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,6 +59,7 @@ class LoadSettings:
     run_id: str | None = None
     create_attempts: int = 6
     create_backoff_seconds: float = 0.5
+    lease_ttl_seconds: float = 120.0  # how long a crashed run's ticket blocks a restart
 
     def __post_init__(self) -> None:
         if self.customer_mode not in ("per_person", "single"):
@@ -69,6 +73,7 @@ class LoadCounts:
     messages_created: int = 0
     statuses_patched: int = 0
     recovered: int = 0  # intents resolved by finding the object on the target
+    waited_for_lease: int = 0  # tickets/customers another run was loading at the same time
     failed: int = 0
     unmatched_agents: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
@@ -108,6 +113,35 @@ class UnthreadLoader:
         self._users_by_email: dict[str, str] | None = None
         self._agents: dict[str, Any] | None = None
         self._customers: dict[str, Any] = {}
+        self.owner = f"{settings.run_id or 'run'}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._renewed: dict[str, float] = {}
+
+    # -- leases: one loader at a time per ticket / customer ------------------------------------
+    @contextmanager
+    def lease(self, key: str) -> Iterator[None]:
+        """Hold the lease on `key`, waiting while another live run holds it."""
+        waited, deadline = False, time.monotonic() + 10 * self.settings.lease_ttl_seconds
+        while not self.db.try_lease(key, self.owner, self.settings.lease_ttl_seconds):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{key} stayed leased by another run for {10 * self.settings.lease_ttl_seconds:.0f}s")
+            waited = True
+            time.sleep(0.2)
+        self.counts.waited_for_lease += waited
+        self._renewed[key] = time.monotonic()
+        try:
+            yield
+        finally:
+            self._renewed.pop(key, None)
+            self.db.release_lease(key, self.owner)
+
+    def renew_leases(self) -> None:
+        """Called before each create: keep our leases live during a long ticket."""
+        now = time.monotonic()
+        for key, at in list(self._renewed.items()):
+            if now - at > self.settings.lease_ttl_seconds / 3:
+                if not self.db.try_lease(key, self.owner, self.settings.lease_ttl_seconds):
+                    raise RuntimeError(f"lost the lease on {key} to another run; stopping before any send")
+                self._renewed[key] = now
 
     # -- the protocol, once for every kind of object -----------------------------------------
     def ensure(
@@ -136,6 +170,7 @@ class UnthreadLoader:
                     return found["id"]
             if attempt:
                 time.sleep(min(self.settings.create_backoff_seconds * 2 ** (attempt - 1), 30.0))
+            self.renew_leases()
             self.ledger.write(key, entity, "intent", parent=parent)
             try:
                 created = create()
@@ -161,11 +196,20 @@ class UnthreadLoader:
         return self._ensure_named_customer(customer_id, name)
 
     def _ensure_named_customer(self, customer_id: str, name: str) -> str | None:
+        key = f"customer:{customer_id}"
+        row = self.ledger.get(key)
+        if row and row["state"] == "done":
+            return row["target_id"]
+        with self.lease(key):
+            return self._create_customer(customer_id, name)
+
+    def _create_customer(self, customer_id: str, name: str) -> str | None:
         stamp = f"gladly:{customer_id}"
 
         def create() -> dict[str, Any]:
+            created = self.client.create_customer({"name": name, "externalCrmMetadata": {"id": stamp}})
             self.counts.customers_created += 1
-            return self.client.create_customer({"name": name, "externalCrmMetadata": {"id": stamp}})
+            return created
 
         return self.ensure(
             f"customer:{customer_id}",
@@ -181,6 +225,10 @@ class UnthreadLoader:
         return self.counts
 
     def load_ticket(self, ticket_id: str, until: datetime) -> None:
+        with self.lease(f"ticket:{ticket_id}"):
+            self._load_ticket(ticket_id, until)
+
+    def _load_ticket(self, ticket_id: str, until: datetime) -> None:
         with self.db.engine.connect() as conn:
             ticket = conn.execute(sa.select(tickets).where(tickets.c.ticket_id == ticket_id)).mappings().one()
             items = (

@@ -31,6 +31,9 @@ class UnthreadResource(dg.ConfigurableResource):
     backoff_initial_seconds: float = Field(default=0.5)
     backoff_max_seconds: float = Field(default=30.0)
     throttle_pause_seconds: float = Field(default=1.0, description="Pause after a 429 without Retry-After")
+    lease_ttl_seconds: float = Field(
+        default=120.0, description="A crashed run's lease on a ticket expires after this; a restart waits at most that"
+    )
 
     @contextmanager
     def client(self) -> Iterator[UnthreadClient]:
