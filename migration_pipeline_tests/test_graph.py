@@ -287,3 +287,38 @@ def test_faults_on_both_apis_still_give_every_record_exactly_once(
     assert stats["messages"] == counts["messages_done"]
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert all(checks.values()) and len(checks) == 3
+
+
+def test_refused_writes_become_dead_letters_and_a_rerun_retries_them_once_fixed(
+    small_dataset, gladly_server_factory, unthread_server_factory, tmp_path, staging_url
+):
+    """Unthread refuses long bodies (a stricter workspace limit): those messages are recorded as
+    failed with the vendor's reason, the run reports them, nothing else stops; after the limit is
+    lifted, the same partition range is materialized again and only they are sent."""
+    workspace = read_json(DatasetLayout(small_dataset).unthread_workspace)
+    gladly = gladly_server_factory(small_dataset, rate_limit_per_second=1000)
+    strict = unthread_server_factory(workspace, name="target", max_markdown_chars=20_000)
+    r = Rehearsal(small_dataset, gladly, strict, tmp_path / "pipeline", staging_url)
+    result = dg.materialize(
+        list(defs.assets), resources=r.resources, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
+    )
+    failed = _counts(r)["failed"]
+    long_bodies = read_json(DatasetLayout(small_dataset).manifest)["mess"]["bodies_over_25000_chars"]["where"]
+    # one refused message stops its ticket (order is kept), so at most one per ticket is tried
+    assert 0 < failed <= len(long_bodies)
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["variance_within_tolerance"].passed
+    report = next((tmp_path / "pipeline" / "reports").glob("*.md")).read_text()
+    assert "Dead letters" in report and "markdown" in report.lower()
+    before = r.stats()
+    strict.stop()
+
+    fixed = unthread_server_factory(workspace, name="target")  # same state file, default limits
+    r = Rehearsal(small_dataset, gladly, fixed, tmp_path / "pipeline", staging_url)
+    result = r.run()
+    assert _counts(r)["failed"] == 0
+    counts = _counts(r)
+    assert r.stats()["messages"] == counts["messages_done"] > before["messages"]
+    assert r.stats()["conversations"] == counts["tickets"]
+    assert all(c.passed for c in result.get_asset_check_evaluations())

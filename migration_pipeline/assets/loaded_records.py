@@ -56,6 +56,7 @@ def unthread_loaded_records(
             "recovered_from_ledger_intents": dg.MetadataValue.int(counts.recovered),
             "waited_for_another_run": dg.MetadataValue.int(counts.waited_for_lease),
             "failed": dg.MetadataValue.int(counts.failed),
+            "tickets_blocked": dg.MetadataValue.int(counts.tickets_blocked),
             "unmatched_agents": dg.MetadataValue.int(len(counts.unmatched_agents)),
             "api_calls": dg.MetadataValue.int(calls["requests"]),
             "api_retries": dg.MetadataValue.int(calls["retries"]),

@@ -72,6 +72,7 @@ def reconciliation_report(
             "loaded": dg.MetadataValue.int(rec.loaded),
             "read_back": dg.MetadataValue.int(rec.read_back),
             "missing": dg.MetadataValue.int(len(rec.missing)),
+            "dead_letters": dg.MetadataValue.int(len(rec.dead_letters)),
             "variance": dg.MetadataValue.float(rec.variance),
             "api_calls": dg.MetadataValue.int(calls["requests"]),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
@@ -120,6 +121,10 @@ def render_markdown(rec: Reconciliation) -> str:
     if rec.quarantine_reasons:
         lines += ["", "## Quarantined lines", "", "| reason | lines |", "|---|---|"]
         lines += [f"| {reason} | {n} |" for reason, n in rec.quarantine_reasons.most_common()]
+    if rec.dead_letters:
+        lines += ["", f"## Dead letters ({len(rec.dead_letters)}): refused by the target; the next run retries them",
+                  "", "| source key | attempts | reason |", "|---|---|---|"]
+        lines += [f"| {d['source_key']} | {d['attempts']} | {d['reason']} |" for d in rec.dead_letters[:200]]
     if rec.missing:
         lines += ["", f"## Missing from Unthread ({len(rec.missing)})", "", "| item | stage | reason |", "|---|---|---|"]
         lines += [f"| {m['item_id']} | {m['stage']} | {m['reason']} |" for m in rec.missing[:200]]

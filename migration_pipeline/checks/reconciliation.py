@@ -49,6 +49,7 @@ class Reconciliation:
     missing_by_stage: Counter = field(default_factory=Counter)
     quarantine_reasons: Counter = field(default_factory=Counter)
     by_day: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def variance(self) -> float:
@@ -76,6 +77,7 @@ class Reconciliation:
             "missing": self.missing[:MAX_LISTED],
             "quarantine_reasons": dict(self.quarantine_reasons),
             "by_day": self.by_day,
+            "dead_letters": self.dead_letters[:MAX_LISTED],
         }
 
 
@@ -107,6 +109,7 @@ def reconcile(
     rec.source_items = len(source)
 
     rec.by_day = run_model(db, "rpt_items_by_day", lo=lo, hi=hi)
+    rec.dead_letters = run_model(db, "rpt_dead_letters")
     rec.staged = sum(d["staged"] for d in rec.by_day)
     rec.in_tickets = sum(int(d["in_tickets"] or 0) for d in rec.by_day)
     rec.loaded = sum(int(d["loaded"] or 0) for d in rec.by_day)

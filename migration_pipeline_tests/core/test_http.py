@@ -105,12 +105,14 @@ def test_lost_response_on_write_surfaces_as_connection_error_after_retries():
     assert calls["writes"] == 3
 
 
-def test_pacing_keeps_every_second_at_or_under_the_rate():
-    server, state, _ = _server(FaultConfig())
-    with server, _client(server.url, requests_per_second=5) as client:
+def test_pacing_keeps_every_second_at_or_under_the_rate_even_after_429s():
+    server, state, _ = _server(FaultConfig(seed=2, rate_429=0.3))
+    with server, _client(server.url, requests_per_second=5, max_attempts=20) as client:
         for _ in range(12):
             client.request("GET", "/api/ok")
-    times = sorted(r["t"] for r in state.log.snapshot())
+    log = state.log.snapshot()
+    assert any(r["status"] == 429 for r in log)
+    times = sorted(r["t"] for r in log)
     assert times[-1] - times[0] >= 2.0 - 0.1  # 12 requests at 5/s need two full windows
     for i in range(len(times)):
         in_window = [t for t in times if times[i] <= t < times[i] + 1.0]

@@ -73,6 +73,7 @@ class LoadCounts:
     messages_created: int = 0
     statuses_patched: int = 0
     recovered: int = 0  # intents resolved by finding the object on the target
+    tickets_blocked: int = 0  # stopped at a refused message; resumed by the next run
     waited_for_lease: int = 0  # tickets/customers another run was loading at the same time
     failed: int = 0
     unmatched_agents: set[str] = field(default_factory=set)
@@ -317,7 +318,11 @@ class UnthreadLoader:
                     self.counts.messages_created += 1
                     return created
 
-                self.ensure(mkey, "message", create_message, find_message, parent=key)
+                if self.ensure(mkey, "message", create_message, find_message, parent=key) is None:
+                    # Refused for good: stop this ticket here so that, once the cause is fixed,
+                    # the next run sends this message and the rest still in source order.
+                    self.counts.tickets_blocked += 1
+                    return
         self.ensure_status(ticket_id, conversation_id, self.final_status(items, later > 0, until))
 
     def markers_in_conversation(self, conversation_id: str) -> dict[str, str]:
