@@ -4,13 +4,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Optional
 
-import dagster as dg
 from pydantic import Field
 
+from migration_pipeline.core.resources import HttpClientSettings
 from migration_pipeline.targets.unthread.client import UnthreadClient
 
 
-class UnthreadResource(dg.ConfigurableResource):
+class UnthreadResource(HttpClientSettings):
     """Unthread REST API access and the workspace objects the load needs."""
 
     base_url: str = Field(description="API base including /api, e.g. https://api.unthread.io/api (UNTHREAD_BASE_URL)")
@@ -26,11 +26,7 @@ class UnthreadResource(dg.ConfigurableResource):
     requests_per_second: float = Field(
         default=20.0, description="Client pacing; Unthread publishes no limit, so stay conservative"
     )
-    timeout_seconds: float = Field(default=60.0)
     max_attempts: int = Field(default=8, description="Attempts per request on 429/5xx/connection errors")
-    backoff_initial_seconds: float = Field(default=0.5)
-    backoff_max_seconds: float = Field(default=30.0)
-    throttle_pause_seconds: float = Field(default=1.0, description="Pause after a 429 without Retry-After")
     lease_ttl_seconds: float = Field(
         default=120.0, description="A crashed run's lease on a ticket expires after this; a restart waits at most that"
     )
@@ -41,11 +37,7 @@ class UnthreadResource(dg.ConfigurableResource):
             self.base_url,
             self.api_key,
             requests_per_second=self.requests_per_second,
-            timeout_seconds=self.timeout_seconds,
-            max_attempts=self.max_attempts,
-            backoff_initial_seconds=self.backoff_initial_seconds,
-            backoff_max_seconds=self.backoff_max_seconds,
-            throttle_pause_seconds=self.throttle_pause_seconds,
+            **self.http_kwargs(),
         )
         try:
             yield client
