@@ -218,6 +218,28 @@ def ui_cmd(
     raise typer.Exit(run_ui(workdir=workdir, customers=customers, days=days, seed=seed))
 
 
+@app.command("trace")
+def trace_cmd(
+    record_id: Annotated[str, typer.Argument(help="Gladly item / customer / conversation id, an email, or an Unthread conversation id")],
+    staging_url: Annotated[
+        Optional[str], typer.Option("--staging-url", help="Staging database (default: MIGRATION_STAGING_URL or the data dir's)")
+    ] = None,
+) -> None:
+    """Print one record's path through every stage, or where it stopped and why."""
+    from migration_pipeline.checks.trace import trace
+    from migration_pipeline.resources import default_staging_url
+    from migration_pipeline.staging.db import StagingDatabase
+
+    db = StagingDatabase(staging_url or default_staging_url())
+    try:
+        result = trace(db, record_id)
+    finally:
+        db.dispose()
+    typer.echo(result.render())
+    if result.kind == "unknown":
+        raise typer.Exit(1)
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None

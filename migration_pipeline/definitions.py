@@ -3,6 +3,7 @@
 import dagster as dg
 
 from migration_pipeline.assets.export_jobs import gladly_export_jobs
+from migration_pipeline.assets.external import gladly_export, unthread_workspace
 from migration_pipeline.assets.loaded_records import unthread_loaded_records
 from migration_pipeline.assets.reconciliation_report import reconciliation_report
 from migration_pipeline.assets.staged_records import staged_gladly_records
@@ -11,7 +12,15 @@ from migration_pipeline.resources import build_resources
 from migration_pipeline.schedules import delta_schedule, migration_job, new_gladly_export_jobs
 
 defs = dg.Definitions(
-    assets=[gladly_export_jobs, staged_gladly_records, split_tickets, unthread_loaded_records, reconciliation_report],
+    assets=[
+        gladly_export,
+        gladly_export_jobs,
+        staged_gladly_records,
+        split_tickets,
+        unthread_loaded_records,
+        reconciliation_report,
+        unthread_workspace,
+    ],
     jobs=[migration_job],
     schedules=[delta_schedule],
     sensors=[new_gladly_export_jobs],

@@ -322,3 +322,52 @@ def test_refused_writes_become_dead_letters_and_a_rerun_retries_them_once_fixed(
     assert r.stats()["messages"] == counts["messages_done"] > before["messages"]
     assert r.stats()["conversations"] == counts["tickets"]
     assert all(c.passed for c in result.get_asset_check_evaluations())
+
+
+def test_trace_follows_records_through_every_stage(rehearsal):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rehearsal.run()
+    manifest = read_json(DatasetLayout(rehearsal.dataset).manifest)
+    mess = manifest["mess"]
+    script = str(Path(sys.executable).with_name("migration-pipeline"))
+
+    def trace(record_id: str) -> tuple[int, str]:
+        proc = subprocess.run(
+            [script, "trace", record_id, "--staging-url", rehearsal.staging_url], capture_output=True, text=True, timeout=120
+        )
+        return proc.returncode, proc.stdout
+
+    quarantined = next(m for m in mess["malformed_lines"]["where"] if m["reason"].startswith("missing_required_field"))
+    code, out = trace(quarantined["itemId"])
+    assert code == 0 and "quarantine" in out and "customerId" in out and quarantined["job"] in out
+
+    merge = mess["merged_profiles"]["where"][0]
+    code, out = trace(merge["mergedId"])
+    assert code == 0 and f"into {merge['survivingId']}" in out
+
+    big = mess["conversations_over_1000_items"]["where"][0]["conversationId"]
+    db = rehearsal.db()
+    try:
+        with db.engine.connect() as conn:
+            second_ticket_item = conn.execute(
+                sa.select(ticket_items.c.item_id)
+                .join(tickets, tickets.c.ticket_id == ticket_items.c.ticket_id)
+                .where(tickets.c.conversation_id == big)
+                .order_by(tickets.c.first_ts.desc(), ticket_items.c.ts)
+            ).scalars().first()
+            conversation_target = conn.execute(
+                sa.select(ledger.c.target_id).where(ledger.c.entity_type == "conversation")
+            ).scalars().first()
+    finally:
+        db.dispose()
+    code, out = trace(second_ticket_item)
+    assert code == 0 and "ticket" in out and "message" in out and "(ledger message:" in out
+
+    code, out = trace(conversation_target)
+    assert code == 0 and "Unthread conversation" in out
+
+    code, out = trace("no-such-id")
+    assert code == 1 and "not found" in out

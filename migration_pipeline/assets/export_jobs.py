@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 
+from migration_pipeline.assets.external import gladly_export
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.sources.gladly.archive import (
@@ -17,6 +18,7 @@ from migration_pipeline.sources.gladly.resources import GladlyResource
 
 
 @dg.asset(
+    deps=[gladly_export],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="extract",

@@ -1,0 +1,20 @@
+"""The systems at both ends, as external assets, so the lineage graph reads source → stages → target."""
+
+import dagster as dg
+
+gladly_export = dg.AssetSpec(
+    "gladly_export",
+    group_name="external",
+    kinds={"gladly"},
+    description="Gladly's export jobs (daily or hourly schedule, one-time jobs from Support), kept by "
+    "Gladly for 14 days. Not materialized here: gladly_export_jobs archives them.",
+)
+
+unthread_workspace = dg.AssetSpec(
+    "unthread_workspace",
+    deps=["unthread_loaded_records"],
+    group_name="external",
+    kinds={"unthread"},
+    description="The target Unthread workspace: customers, conversations and messages the load created "
+    "(each stamped with its Gladly source ids). reconciliation_report reads it back.",
+)
