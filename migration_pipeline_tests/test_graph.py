@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import re
+
 import dagster as dg
 import httpx
 import pytest
@@ -371,3 +373,66 @@ def test_trace_follows_records_through_every_stage(rehearsal):
 
     code, out = trace("no-such-id")
     assert code == 1 and "not found" in out
+
+
+def test_attachments_arrive_whole_on_the_right_message(rehearsal):
+    import hashlib
+    import json as jsonlib
+
+    result = rehearsal.run()
+    db = rehearsal.db()
+    try:
+        with db.engine.connect() as conn:
+            staged = conn.execute(sa.select(conversation_items.c.source_id, conversation_items.c.attachments)).all()
+            conversations = conn.execute(
+                sa.select(ledger.c.target_id).where(ledger.c.entity_type == "conversation", ledger.c.state == "done")
+            ).scalars().all()
+    finally:
+        db.dispose()
+    attachments_dir = DatasetLayout(rehearsal.dataset).attachments_dir
+    expected: dict[str, list[str]] = {}  # item id -> sha256 of each attachment, as Gladly serves them
+    for item_id, atts in staged:
+        atts = atts if isinstance(atts, list) else jsonlib.loads(atts or "[]")
+        if atts:
+            expected[item_id] = sorted(hashlib.sha256((attachments_dir / a["source_id"]).read_bytes()).hexdigest() for a in atts)
+    assert expected, "the dataset should carry attachments"
+
+    headers = {"X-Api-Key": UNTHREAD_KEY}
+    found: dict[str, list[str]] = {}
+    for conversation in conversations:
+        body = {"order": ["ts", "id"], "limit": 100}
+        while True:
+            page = httpx.post(
+                f"{rehearsal.unthread.url}/api/conversations/{conversation}/messages/list", json=body, headers=headers
+            ).json()
+            for message in page["data"]:
+                for f in message.get("files") or []:
+                    item_id = re.search(r"`gladly-item:([^`#]+)", message["text"]).group(1)
+                    content = httpx.get(
+                        f"{rehearsal.unthread.url}/api/conversations/{conversation}/files/{f['id']}/full", headers=headers
+                    ).content
+                    found.setdefault(item_id, []).append(hashlib.sha256(content).hexdigest())
+            if not page["cursors"].get("hasNext"):
+                break
+            body["cursor"] = page["cursors"]["next"]
+    assert {k: sorted(v) for k, v in found.items()} == expected
+    loaded = result.asset_materializations_for_node("unthread_loaded_records")[0].metadata
+    assert loaded["attachments_uploaded"].value == sum(len(v) for v in expected.values())
+
+
+def test_attachments_over_the_target_limit_are_listed_not_dropped(
+    small_dataset, gladly_server_factory, unthread_server_factory, tmp_path, staging_url
+):
+    limit = 1_000_000  # the dataset's largest attachments are 1.2 MB and 2.4 MB
+    gladly = gladly_server_factory(small_dataset, rate_limit_per_second=1000)
+    unthread = unthread_server_factory(read_json(DatasetLayout(small_dataset).unthread_workspace), max_file_bytes=limit)
+    r = Rehearsal(small_dataset, gladly, unthread, tmp_path / "pipeline", staging_url)
+    old = r.resources["unthread"]
+    r.resources["unthread"] = UnthreadResource(
+        base_url=old.base_url, api_key=old.api_key, triage_channel_id=old.triage_channel_id,
+        requests_per_second=500, max_file_bytes=limit,
+    )
+    result = r.run()
+    loaded = result.asset_materializations_for_node("unthread_loaded_records")[0].metadata
+    assert loaded["attachments_over_limit"].value > 0 and loaded["failed"].value == 0
+    assert all(c.passed for c in result.get_asset_check_evaluations())

@@ -5,6 +5,7 @@ import time
 import dagster as dg
 
 from migration_pipeline.partitions import daily_partitions
+from migration_pipeline.sources.gladly.resources import GladlyResource
 from migration_pipeline.staging.db import utc_text
 from migration_pipeline.staging.resources import StagingResource
 from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader, tickets_touching
@@ -20,7 +21,7 @@ from migration_pipeline.targets.unthread.resources import UnthreadResource
     pool="unthread_api",
 )
 def unthread_loaded_records(
-    context: dg.AssetExecutionContext, unthread: UnthreadResource, staging: StagingResource
+    context: dg.AssetExecutionContext, unthread: UnthreadResource, gladly: GladlyResource, staging: StagingResource
 ) -> dg.MaterializeResult:
     """The ledger of what is in Unthread: one row per Gladly customer, ticket, item and final
     status, each with its Unthread id. Tickets touching the partition are loaded oldest first:
@@ -36,12 +37,13 @@ def unthread_loaded_records(
         create_attempts=unthread.max_attempts,
         create_backoff_seconds=unthread.backoff_initial_seconds,
         lease_ttl_seconds=unthread.lease_ttl_seconds,
+        max_file_bytes=unthread.max_file_bytes,
         run_id=context.run.run_id,
     )
-    with staging.database() as db, unthread.client() as client:
+    with staging.database() as db, unthread.client() as client, gladly.client() as source:
         ticket_ids = tickets_touching(db, utc_text(window.start), utc_text(window.end))
         context.log.info(f"{len(ticket_ids)} tickets touch {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}")
-        loader = UnthreadLoader(db, client, settings)
+        loader = UnthreadLoader(db, client, settings, fetch_attachment=source.download_attachment)
         counts = loader.load_tickets(ticket_ids, window.end)
         calls = client.stats.as_dict()
     for error in counts.errors[:50]:
@@ -58,6 +60,9 @@ def unthread_loaded_records(
             "failed": dg.MetadataValue.int(counts.failed),
             "tickets_blocked": dg.MetadataValue.int(counts.tickets_blocked),
             "unmatched_agents": dg.MetadataValue.int(len(counts.unmatched_agents)),
+            "attachments_uploaded": dg.MetadataValue.int(counts.attachments_uploaded),
+            "attachment_bytes": dg.MetadataValue.int(counts.attachment_bytes),
+            "attachments_over_limit": dg.MetadataValue.int(counts.attachments_oversize),
             "api_calls": dg.MetadataValue.int(calls["requests"]),
             "api_retries": dg.MetadataValue.int(calls["retries"]),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),

@@ -10,6 +10,7 @@ if one is sent, and reads `error`/`message` from error bodies when present.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,14 @@ import httpx
 from migration_pipeline.core.http import VendorHttpClient
 
 PAGE_LIMIT = 100
+Upload = tuple[str, bytes, str]  # (file name, content, mime type)
+
+
+def _body(payload: dict[str, Any], files: list[Upload] | None) -> dict[str, Any]:
+    """JSON, or Unthread's multipart form: the payload as a `json` part plus `attachments` parts."""
+    if not files:
+        return {"json": payload}
+    return {"data": {"json": json.dumps(payload)}, "files": [("attachments", f) for f in files]}
 
 
 class UnthreadClient(VendorHttpClient):
@@ -70,8 +79,8 @@ class UnthreadClient(VendorHttpClient):
     def create_customer(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", "/customers", json=payload, idempotent=False).json()
 
-    def create_conversation(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/conversations", json=payload, idempotent=False).json()
+    def create_conversation(self, payload: dict[str, Any], files: list[Upload] | None = None) -> dict[str, Any]:
+        return self.request("POST", "/conversations", idempotent=False, **_body(payload, files)).json()
 
     def get_conversation(self, conversation_id: str) -> dict[str, Any] | None:
         response = self.request("GET", f"/conversations/{conversation_id}", ok=(404,))
@@ -80,8 +89,11 @@ class UnthreadClient(VendorHttpClient):
     def patch_conversation(self, conversation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         return self.request("PATCH", f"/conversations/{conversation_id}", json=payload).json()
 
-    def create_message(self, conversation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", f"/conversations/{conversation_id}/messages", json=payload, idempotent=False).json()
+    def create_message(
+        self, conversation_id: str, payload: dict[str, Any], files: list[Upload] | None = None
+    ) -> dict[str, Any]:
+        path = f"/conversations/{conversation_id}/messages"
+        return self.request("POST", path, idempotent=False, **_body(payload, files)).json()
 
     def iter_messages(self, conversation_id: str) -> Iterator[dict[str, Any]]:
         """A conversation's messages oldest first (the initial message included)."""

@@ -60,6 +60,8 @@ class LoadSettings:
     create_attempts: int = 6
     create_backoff_seconds: float = 0.5
     lease_ttl_seconds: float = 120.0  # how long a crashed run's ticket blocks a restart
+    max_files_per_message: int = 10
+    max_file_bytes: int = 20 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.customer_mode not in ("per_person", "single"):
@@ -74,6 +76,9 @@ class LoadCounts:
     statuses_patched: int = 0
     recovered: int = 0  # intents resolved by finding the object on the target
     tickets_blocked: int = 0  # stopped at a refused message; resumed by the next run
+    attachments_uploaded: int = 0
+    attachment_bytes: int = 0
+    attachments_oversize: int = 0  # over the target's file limit: listed in the message, not uploaded
     waited_for_lease: int = 0  # tickets/customers another run was loading at the same time
     failed: int = 0
     unmatched_agents: set[str] = field(default_factory=set)
@@ -107,8 +112,17 @@ class Ledger:
 
 
 class UnthreadLoader:
-    def __init__(self, db: StagingDatabase, client: UnthreadClient, settings: LoadSettings):
+    def __init__(
+        self,
+        db: StagingDatabase,
+        client: UnthreadClient,
+        settings: LoadSettings,
+        fetch_attachment: Callable[[str, str], bytes] | None = None,
+    ):
+        """`fetch_attachment(item_id, attachment_id)` downloads a source attachment; without it
+        attachments are listed in the message text but not uploaded."""
         self.db, self.client, self.settings = db, client, settings
+        self.fetch_attachment = fetch_attachment
         self.ledger = Ledger(db, settings.run_id)
         self.counts = LoadCounts()
         self._users_by_email: dict[str, str] | None = None
@@ -255,6 +269,7 @@ class UnthreadLoader:
         key = f"ticket:{ticket_id}"
         first, rest = items[0], items[1:]
         first_parts = self.render(first)
+        first_groups = self.attachment_groups(first)
 
         def create_conversation() -> dict[str, Any]:
             payload = {
@@ -272,7 +287,8 @@ class UnthreadLoader:
                     "gladlyTicketId": ticket_id,
                 },
             }
-            created = self.client.create_conversation(payload)
+            files = self.uploads(first, first_groups[0]) if first_groups and len(first_parts) == 1 else None
+            created = self.client.create_conversation(payload, files)
             self.counts.conversations_created += 1
             initial = created.get("initialMessage") or {}
             self.ledger.write(
@@ -301,20 +317,30 @@ class UnthreadLoader:
                 )
         for item in items:
             parts = first_parts if item is first else self.render(item)
-            for index, body in enumerate(parts):
+            groups = first_groups if item is first else self.attachment_groups(item)
+            # Text parts first, then any further groups of files (10 a message) right after them.
+            sends = [(index, body, groups[0] if groups and index == len(parts) - 1 else None) for index, body in enumerate(parts)]
+            sends += [
+                (f"f{n + 1}", f"📎 Attachments {n + 1}/{len(groups)} of the message above\n\n`{MARKER}{item['source_id']}#f{n + 1}`", group)
+                for n, group in enumerate(groups[1:], start=1)
+            ]
+            for index, body, group in sends:
                 if item is first and index == 0:
                     continue
-                mkey = _message_key(item["source_id"], index, len(parts))
+                if isinstance(index, str):
+                    mkey, marker = f"message:{item['source_id']}#{index}", f"{MARKER}{item['source_id']}#{index}"
+                else:
+                    mkey, marker = _message_key(item["source_id"], index, len(parts)), _marker(item["source_id"], index, len(parts))
 
-                def find_message(marker=_marker(item["source_id"], index, len(parts))) -> dict[str, Any] | None:
+                def find_message(marker=marker) -> dict[str, Any] | None:
                     target = self.markers_in_conversation(conversation_id).get(marker)
                     return {"id": target} if target else None
 
-                def create_message(body=body, item=item) -> dict[str, Any]:
+                def create_message(body=body, item=item, group=group) -> dict[str, Any]:
                     payload: dict[str, Any] = {"body": {"type": "markdown", "value": body}, "onBehalfOf": self.on_behalf_of(item)}
                     if item["kind"] == "CONVERSATION_NOTE":
                         payload["isPrivateNote"] = True
-                    created = self.client.create_message(conversation_id, payload)
+                    created = self.client.create_message(conversation_id, payload, self.uploads(item, group) if group else None)
                     self.counts.messages_created += 1
                     return created
 
@@ -397,6 +423,43 @@ class UnthreadLoader:
             who["email"] = email.lower()
         return who
 
+    def attachment_groups(self, item) -> list[list[dict[str, Any]]]:
+        """The item's uploadable attachments in groups of at most max_files_per_message."""
+        if self.fetch_attachment is None:
+            return []
+        fits = [a for a in item["attachments"] or [] if (a.get("size") or 0) <= self.settings.max_file_bytes]
+        size = self.settings.max_files_per_message
+        return [fits[i : i + size] for i in range(0, len(fits), size)]
+
+    def uploads(self, item, group: list[dict[str, Any]]) -> list[tuple[str, bytes, str]]:
+        """Download a group of source attachments (only when actually sending)."""
+        files = []
+        for attachment in group:
+            content = self.fetch_attachment(item["source_id"], attachment["source_id"])  # type: ignore[misc]
+            files.append(
+                (attachment.get("filename") or attachment["source_id"], content, attachment.get("content_type") or "application/octet-stream")
+            )
+            self.counts.attachments_uploaded += 1
+            self.counts.attachment_bytes += len(content)
+        return files
+
+    def attachment_notes(self, item) -> list[str]:
+        """Lines for attachments the target cannot take, so nothing is dropped silently."""
+        notes = []
+        limit_mb = self.settings.max_file_bytes / (1024 * 1024)
+        for attachment in item["attachments"] or []:
+            size = attachment.get("size") or 0
+            name = attachment.get("filename") or attachment["source_id"]
+            if size > self.settings.max_file_bytes:
+                self.counts.attachments_oversize += 1
+                notes.append(
+                    f"📎 {name} ({size / (1024 * 1024):.1f} MB) is over Unthread's {limit_mb:.0f} MB file limit: "
+                    f"not uploaded; it stays in the Gladly export archive (attachment {attachment['source_id']})."
+                )
+            elif self.fetch_attachment is None:
+                notes.append(f"📎 {name} ({size} bytes): not uploaded in this run (attachment {attachment['source_id']}).")
+        return notes
+
     def render(self, item) -> list[str]:
         """Markdown for one item, split into parts when over the target's limit (never truncated)."""
         author = {"customer": "Customer", "agent": "Agent", "system": "System", "external": "External"}[item["author_type"]]
@@ -409,6 +472,9 @@ class UnthreadLoader:
             body = _describe(item)
         if item["subject"]:
             body = f"*{item['subject']}*\n\n{body}"
+        notes = self.attachment_notes(item)
+        if notes:
+            body = body + "\n\n" + "\n".join(notes)
         room = self.settings.max_markdown_chars - len(header) - 120
         chunks = [body[i : i + room] for i in range(0, len(body), room)] or [""]
         total = len(chunks)

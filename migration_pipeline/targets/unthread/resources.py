@@ -27,6 +27,9 @@ class UnthreadResource(HttpClientSettings):
         default=20.0, description="Client pacing; Unthread publishes no limit, so stay conservative"
     )
     max_attempts: int = Field(default=8, description="Attempts per request on 429/5xx/connection errors")
+    max_file_bytes: int = Field(
+        default=20 * 1024 * 1024, description="Largest attachment Unthread takes; larger ones are listed, not uploaded"
+    )
     lease_ttl_seconds: float = Field(
         default=120.0, description="A crashed run's lease on a ticket expires after this; a restart waits at most that"
     )
