@@ -169,7 +169,11 @@ class StagingDatabase:
         return self.engine.dialect.name
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        """Create missing tables; safe when several runs start at once (one creates, the rest wait)."""
+        with self.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("select pg_advisory_xact_lock(7270513)"))  # arbitrary, project-wide
+            metadata.create_all(conn)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import uuid
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -119,7 +121,7 @@ class ExportArchive:
             "archivedAt": datetime.now(UTC).isoformat(),
             "files": files,
         }
-        tmp = directory / (ARCHIVE_MARKER + ".tmp")
+        tmp = directory / _unique(ARCHIVE_MARKER + ".tmp")
         tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
         tmp.replace(directory / ARCHIVE_MARKER)
         archived = self.load(job.id)
@@ -150,7 +152,9 @@ class ExportArchive:
                 directory.mkdir(parents=True, exist_ok=True)
                 files = {}
                 for name, meta in members.items():
-                    shutil.copyfile(meta["path"], directory / name)
+                    staged_copy = directory / _unique(name)
+                    shutil.copyfile(meta["path"], staged_copy)
+                    staged_copy.replace(directory / name)
                     files[name] = {k: meta[k] for k in ("bytes", "sha256", "lines")}
                 start, end = source.window(directory)
             meta = {
@@ -163,7 +167,7 @@ class ExportArchive:
                 "archivedAt": datetime.now(UTC).isoformat(),
                 "files": files,
             }
-            tmp = directory / (ARCHIVE_MARKER + ".tmp")
+            tmp = directory / _unique(ARCHIVE_MARKER + ".tmp")
             tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
             tmp.replace(directory / ARCHIVE_MARKER)
             archived = self.load(job_id)
@@ -229,8 +233,8 @@ class _Members:
         path = self.export.path
         found: dict[str, Path] = {}
         if path.suffix.lower() == ".zip":
-            self.tmp = path.with_name(f".{path.name}.unpacked")
-            self.tmp.mkdir(exist_ok=True)
+            self.tmp = path.with_name(_unique(f".{path.name}.unpacked"))
+            self.tmp.mkdir()
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
                     name = Path(info.filename).name
@@ -273,6 +277,11 @@ def _file_facts(path: Path) -> dict[str, Any]:
     if size and last != b"\n":
         lines += 1
     return {"bytes": size, "sha256": digest.hexdigest(), "lines": lines}
+
+
+def _unique(name: str) -> str:
+    """A temp-file name no concurrent run shares (writes land by atomic rename)."""
+    return f"{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def sha256_file(path: Path) -> str:

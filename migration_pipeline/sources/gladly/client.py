@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -152,7 +153,8 @@ class GladlyClient(VendorHttpClient):
         """
         path = f"/export/jobs/{job_id}/files/{name}"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(dest.name + ".partial")
+        # Unique per download: two runs archiving the same job at once must not share a temp file.
+        partial = dest.with_name(f"{dest.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
 
         def attempt() -> DownloadedFile:
             digest, size, lines = hashlib.sha256(), 0, 0
