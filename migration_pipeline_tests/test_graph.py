@@ -436,3 +436,43 @@ def test_attachments_over_the_target_limit_are_listed_not_dropped(
     loaded = result.asset_materializations_for_node("unthread_loaded_records")[0].metadata
     assert loaded["attachments_over_limit"].value > 0 and loaded["failed"].value == 0
     assert all(c.passed for c in result.get_asset_check_evaluations())
+
+
+def test_an_item_of_a_customer_gladly_does_not_know_is_still_migrated(
+    small_dataset, gladly_server_factory, unthread_server_factory, tmp_path, staging_url
+):
+    """An item whose customerId has no profile (REST 404, no export line): tolerated, loaded under a
+    customer named after the id, and visible in the lookup cache as not_found."""
+    import json as jsonlib
+    import shutil
+
+    from migration_pipeline.staging.db import customer_lookups
+
+    data = tmp_path / "dataset"
+    shutil.copytree(small_dataset, data)
+    layout = DatasetLayout(data)
+    job = next(j for j in read_json(layout.manifest)["jobs"] if j["kind"] == "scheduled" and not j["expired"] and j["files"])
+    ghost = {
+        "id": "ghost-item-0001", "customerId": "ghost-customer", "conversationId": "ghost-conversation",
+        "timestamp": job["startAt"][:11] + "12:00:00.000Z", "initiator": {"id": "ghost-customer", "type": "CUSTOMER"},
+        "content": {"type": "SMS", "from": "+15550100", "to": "+15550199", "content": "is anyone there?"},
+    }
+    with layout.job_file(job["id"], "conversation_items.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(jsonlib.dumps(ghost) + "\n")
+    gladly = gladly_server_factory(data, rate_limit_per_second=1000)
+    unthread = unthread_server_factory(read_json(layout.unthread_workspace))
+    r = Rehearsal(data, gladly, unthread, tmp_path / "pipeline", staging_url)
+    result = r.run()
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    db = r.db()
+    try:
+        with db.engine.connect() as conn:
+            status = conn.execute(
+                sa.select(customer_lookups.c.status).where(customer_lookups.c.customer_id == "ghost-customer")
+            ).scalar()
+            message = conn.execute(
+                sa.select(ledger.c.state).where(ledger.c.source_key == "message:ghost-item-0001")
+            ).scalar()
+    finally:
+        db.dispose()
+    assert status == "not_found" and message == "done"
