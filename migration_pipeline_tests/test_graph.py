@@ -275,13 +275,23 @@ def test_faults_on_both_apis_still_give_every_record_exactly_once(
         read_json(DatasetLayout(small_dataset).unthread_workspace),
         faults=FaultConfig(seed=4, rate_429=0.2, rate_5xx=0.05, lost_response=0.05),
     )
+    rate = 100
     r = Rehearsal(
         small_dataset, gladly, unthread, tmp_path / "pipeline", staging_url, throttle_pause_seconds=0.01, max_attempts=12
+    )
+    old = r.resources["unthread"]
+    r.resources["unthread"] = UnthreadResource(
+        base_url=old.base_url, api_key=old.api_key, triage_channel_id=old.triage_channel_id, requests_per_second=rate,
+        backoff_initial_seconds=0.02, backoff_max_seconds=0.2, throttle_pause_seconds=0.01, max_attempts=12,
     )
     result = r.run()
     log = httpx.get(f"{unthread.url}/_emulator/requests").json()
     injected = {f: sum(1 for e in log if e["fault"] == f) for f in ("429", "lost_response")}
     assert injected["429"] > 0 and injected["lost_response"] > 0
+    # after every 429 the client stays at or under its configured rate (arrival-time jitter: +1)
+    times = sorted(e["t"] for e in log)
+    for throttled in (e["t"] for e in log if e["status"] == 429):
+        assert sum(1 for t in times if throttled <= t < throttled + 1.0) <= rate + 1
 
     counts, stats = _counts(r), r.stats()
     assert counts["failed"] == 0
