@@ -59,9 +59,11 @@ def assign_items(
     """Assign items to tickets. Returns (every ticket of the conversation in time order,
     [(item_id, ticket_id)] for the new items). `existing` spans are updated in place."""
     tickets = sorted(existing, key=lambda t: (t.first_ts, t.ticket_id))
+    starts = [t.first_ts for t in tickets]  # kept in step with `tickets`, not rebuilt per item
     assignments: list[tuple[str, str]] = []
     for item in sorted(new_items, key=lambda i: (i.ts, i.item_id)):
-        ticket = _home(tickets, item, gap)
+        index = bisect_right(starts, item.ts) - 1
+        ticket = _home(tickets, index, item, gap)
         if ticket is None:
             ticket = TicketSpan(
                 ticket_id=ticket_id_for(conversation_id, item.item_id),
@@ -71,21 +73,22 @@ def assign_items(
                 first_item_id=item.item_id,
                 is_new=True,
             )
-            tickets.insert(bisect_right([t.first_ts for t in tickets], item.ts), ticket)
+            tickets.insert(index + 1, ticket)
+            starts.insert(index + 1, item.ts)
         else:
             if item.ts > ticket.last_ts:
                 ticket.last_ts = item.ts
-            if item.ts < ticket.first_ts:
+            if item.ts < ticket.first_ts:  # only the ticket right after the item moves its start
                 ticket.first_ts = item.ts
+                starts[index + 1] = item.ts
         ticket.item_count += 1
         ticket.changed = True
         assignments.append((item.item_id, ticket.ticket_id))
     return tickets, assignments
 
 
-def _home(tickets: list[TicketSpan], item: ItemRef, gap: timedelta) -> TicketSpan | None:
-    # Tickets never overlap and are sorted by start, so the one before is the last starting <= ts.
-    index = bisect_right([t.first_ts for t in tickets], item.ts) - 1
+def _home(tickets: list[TicketSpan], index: int, item: ItemRef, gap: timedelta) -> TicketSpan | None:
+    # Tickets never overlap and are sorted by start: `index` is the last one starting <= ts.
     before = tickets[index] if index >= 0 else None
     after = tickets[index + 1] if index + 1 < len(tickets) else None
     if before is not None and item.ts <= before.last_ts:

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from migration_pipeline.staging.db import StagingDatabase, customers, now_text, quarantine, utc_text
@@ -65,12 +66,9 @@ def test_a_failed_transaction_loses_nothing_committed(staging_url):
     db.create_schema()
     with db.begin() as conn:
         db.upsert(conn, customers, [_customer("c1", "kept")])
-    try:
-        with db.begin() as conn:
-            db.upsert(conn, customers, [_customer("c2", "rolled back")])
-            raise RuntimeError("crash mid-stage")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError), db.begin() as conn:
+        db.upsert(conn, customers, [_customer("c2", "rolled back")])
+        raise RuntimeError("crash mid-stage")
     assert db.count(customers) == 1
     db.dispose()
 

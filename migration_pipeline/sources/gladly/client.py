@@ -116,19 +116,10 @@ class GladlyClient(VendorHttpClient):
             self.pause_for(1.0 - (datetime.now().timestamp() % 1.0) + 0.02)
 
     def error_detail(self, response: httpx.Response) -> str:
-        try:
-            errors = response.json().get("errors")
-        except (ValueError, AttributeError):
-            return response.text[:300]
-        if isinstance(errors, dict):  # some documented 404s use a single object
-            errors = [errors]
-        if not isinstance(errors, list):
-            return response.text[:300]
         parts = []
-        for err in errors:
-            if isinstance(err, dict):
-                attr = f"{err['attr']}: " if err.get("attr") else ""
-                parts.append(f"{attr}{err.get('code', '')} {err.get('detail', '')}".strip())
+        for err in _errors(response):
+            attr = f"{err['attr']}: " if err.get("attr") else ""
+            parts.append(f"{attr}{err.get('code', '')} {err.get('detail', '')}".strip())
         return "; ".join(parts) or response.text[:300]
 
     # -- export API ------------------------------------------------------------------------
@@ -222,15 +213,20 @@ def _limited(response: httpx.Response) -> bool:
     return response.headers.get("Gladly-Limited-Data", "false").strip().lower() == "true"
 
 
-def _moved_to(response: httpx.Response) -> str | None:
+def _errors(response: httpx.Response) -> list[dict[str, Any]]:
+    """Gladly's `errors` entries; some documented 404s use a single object instead of the array."""
     try:
         errors = response.json().get("errors")
     except (ValueError, AttributeError):
-        return None
+        return []
     if isinstance(errors, dict):
         errors = [errors]
-    for err in errors or []:
-        meta = err.get("meta") if isinstance(err, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _moved_to(response: httpx.Response) -> str | None:
+    for err in _errors(response):
+        meta = err.get("meta")
         if isinstance(meta, dict) and meta.get("new"):
             return str(meta["new"])
     return None

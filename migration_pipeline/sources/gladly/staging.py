@@ -9,7 +9,7 @@ goes to the quarantine table with its job, file, line, reason and raw text; the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,15 +42,12 @@ class StageCounts:
     staged: int = 0
     skipped_outside_window: int = 0
     quarantined: int = 0
-    by_file: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: StageCounts) -> None:
         self.lines += other.lines
         self.staged += other.staged
         self.skipped_outside_window += other.skipped_outside_window
         self.quarantined += other.quarantined
-        for name, n in other.by_file.items():
-            self.by_file[name] = self.by_file.get(name, 0) + n
 
 
 def _item_row(item: Item, job_id: str, file_name: str, line_no: int, staged_at: str) -> dict[str, Any]:
@@ -157,7 +154,6 @@ def stage_job_file(
                 bad.clear()
         db.upsert(conn, table, _dedupe(batch))
         db.quarantine(conn, bad)
-    counts.by_file[file_name] = counts.staged
     return counts
 
 
