@@ -224,20 +224,107 @@ def trace_cmd(
     staging_url: Annotated[
         Optional[str], typer.Option("--staging-url", help="Staging database (default: MIGRATION_STAGING_URL or the data dir's)")
     ] = None,
+    readback: Annotated[
+        bool,
+        typer.Option("--readback/--no-readback", help="Read the record back from Unthread (UNTHREAD_BASE_URL, UNTHREAD_API_KEY)"),
+    ] = True,
 ) -> None:
-    """Print one record's path through every stage, or where it stopped and why."""
+    """Print one record's path through every stage (readback status from Unthread included), or
+    where it stopped and why."""
+    from contextlib import nullcontext
+
     from migration_pipeline.checks.trace import trace
     from migration_pipeline.resources import default_staging_url
     from migration_pipeline.staging.db import StagingDatabase
+    from migration_pipeline.targets.unthread.client import UnthreadClient
 
+    base_url, api_key = os.environ.get("UNTHREAD_BASE_URL"), os.environ.get("UNTHREAD_API_KEY")
+    client = UnthreadClient(base_url, api_key) if readback and base_url and api_key else None
     db = StagingDatabase(staging_url or default_staging_url())
     try:
-        result = trace(db, record_id)
+        with client if client is not None else nullcontext():
+            result = trace(db, record_id, client)
     finally:
         db.dispose()
     typer.echo(result.render())
     if result.kind == "unknown":
         raise typer.Exit(1)
+
+
+@app.command("split-preview")
+def split_preview_cmd(
+    customer: Annotated[Optional[str], typer.Option("--customer", help="Gladly customer id (merged profiles included)")] = None,
+    conversation: Annotated[Optional[str], typer.Option("--conversation", help="Gladly conversation id")] = None,
+    rules: Annotated[
+        Optional[Path], typer.Option("--rules", help="Candidate rules YAML to compare with the current rules", exists=True)
+    ] = None,
+    current_rules: Annotated[
+        Optional[Path], typer.Option("--current-rules", help="Current rules (default: MIGRATION_SPLIT_RULES or the shipped file)")
+    ] = None,
+    show_items: Annotated[bool, typer.Option("--items", help="List every item id of every ticket")] = False,
+    staging_url: Annotated[
+        Optional[str], typer.Option("--staging-url", help="Staging database (default: MIGRATION_STAGING_URL or the data dir's)")
+    ] = None,
+) -> None:
+    """Show how one customer's or conversation's staged timeline would be cut into tickets under
+    the current rules and, with --rules, under a candidate rules file. Writes nothing."""
+    from migration_pipeline.core.split_rules import RulesFileError, SplitRules
+    from migration_pipeline.resources import default_staging_url
+    from migration_pipeline.staging import preview as pv
+    from migration_pipeline.staging.db import StagingDatabase
+
+    if (customer is None) == (conversation is None):
+        raise typer.BadParameter("give exactly one of --customer or --conversation")
+    try:
+        rule_sets = [("current", SplitRules.load(current_rules))]
+        if rules is not None:
+            rule_sets.append(("candidate", SplitRules.load(rules)))
+    except RulesFileError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    db = StagingDatabase(staging_url or default_staging_url())
+    try:
+        timelines = pv.timeline_items(db, customer, conversation)
+        staged = pv.count_staged_tickets(db, timelines) if timelines else {}
+    finally:
+        db.dispose()
+    if not timelines:
+        typer.echo(f"no staged items for {'customer ' + customer if customer else 'conversation ' + str(conversation)}")
+        raise typer.Exit(1)
+    _print_previews([(name, r, pv.preview(timelines, r)) for name, r in rule_sets], staged, show_items)
+
+
+def _print_previews(results, staged: dict[str, int], show_items: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from migration_pipeline.staging.preview import moved_items
+
+    console = Console(width=140)
+    for name, rules, previews in results:
+        console.print(f"[bold]{name} rules {rules.rule_version}[/bold]: " + "; ".join(rules.describe()))
+        for timeline in previews:
+            table = Table(title=f"{timeline.conversation_key}: {timeline.items} items -> {len(timeline.tickets)} tickets "
+                                f"({staged.get(timeline.conversation_key, 0)} already cut in staging)")
+            for column in ("#", "from (UTC)", "to (UTC)", "items", "channels", "starts because", "links back to"):
+                table.add_column(column)
+            number = {t.ticket_id: n for n, t in enumerate(timeline.tickets, 1)}
+            for n, t in enumerate(timeline.tickets, 1):
+                channels = ", ".join(f"{c} {k}" for c, k in sorted(t.channels.items()))
+                link = f"#{number[t.previous_ticket_id]}" if t.previous_ticket_id in number else ""
+                items = f"{len(t.items)}" + (f"\n{' '.join(t.items)}" if show_items else "")
+                table.add_row(str(n), t.first_ts, t.last_ts, items, channels, t.cut_reason, link)
+            console.print(table)
+    if len(results) == 2:
+        (_, _, current), (_, _, candidate) = results
+        before = sum(len(p.tickets) for p in current)
+        after = sum(len(p.tickets) for p in candidate)
+        console.print(f"[bold]current {before} tickets, candidate {after} tickets; "
+                      f"{moved_items(current, candidate)} items would be grouped differently[/bold]")
+
+
+from migration_pipeline import cli_ops  # noqa: E402  (preflight, sample, dry-run, rollback)
+
+cli_ops.register(app)
 
 
 def _utc(value: datetime | None) -> datetime | None:

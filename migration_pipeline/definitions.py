@@ -5,11 +5,14 @@ import dagster as dg
 from migration_pipeline.assets.export_jobs import gladly_export_jobs
 from migration_pipeline.assets.external import gladly_export, unthread_workspace
 from migration_pipeline.assets.loaded_records import unthread_loaded_records
+from migration_pipeline.assets.preflight import unthread_preflight
 from migration_pipeline.assets.reconciliation_report import reconciliation_report
 from migration_pipeline.assets.staged_records import staged_gladly_records
 from migration_pipeline.assets.tickets import split_tickets
+from migration_pipeline.jobs import dry_run_migration, rollback_unthread, sample_migration
 from migration_pipeline.resources import build_resources
 from migration_pipeline.schedules import delta_schedule, migration_job, new_gladly_export_jobs
+from migration_pipeline.trace_view import trace_record
 
 defs = dg.Definitions(
     assets=[
@@ -17,11 +20,12 @@ defs = dg.Definitions(
         gladly_export_jobs,
         staged_gladly_records,
         split_tickets,
+        unthread_preflight,
         unthread_loaded_records,
         reconciliation_report,
         unthread_workspace,
     ],
-    jobs=[migration_job],
+    jobs=[migration_job, sample_migration, dry_run_migration, rollback_unthread, trace_record],
     schedules=[delta_schedule],
     sensors=[new_gladly_export_jobs],
     resources=build_resources(),

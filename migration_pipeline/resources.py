@@ -49,8 +49,13 @@ def build_resources() -> dict[str, object]:
             base_url=dg.EnvVar("UNTHREAD_BASE_URL"),
             api_key=dg.EnvVar("UNTHREAD_API_KEY"),
             triage_channel_id=dg.EnvVar("UNTHREAD_TRIAGE_CHANNEL_ID"),
+            placeholder_user_id=os.getenv("UNTHREAD_PLACEHOLDER_USER_ID") or None,
             requests_per_second=float(os.getenv("UNTHREAD_REQUESTS_PER_SECOND", "20")),
             customer_mode=os.getenv("UNTHREAD_CUSTOMER_MODE", "per_person"),
             lease_ttl_seconds=float(os.getenv("MIGRATION_LEASE_TTL_SECONDS", "120")),
+            email_inbox_id=os.getenv("UNTHREAD_EMAIL_INBOX_ID") or None,
+            slack_channel_id=os.getenv("UNTHREAD_SLACK_CHANNEL_ID") or None,
+            mappings_file=os.getenv("MIGRATION_MAPPINGS_FILE") or None,
+            content_rules_file=os.getenv("MIGRATION_CONTENT_RULES_FILE") or None,
         ),
     }

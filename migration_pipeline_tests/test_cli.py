@@ -14,7 +14,7 @@ import pytest
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER, UNTHREAD_KEY
 
 SCRIPT = str(Path(sys.executable).with_name("migration-pipeline"))
-COMMANDS = [[], ["generate"], ["demo"], ["ui"], ["trace"], ["emulator"], ["emulator", "gladly"], ["emulator", "unthread"]]
+COMMANDS = [[], ["generate"], ["demo"], ["ui"], ["trace"], ["split-preview"], ["emulator"], ["emulator", "gladly"], ["emulator", "unthread"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")

@@ -162,7 +162,10 @@ def test_every_bad_input_is_staged_tolerated_or_quarantined(rehearsal):
         db.dispose()
 
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"variance_within_tolerance": True, "messages_in_source_order": True, "no_duplicate_messages": True}
+    assert set(checks) >= {
+        "variance_within_tolerance", "messages_in_source_order", "no_duplicate_messages",
+        "customer_attribution", "merged_profiles_no_duplicate_customers", "tag_coverage", "attachment_checksums",
+    } and all(checks.values()), checks
 
 
 def test_duplicate_check_fails_when_a_message_is_posted_twice(rehearsal):
@@ -298,7 +301,7 @@ def test_faults_on_both_apis_still_give_every_record_exactly_once(
     assert stats["conversations"] == counts["tickets"] == counts["conversations_done"]
     assert stats["messages"] == counts["messages_done"]
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert all(checks.values()) and len(checks) == 3
+    assert all(checks.values()) and len(checks) >= 7
 
 
 def test_refused_writes_become_dead_letters_and_a_rerun_retries_them_once_fixed(
@@ -417,6 +420,8 @@ def test_attachments_arrive_whole_on_the_right_message(rehearsal):
             ).json()
             for message in page["data"]:
                 for f in message.get("files") or []:
+                    if f["name"].startswith("inline-"):
+                        continue  # an inline image pulled out of an HTML body (test_fidelity.py checks those)
                     item_id = re.search(r"`gladly-item:([^`#]+)", message["text"]).group(1)
                     content = httpx.get(
                         f"{rehearsal.unthread.url}/api/conversations/{conversation}/files/{f['id']}/full", headers=headers

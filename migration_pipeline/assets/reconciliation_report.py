@@ -1,21 +1,33 @@
-"""Stage 5: source reconciled against the target, with blocking checks."""
+"""Stage 5: source reconciled against the target, with blocking checks and an HTML report."""
 
 import json
+import shutil
 import time
+from collections import Counter
+from datetime import UTC, datetime
 
 import dagster as dg
 from pydantic import Field
 
+from migration_pipeline.checks.fidelity import attachment_checksum_mismatches, tag_coverage
 from migration_pipeline.checks.reconciliation import Reconciliation, reconcile
+from migration_pipeline.checks.report_html import CheckOutcome, write_html
+from migration_pipeline.core.mappings import load_mappings
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.sources.gladly.archive import ExportArchive
+from migration_pipeline.staging.db import utc_text
 from migration_pipeline.staging.resources import StagingResource
 from migration_pipeline.targets.unthread.resources import UnthreadResource
 
 VARIANCE_CHECK = "variance_within_tolerance"
 ORDER_CHECK = "messages_in_source_order"
 DUPLICATE_CHECK = "no_duplicate_messages"
+ATTRIBUTION_CHECK = "customer_attribution"
+MERGED_PROFILES_CHECK = "merged_profiles_no_duplicate_customers"
+TAG_CHECK = "tag_coverage"
+ATTACHMENT_CHECK = "attachment_checksums"
+METADATA_ROWS = 100  # rows per metadata table; the full lists are in the report files
 
 
 class ReconciliationConfig(dg.Config):
@@ -33,9 +45,24 @@ class ReconciliationConfig(dg.Config):
         dg.AssetCheckSpec(VARIANCE_CHECK, asset="reconciliation_report", blocking=True,
                           description="Source items missing from Unthread on readback stay within max_variance (0.1%)"),
         dg.AssetCheckSpec(ORDER_CHECK, asset="reconciliation_report", blocking=True,
-                          description="Every loaded conversation's messages are in source order"),
+                          description="Every loaded conversation of the window (all of them, not a sample) has its "
+                                      "messages in source order"),
         dg.AssetCheckSpec(DUPLICATE_CHECK, asset="reconciliation_report", blocking=True,
                           description="No source item appears in Unthread more than once"),
+        dg.AssetCheckSpec(ATTRIBUTION_CHECK, asset="reconciliation_report", blocking=True,
+                          description="Every read-back message is from the person who wrote its source item (the "
+                                      "agent's Unthread user, or the customer), and every conversation sits under the "
+                                      "Unthread customer made for its Gladly customer"),
+        dg.AssetCheckSpec(MERGED_PROFILES_CHECK, asset="reconciliation_report", blocking=True,
+                          description="Merged Gladly profiles: no Unthread customer for a merged-away id, and exactly "
+                                      "one Unthread customer per surviving Gladly customer (read back by "
+                                      "externalCrmMetadata.id)"),
+        dg.AssetCheckSpec(TAG_CHECK, asset="reconciliation_report", blocking=True,
+                          description="Every loaded conversation of the window carries exactly the flattened tags of "
+                                      "its ticket's Gladly topics (and their ids in metadata): every topic used is a tag"),
+        dg.AssetCheckSpec(ATTACHMENT_CHECK, asset="reconciliation_report", blocking=True,
+                          description="Every file put on an Unthread message was read back with the sha256 of its "
+                                      "Gladly source bytes (oversize files are listed, not failed)"),
     ],
 )
 def reconciliation_report(
@@ -46,23 +73,47 @@ def reconciliation_report(
     unthread: UnthreadResource,
 ):
     """Counts of source items (re-read from the archived export files), staged, quarantined, in
-    tickets, loaded and read back from Unthread, per day; the variance; and every missing item
-    with the stage where it stopped and why. Written to MIGRATION_DATA_DIR/reports/ as JSON and
-    markdown."""
+    tickets, loaded and read back from Unthread, per day; the variance; every missing item with
+    the stage where it stopped and why; dead letters, ticket sizes, unmatched agents, and the
+    attribution and customer checks. Written to MIGRATION_DATA_DIR/reports/ as JSON, markdown and
+    a self-contained HTML file with charts (also kept per run under reports/runs/<run id>/)."""
     started = time.monotonic()
     window = context.partition_time_window
     jobs = ExportArchive(storage.root).jobs_overlapping(window.start, window.end)
     with staging.database() as db, unthread.client() as client:
-        rec = reconcile(db, client, jobs, window.start, window.end)
+        rec = reconcile(
+            db, client, jobs, window.start, window.end,
+            placeholder_user_id=unthread.placeholder_user_id, customer_mode=unthread.customer_mode,
+        )
+        lo, hi = utc_text(window.start), utc_text(window.end)
+        tags_ok, tags = tag_coverage(db, client, lo, hi, load_mappings(unthread.mappings_file))
+        files_ok, files = attachment_checksum_mismatches(db, lo, hi)
         calls = client.stats.as_dict()
+    outcomes = check_outcomes(rec, config.max_variance)
+    outcomes += [
+        CheckOutcome(TAG_CHECK, tags_ok,
+                     f"{tags['wrong']} of {tags['conversations_checked']} conversations with wrong tags; "
+                     f"{tags['missing_conversations']} conversations not found"),
+        CheckOutcome(ATTACHMENT_CHECK, files_ok,
+                     f"{files['mismatches']} of {files['files']} files with a different sha256 on Unthread; "
+                     f"{files['unverified']} not verified; {files['oversize_listed_not_uploaded']} oversize (listed)"),
+    ]
+
     reports = storage.root / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     stem = f"reconciliation-{window.start:%Y-%m-%d}_{window.end:%Y-%m-%d}"
     (reports / f"{stem}.json").write_text(json.dumps(rec.as_dict(), indent=1, default=str), encoding="utf-8")
-    summary = render_markdown(rec)
+    summary = render_markdown(rec, outcomes)
     (reports / f"{stem}.md").write_text(summary, encoding="utf-8")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    html_path = write_html(reports / f"{stem}.html", rec, checks=outcomes, run_id=context.run.run_id, generated_at=generated)
+    # the range's file is replaced by the next run; this run's copy stays for sign-off
+    run_html = reports / "runs" / context.run.run_id / f"{stem}.html"
+    run_html.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(html_path, run_html)
     context.log.info(summary.splitlines()[2] if len(summary.splitlines()) > 2 else summary)
 
+    sizes = sorted(rec.ticket_sizes)
     yield dg.MaterializeResult(
         metadata={
             "source_items": dg.MetadataValue.int(rec.source_items),
@@ -74,38 +125,131 @@ def reconciliation_report(
             "missing": dg.MetadataValue.int(len(rec.missing)),
             "dead_letters": dg.MetadataValue.int(len(rec.dead_letters)),
             "variance": dg.MetadataValue.float(rec.variance),
+            "tickets": dg.MetadataValue.int(rec.tickets_in_window),
+            "ticket_size_median": dg.MetadataValue.int(sizes[len(sizes) // 2] if sizes else 0),
+            "ticket_size_max": dg.MetadataValue.int(sizes[-1] if sizes else 0),
+            "unmatched_agents": dg.MetadataValue.int(len(rec.unmatched_agents)),
+            "messages_attributed": dg.MetadataValue.int(rec.messages_attributed),
+            "attribution_mismatches": dg.MetadataValue.int(
+                len(rec.attribution_mismatches) + len(rec.conversation_customer_mismatches)
+            ),
+            "target_customers": dg.MetadataValue.int(rec.target_customers),
+            "duplicate_customers": dg.MetadataValue.int(len(rec.duplicate_customers)),
             "api_calls": dg.MetadataValue.int(calls["requests"]),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
             "report": dg.MetadataValue.path(str(reports / f"{stem}.md")),
+            "report_html": dg.MetadataValue.path(str(html_path)),
+            "report_html_url": dg.MetadataValue.url(run_html.as_uri()),
             "summary": dg.MetadataValue.md(summary),
+            **metadata_tables(rec),
         }
     )
-    yield dg.AssetCheckResult(
-        check_name=VARIANCE_CHECK,
-        passed=rec.variance <= config.max_variance,
-        metadata={
+    fidelity_metadata = [
+        {"conversations_checked": dg.MetadataValue.int(tags["conversations_checked"]),
+         "wrong": dg.MetadataValue.int(tags["wrong"]),
+         "missing_conversations": dg.MetadataValue.int(tags["missing_conversations"]),
+         "examples": dg.MetadataValue.json(tags["examples"])},
+        {"files": dg.MetadataValue.int(files["files"]),
+         "mismatches": dg.MetadataValue.int(files["mismatches"]),
+         "unverified": dg.MetadataValue.int(files["unverified"]),
+         "oversize_listed_not_uploaded": dg.MetadataValue.int(files["oversize_listed_not_uploaded"]),
+         "by_state": dg.MetadataValue.json(files["by_state"]),
+         "failing": dg.MetadataValue.json(files["failing"])},
+    ]
+    for outcome, metadata in zip(outcomes, check_metadata(rec) + fidelity_metadata, strict=True):
+        yield dg.AssetCheckResult(check_name=outcome.name, passed=outcome.passed,
+                                  description=outcome.detail, metadata=metadata)
+
+
+def check_outcomes(rec: Reconciliation, max_variance: float) -> list[CheckOutcome]:
+    """Pass/fail and a one-line reason for each check, in the order of the check specs."""
+    return [
+        CheckOutcome(VARIANCE_CHECK, rec.variance <= max_variance,
+                     f"{len(rec.missing)} of {rec.source_items} source items missing ({rec.variance:.4%}; "
+                     f"tolerance {max_variance:.4%})"),
+        CheckOutcome(ORDER_CHECK, not rec.out_of_order and rec.conversations_checked == rec.conversations_expected,
+                     f"{len(rec.out_of_order)} conversations out of order; {rec.conversations_checked} of "
+                     f"{rec.conversations_expected} loaded conversations checked"),
+        CheckOutcome(DUPLICATE_CHECK, not rec.duplicates, f"{len(rec.duplicates)} source items found more than once"),
+        CheckOutcome(ATTRIBUTION_CHECK, rec.attribution_ok,
+                     f"{len(rec.attribution_mismatches)} of {rec.messages_attributed} messages from the wrong person; "
+                     f"{len(rec.conversation_customer_mismatches)} conversations under the wrong customer; "
+                     f"{rec.messages_unverifiable} messages showed no author"),
+        CheckOutcome(MERGED_PROFILES_CHECK, rec.merged_profiles_ok,
+                     f"{len(rec.duplicate_customers)} Gladly ids with several Unthread customers; "
+                     f"{len(rec.merged_customers_on_target)} merged-away ids with one; "
+                     f"{len(rec.customers_missing_on_target)} loaded customers not found"),
+    ]
+
+
+def check_metadata(rec: Reconciliation) -> list[dict]:
+    """Each check's metadata, in the order of the check specs."""
+    return [
+        {
             "variance": dg.MetadataValue.float(rec.variance),
             "missing": dg.MetadataValue.int(len(rec.missing)),
             "missing_by_stage": dg.MetadataValue.json(dict(rec.missing_by_stage)),
         },
-    )
-    yield dg.AssetCheckResult(
-        check_name=ORDER_CHECK,
-        passed=not rec.out_of_order,
-        metadata={
+        {
+            "tickets_in_window": dg.MetadataValue.int(rec.tickets_in_window),
+            "conversations_expected": dg.MetadataValue.int(rec.conversations_expected),
             "conversations_checked": dg.MetadataValue.int(rec.conversations_checked),
             "out_of_order": dg.MetadataValue.json(rec.out_of_order[:50]),
         },
-    )
-    yield dg.AssetCheckResult(
-        check_name=DUPLICATE_CHECK,
-        passed=not rec.duplicates,
-        metadata={"duplicates": dg.MetadataValue.int(len(rec.duplicates)),
-                  "examples": dg.MetadataValue.json(rec.duplicates[:50])},
-    )
+        {"duplicates": dg.MetadataValue.int(len(rec.duplicates)),
+         "examples": dg.MetadataValue.json(rec.duplicates[:50])},
+        {
+            "messages_attributed": dg.MetadataValue.int(rec.messages_attributed),
+            "messages_unverifiable": dg.MetadataValue.int(rec.messages_unverifiable),
+            "mismatches": dg.MetadataValue.int(len(rec.attribution_mismatches)),
+            "conversation_customer_mismatches": dg.MetadataValue.int(len(rec.conversation_customer_mismatches)),
+            "examples": dg.MetadataValue.json((rec.attribution_mismatches + rec.conversation_customer_mismatches)[:50]),
+        },
+        {
+            "target_customers": dg.MetadataValue.int(rec.target_customers),
+            "duplicate_customers": dg.MetadataValue.int(len(rec.duplicate_customers)),
+            "merged_customers_on_target": dg.MetadataValue.int(len(rec.merged_customers_on_target)),
+            "customers_missing_on_target": dg.MetadataValue.int(len(rec.customers_missing_on_target)),
+            "examples": dg.MetadataValue.json(
+                (rec.duplicate_customers + rec.merged_customers_on_target + rec.customers_missing_on_target)[:50]
+            ),
+        },
+    ]
 
 
-def render_markdown(rec: Reconciliation) -> str:
+def _table(columns: list[tuple[str, str]], rows: list[list]) -> dg.TableMetadataValue:
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns])
+    records = [
+        dg.TableRecord({name: ("" if value is None else value) for (name, _), value in zip(columns, row, strict=True)})
+        for row in rows[:METADATA_ROWS]
+    ]
+    return dg.MetadataValue.table(records, schema=schema)
+
+
+def metadata_tables(rec: Reconciliation) -> dict[str, dg.TableMetadataValue]:
+    """The report's figures as Dagster table metadata (the UI shows them on the materialization)."""
+    per_day = [("day", "string"), ("source", "int"), ("staged", "int"), ("in_tickets", "int"), ("loaded", "int"),
+               ("read_back", "int")]
+    sizes = Counter(rec.ticket_sizes)
+    return {
+        "per_day": _table(per_day, [[d[name] for name, _ in per_day] for d in rec.by_day]),
+        "quarantine_reasons": _table([("reason", "string"), ("lines", "int")],
+                                     [[r, n] for r, n in rec.quarantine_reasons.most_common()]),
+        "dead_letter_reasons": _table([("reason", "string"), ("writes", "int")],
+                                      [[r, n] for r, n in rec.dead_letter_reasons.most_common()]),
+        "ticket_size_distribution": _table([("items_per_ticket", "int"), ("tickets", "int")],
+                                           [[size, n] for size, n in sorted(sizes.items())]),
+        "unmatched_agent_list": _table(
+            [("agent_id", "string"), ("name", "string"), ("email", "string"), ("active", "bool"), ("items", "int")],
+            [[a["agent_id"], a["name"], a["email"], a["active"], a["items"]] for a in rec.unmatched_agents],
+        ),
+        "missing_items": _table([("item_id", "string"), ("day", "string"), ("stage", "string"), ("reason", "string")],
+                                [[m["item_id"], m.get("day"), m["stage"], m["reason"]] for m in rec.missing]),
+    }
+
+
+def render_markdown(rec: Reconciliation, outcomes: list[CheckOutcome] | None = None) -> str:
+    """The report as markdown (the asset's `summary` metadata and the .md file)."""
     lines = [
         f"# Reconciliation {rec.window[0][:10]} .. {rec.window[1][:10]} (UTC, end exclusive)",
         "",
@@ -114,9 +258,16 @@ def render_markdown(rec: Reconciliation) -> str:
         f"variance {rec.variance:.4%} · conversations checked {rec.conversations_checked} · "
         f"out of order {len(rec.out_of_order)} · duplicates {len(rec.duplicates)}",
         "",
-        "| day | staged | in tickets | loaded |",
-        "|---|---|---|---|",
-        *[f"| {d['day']} | {d['staged']} | {d['in_tickets']} | {d['loaded']} |" for d in rec.by_day],
+    ]
+    if outcomes:
+        lines += ["| check | result | detail |", "|---|---|---|"]
+        lines += [f"| {o.name} | {'PASSED' if o.passed else '**FAILED**'} | {o.detail} |" for o in outcomes]
+        lines += [""]
+    lines += [
+        "| day | source | staged | in tickets | loaded | read back |",
+        "|---|---|---|---|---|---|",
+        *[f"| {d['day']} | {d['source']} | {d['staged']} | {d['in_tickets']} | {d['loaded']} | {d['read_back']} |"
+          for d in rec.by_day],
     ]
     if rec.quarantine_reasons:
         lines += ["", "## Quarantined lines", "", "| reason | lines |", "|---|---|"]
@@ -125,6 +276,10 @@ def render_markdown(rec: Reconciliation) -> str:
         lines += ["", f"## Dead letters ({len(rec.dead_letters)}): refused by the target; the next run retries them",
                   "", "| source key | attempts | reason |", "|---|---|---|"]
         lines += [f"| {d['source_key']} | {d['attempts']} | {d['reason']} |" for d in rec.dead_letters[:200]]
+    if rec.unmatched_agents:
+        lines += ["", f"## Unmatched agents ({len(rec.unmatched_agents)}): no Unthread user with their email",
+                  "", "| agent | name | email | items |", "|---|---|---|---|"]
+        lines += [f"| {a['agent_id']} | {a['name']} | {a['email']} | {a['items']} |" for a in rec.unmatched_agents[:200]]
     if rec.missing:
         lines += ["", f"## Missing from Unthread ({len(rec.missing)})", "", "| item | stage | reason |", "|---|---|---|"]
         lines += [f"| {m['item_id']} | {m['stage']} | {m['reason']} |" for m in rec.missing[:200]]

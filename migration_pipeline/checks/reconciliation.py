@@ -4,10 +4,13 @@ Three independent views of the same items:
 - source: the archived export files themselves, re-read here (ids whose timestamp is in the
   window), plus the quarantined lines of those files;
 - pipeline: staged, in tickets and loaded, from the staging database (dbt_like_sql/rpt_*);
-- target: read back from Unthread — every conversation the ledger says it created, its messages
-  listed with cursor pagination and the source item markers read out of their text.
-Every source item that is not read back is listed with the stage where it stopped and why, and
-each conversation's messages are checked to be in source order.
+- target: read back from Unthread — every conversation the ledger says it created (all of them,
+  never a sample), its messages listed with cursor pagination and the source item markers read
+  out of their text; the conversations' customers; every customer of the workspace.
+Every source item that is not read back is listed with the stage where it stopped and why. On
+the read-back messages it also checks source order, duplicates and who each message is from
+(customer attribution); on the read-back customers, that merged Gladly profiles did not become
+separate or duplicate Unthread customers.
 """
 
 from __future__ import annotations
@@ -23,13 +26,30 @@ import sqlalchemy as sa
 
 from migration_pipeline.core.http import VendorAPIError
 from migration_pipeline.sources.gladly.archive import ArchivedJob
-from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, quarantine, ticket_items, utc_text
+from migration_pipeline.staging.db import (
+    StagingDatabase,
+    agents,
+    conversation_items,
+    customer_lookups,
+    customers,
+    ledger,
+    quarantine,
+    ticket_items,
+    tickets,
+    utc_text,
+)
 from migration_pipeline.staging.sql import run_model
 from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.loader import MARKER
+from migration_pipeline.targets.unthread.loader import EMAIL_RE, MARKER
 
 MARKER_RE = re.compile(r"`" + re.escape(MARKER) + r"([^`#]+)(?:#(\d+))?`")
+# Any marker, attachment follow-ups (`#f1`) included: each of those messages has an author too.
+ANY_MARKER_RE = re.compile(r"`" + re.escape(MARKER) + r"([^`#]+)(?:#[^`]+)?`")
 MAX_LISTED = 500
+CUSTOMER_STAMP = "gladly:"  # externalCrmMetadata.id of every customer the loader creates
+_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+Identity = tuple[str, str]  # ("id", user id) | ("email", lower-case email) | ("name", display name)
 
 
 @dataclass
@@ -41,6 +61,8 @@ class Reconciliation:
     in_tickets: int = 0
     loaded: int = 0
     read_back: int = 0
+    tickets_in_window: int = 0
+    conversations_expected: int = 0  # every ticket of the window whose conversation the ledger says exists
     conversations_checked: int = 0
     out_of_order: list[dict[str, Any]] = field(default_factory=list)
     conversations_gone: list[dict[str, Any]] = field(default_factory=list)  # loaded, now 404 on Unthread
@@ -48,8 +70,22 @@ class Reconciliation:
     missing: list[dict[str, Any]] = field(default_factory=list)
     missing_by_stage: Counter = field(default_factory=Counter)
     quarantine_reasons: Counter = field(default_factory=Counter)
+    dead_letter_reasons: Counter = field(default_factory=Counter)
     by_day: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    ticket_sizes: list[int] = field(default_factory=list)  # items per ticket, every ticket of the window
+    agents_seen: int = 0  # agents who authored items in the window
+    unmatched_agents: list[dict[str, Any]] = field(default_factory=list)  # no Unthread user with their email
+    # customer attribution: each read-back message's author against the source item's author
+    messages_attributed: int = 0
+    messages_unverifiable: int = 0  # the target showed no author at all for the message
+    attribution_mismatches: list[dict[str, Any]] = field(default_factory=list)
+    conversation_customer_mismatches: list[dict[str, Any]] = field(default_factory=list)
+    # merged profiles: Unthread customers stamped with a Gladly id
+    target_customers: int = 0
+    duplicate_customers: list[dict[str, Any]] = field(default_factory=list)  # one Gladly id, several customers
+    merged_customers_on_target: list[dict[str, Any]] = field(default_factory=list)  # a merged-away id has one
+    customers_missing_on_target: list[dict[str, Any]] = field(default_factory=list)  # expected, not found
 
     @property
     def variance(self) -> float:
@@ -57,6 +93,14 @@ class Reconciliation:
         if not self.source_items:
             return 0.0
         return (self.source_items - self.read_back) / self.source_items
+
+    @property
+    def attribution_ok(self) -> bool:
+        return not self.attribution_mismatches and not self.conversation_customer_mismatches
+
+    @property
+    def merged_profiles_ok(self) -> bool:
+        return not (self.duplicate_customers or self.merged_customers_on_target or self.customers_missing_on_target)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +112,8 @@ class Reconciliation:
             "loaded": self.loaded,
             "read_back": self.read_back,
             "variance": self.variance,
+            "tickets_in_window": self.tickets_in_window,
+            "conversations_expected": self.conversations_expected,
             "conversations_checked": self.conversations_checked,
             "out_of_order": self.out_of_order[:MAX_LISTED],
             "conversations_gone": self.conversations_gone[:MAX_LISTED],
@@ -76,14 +122,27 @@ class Reconciliation:
             "missing_by_stage": dict(self.missing_by_stage),
             "missing": self.missing[:MAX_LISTED],
             "quarantine_reasons": dict(self.quarantine_reasons),
+            "dead_letter_reasons": dict(self.dead_letter_reasons),
             "by_day": self.by_day,
             "dead_letters": self.dead_letters[:MAX_LISTED],
+            "ticket_sizes": dict(sorted(Counter(self.ticket_sizes).items())),
+            "agents_seen": self.agents_seen,
+            "unmatched_agents": self.unmatched_agents[:MAX_LISTED],
+            "messages_attributed": self.messages_attributed,
+            "messages_unverifiable": self.messages_unverifiable,
+            "attribution_mismatches": self.attribution_mismatches[:MAX_LISTED],
+            "conversation_customer_mismatches": self.conversation_customer_mismatches[:MAX_LISTED],
+            "target_customers": self.target_customers,
+            "duplicate_customers": self.duplicate_customers[:MAX_LISTED],
+            "merged_customers_on_target": self.merged_customers_on_target[:MAX_LISTED],
+            "customers_missing_on_target": self.customers_missing_on_target[:MAX_LISTED],
         }
 
 
-def source_item_ids(jobs: list[ArchivedJob], lo: str, hi: str) -> set[str]:
-    """Item ids in the archived files whose timestamp is in [lo, hi), read straight from the files."""
-    ids: set[str] = set()
+def source_items_by_day(jobs: list[ArchivedJob], lo: str, hi: str) -> dict[str, str]:
+    """Item id -> UTC day, for the items in the archived files whose timestamp is in [lo, hi),
+    read straight from the files."""
+    days: dict[str, str] = {}
     for job in jobs:
         path = job.file_path("conversation_items.jsonl")
         if "conversation_items.jsonl" not in job.files or not path.exists():
@@ -96,23 +155,52 @@ def source_item_ids(jobs: list[ArchivedJob], lo: str, hi: str) -> set[str]:
                 except (ValueError, KeyError, TypeError, AttributeError):
                     continue
                 if lo <= ts < hi and isinstance(obj.get("id"), str):
-                    ids.add(obj["id"])
-    return ids
+                    days[obj["id"]] = ts[:10]
+    return days
+
+
+def source_item_ids(jobs: list[ArchivedJob], lo: str, hi: str) -> set[str]:
+    """Item ids in the archived files whose timestamp is in [lo, hi), read straight from the files."""
+    return set(source_items_by_day(jobs, lo, hi))
+
+
+def dead_letter_reason(error: str | None) -> str:
+    """A refusal's reason without the ids and numbers that make every message unique, so that
+    refusals group by cause (`400: body.value: N characters exceeds the limit of N`)."""
+    text = (error or "unknown").split(" -> ", 1)[-1]
+    text = _ID_RE.sub("<id>", text)
+    return re.sub(r"\d+", "N", text)[:200]
 
 
 def reconcile(
-    db: StagingDatabase, client: UnthreadClient, jobs: list[ArchivedJob], start: datetime, end: datetime
+    db: StagingDatabase,
+    client: UnthreadClient,
+    jobs: list[ArchivedJob],
+    start: datetime,
+    end: datetime,
+    *,
+    placeholder_user_id: str | None = None,
+    customer_mode: str = "per_person",
 ) -> Reconciliation:
+    """Compare the window's source items with staging and with what Unthread holds now.
+
+    `placeholder_user_id` and `customer_mode` are the load settings the expected authors and
+    customers follow (the same as the loader's)."""
     lo, hi = utc_text(start), utc_text(end)
     rec = Reconciliation(window=(lo, hi))
-    source = source_item_ids(jobs, lo, hi)
+    source_days = source_items_by_day(jobs, lo, hi)
+    source = set(source_days)
     rec.source_items = len(source)
 
-    rec.by_day = run_model(db, "rpt_items_by_day", lo=lo, hi=hi)
+    pipeline_days = {d["day"]: d for d in run_model(db, "rpt_items_by_day", lo=lo, hi=hi)}
     rec.dead_letters = run_model(db, "rpt_dead_letters")
-    rec.staged = sum(d["staged"] for d in rec.by_day)
-    rec.in_tickets = sum(int(d["in_tickets"] or 0) for d in rec.by_day)
-    rec.loaded = sum(int(d["loaded"] or 0) for d in rec.by_day)
+    rec.dead_letter_reasons = Counter(dead_letter_reason(d["reason"]) for d in rec.dead_letters)
+    rec.staged = sum(int(d["staged"] or 0) for d in pipeline_days.values())
+    rec.in_tickets = sum(int(d["in_tickets"] or 0) for d in pipeline_days.values())
+    rec.loaded = sum(int(d["loaded"] or 0) for d in pipeline_days.values())
+    sizes = run_model(db, "rpt_ticket_sizes", lo=lo, hi=hi)
+    rec.tickets_in_window = len(sizes)
+    rec.ticket_sizes = [int(t["item_count"]) for t in sizes]
 
     job_ids = [j.job_id for j in jobs]
     with db.engine.connect() as conn:
@@ -130,8 +218,33 @@ def reconcile(
             )
         }
 
-    read_back = _read_back(db, client, lo, hi, rec)
+    users = client.list_users()
+    people = _People(db, users, placeholder_user_id)
+    authors = run_model(db, "rpt_agent_authors", lo=lo, hi=hi)
+    rec.agents_seen = len(authors)
+    rec.unmatched_agents = [
+        {"agent_id": a["agent_id"], "name": a["name"], "email": a["email"], "active": bool(a["active"]), "items": int(a["items"])}
+        for a in authors
+        if (a["email"] or "").strip().lower() not in people.users_by_email
+    ]
+
+    read_back = _read_back(db, client, lo, hi, rec, people, customer_mode)
     rec.read_back = len(source & read_back)
+    _check_customers(db, client, rec, customer_mode, {t["customer_id"] for t in sizes})
+
+    read_back_days = Counter(source_days[i] for i in source & read_back)
+    source_counts = Counter(source_days.values())
+    rec.by_day = [
+        {
+            "day": day,
+            "source": source_counts.get(day, 0),
+            "staged": int((pipeline_days.get(day) or {}).get("staged") or 0),
+            "in_tickets": int((pipeline_days.get(day) or {}).get("in_tickets") or 0),
+            "loaded": int((pipeline_days.get(day) or {}).get("loaded") or 0),
+            "read_back": read_back_days.get(day, 0),
+        }
+        for day in sorted(set(source_counts) | set(pipeline_days))
+    ]
 
     unloaded = {row["item_id"]: row for row in run_model(db, "rpt_unloaded_items", lo=lo, hi=hi)}
     for item_id in sorted(source - read_back):
@@ -142,6 +255,7 @@ def reconcile(
             entry = {"item_id": item_id, "stage": row["stage"], "reason": row["reason"] or "not attempted"}
         else:
             entry = {"item_id": item_id, "stage": "target", "reason": "loaded, but not found in Unthread on readback"}
+        entry["day"] = source_days[item_id]
         rec.missing.append(entry)
         rec.missing_by_stage[entry["stage"]] += 1
     return rec
@@ -158,7 +272,90 @@ def _quarantine_reason(db: StagingDatabase, job_ids: list[str], item_id: str) ->
     return f"quarantined: {row.reason} (job {row.job_id}, line {row.line_no})"
 
 
-def _read_back(db: StagingDatabase, client: UnthreadClient, lo: str, hi: str, rec: Reconciliation) -> set[str]:
+class _People:
+    """Who each source item should appear to be from on Unthread, by the loader's mapping rule:
+    an agent as the workspace user with the agent's email (else the placeholder user, else the
+    agent's name); anyone else as the item's customer, by email when it is valid, else by name.
+    Identities are compared, not payloads, so a match by user id or by email both count."""
+
+    def __init__(self, db: StagingDatabase, users: list[dict[str, Any]], placeholder_user_id: str | None):
+        self.db = db
+        self.placeholder = placeholder_user_id
+        self.users_by_email = {u["email"].strip().lower(): u["id"] for u in users if isinstance(u.get("email"), str)}
+        with db.engine.connect() as conn:
+            self.agents = {r["source_id"]: r for r in conn.execute(sa.select(agents)).mappings()}
+        self.customers: dict[str, Any] = {}
+
+    def customer_rows(self, ids: set[str]) -> None:
+        wanted = [i for i in ids if i and i not in self.customers]
+        if not wanted:
+            return
+        with self.db.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                for row in conn.execute(sa.select(customers).where(customers.c.source_id.in_(chunk))).mappings():
+                    self.customers[row["source_id"]] = row
+        for i in wanted:
+            self.customers.setdefault(i, None)
+
+    def _by_email(self, email: str) -> set[Identity]:
+        found: set[Identity] = {("email", email)}
+        if email in self.users_by_email:  # the target resolves a known email to its user
+            found.add(("id", self.users_by_email[email]))
+        return found
+
+    def expected(self, item: Any, ticket_customer: str | None) -> set[Identity]:
+        if item["author_type"] == "agent" and item["author_id"]:
+            agent = self.agents.get(item["author_id"])
+            email = ((agent and agent["email"]) or "").strip().lower()
+            if email in self.users_by_email:
+                return self._by_email(email)
+            if self.placeholder:
+                return {("id", self.placeholder)}
+            return {("name", (agent and agent["name"]) or f"Gladly agent {item['author_id']}")}
+        accepted: set[Identity] = set()
+        # the item's own profile, or the one it was merged into: the same person either way
+        for customer_id in dict.fromkeys([item["customer_id"], ticket_customer]):
+            if not customer_id:
+                continue
+            row = self.customers.get(customer_id)
+            email = (row and row["primary_email"]) or ""
+            if email and EMAIL_RE.match(email):
+                accepted |= self._by_email(email.lower())
+            else:
+                accepted.add(("name", (row and row["name"]) or f"Gladly customer {customer_id}"))
+        return accepted
+
+
+def found_identity(message: dict[str, Any]) -> Identity | None:
+    """Who a read-back message is from: the workspace user it is posted as, else the person it
+    was posted on behalf of; None when the target shows neither."""
+    user = message.get("user") or {}
+    if isinstance(user, dict) and user.get("id"):
+        return ("id", str(user["id"]))
+    behalf = message.get("onBehalfOf") or {}
+    if isinstance(behalf, dict):
+        if behalf.get("id"):
+            return ("id", str(behalf["id"]))
+        if behalf.get("email"):
+            return ("email", str(behalf["email"]).strip().lower())
+    sent_by = message.get("sentByUser") or {}
+    if isinstance(sent_by, dict) and sent_by.get("email"):
+        return ("email", str(sent_by["email"]).strip().lower())
+    if isinstance(behalf, dict) and behalf.get("name"):
+        return ("name", str(behalf["name"]))
+    return None
+
+
+def _read_back(
+    db: StagingDatabase,
+    client: UnthreadClient,
+    lo: str,
+    hi: str,
+    rec: Reconciliation,
+    people: _People,
+    customer_mode: str,
+) -> set[str]:
     """Item ids found in the Unthread conversations of every ticket touching the window."""
     touching = (
         sa.select(ledger.c.source_key, ledger.c.target_id)
@@ -170,19 +367,27 @@ def _read_back(db: StagingDatabase, client: UnthreadClient, lo: str, hi: str, re
                 ticket_items.c.ts < hi,
             )
         )
+        .order_by(ledger.c.source_key)
     )
     found: set[str] = set()
     with db.engine.connect() as conn:
         conversations = conn.execute(touching).all()
+    rec.conversations_expected = len(conversations)
+    customer_of = _conversation_customers(client, [target for _, target in conversations])
     for source_key, target_id in conversations:
         ticket_id = source_key.removeprefix("ticket:")
-        expected = _ticket_item_order(db, ticket_id)
+        expected = _ticket_items(db, ticket_id)
+        ticket_customer = next(iter(expected.values()))["ticket_customer"] if expected else None
+        people.customer_rows({r["customer_id"] for r in expected.values()} | {ticket_customer})
+        _check_conversation_customer(db, rec, ticket_id, target_id, ticket_customer, customer_of, customer_mode)
         seen: list[str] = []
         try:
             for message in client.iter_messages(target_id):
-                for item_id, part in MARKER_RE.findall(message.get("text") or ""):
+                text = message.get("text") or ""
+                for item_id, part in MARKER_RE.findall(text):
                     if part in ("", "1"):
                         seen.append(item_id)
+                _check_attribution(rec, people, expected, ticket_customer, target_id, message, text)
         except VendorAPIError as exc:
             if exc.status != 404:
                 raise
@@ -193,16 +398,131 @@ def _read_back(db: StagingDatabase, client: UnthreadClient, lo: str, hi: str, re
                 rec.duplicates.append({"item_id": item_id, "conversation_id": target_id, "copies": n})
         found.update(seen)
         order = [i for i in seen if i in expected]
-        if order != sorted(order, key=expected.__getitem__):
+        if order != sorted(order, key=lambda i: expected[i]["position"]):
             rec.out_of_order.append({"ticket_id": ticket_id, "conversation_id": target_id})
     return found
 
 
-def _ticket_item_order(db: StagingDatabase, ticket_id: str) -> dict[str, int]:
+def _check_attribution(
+    rec: Reconciliation, people: _People, expected: dict[str, Any], ticket_customer, conversation_id: str, message, text: str
+) -> None:
+    item_ids = dict.fromkeys(m for m in ANY_MARKER_RE.findall(text) if m in expected)
+    for item_id in item_ids:
+        who = found_identity(message)
+        if who is None:
+            rec.messages_unverifiable += 1
+            continue
+        rec.messages_attributed += 1
+        accepted = people.expected(expected[item_id], ticket_customer)
+        if who not in accepted:
+            rec.attribution_mismatches.append({
+                "item_id": item_id,
+                "conversation_id": conversation_id,
+                "message_id": message.get("id"),
+                "expected": " or ".join(f"{k}:{v}" for k, v in sorted(accepted)),
+                "found": f"{who[0]}:{who[1]}",
+            })
+
+
+def _conversation_customers(client: UnthreadClient, conversation_ids: list[str]) -> dict[str, str | None]:
+    """Conversation id -> the id of its customer on Unthread (None when the customer it points
+    at no longer exists), 100 conversations a request."""
+    out: dict[str, str | None] = {}
+    for start in range(0, len(conversation_ids), 100):
+        chunk = conversation_ids[start : start + 100]
+        body = {"select": ["id", "customerId", "customer.id"], "where": [{"field": "id", "operator": "in", "value": chunk}]}
+        for row in client.iter_list("/conversations/list", body):
+            out[row["id"]] = (row.get("customer") or {}).get("id")
+    return out
+
+
+def _check_conversation_customer(
+    db: StagingDatabase, rec: Reconciliation, ticket_id, conversation_id, ticket_customer, customer_of, customer_mode
+) -> None:
+    if conversation_id not in customer_of or not ticket_customer:
+        return  # gone from the target: reported by the message readback
+    key = "customer:*" if customer_mode == "single" else f"customer:{ticket_customer}"
+    with db.engine.connect() as conn:
+        expected = conn.execute(
+            sa.select(ledger.c.target_id).where(ledger.c.source_key == key, ledger.c.state == "done")
+        ).scalar()
+    if customer_of[conversation_id] != expected:
+        rec.conversation_customer_mismatches.append({
+            "ticket_id": ticket_id,
+            "conversation_id": conversation_id,
+            "gladly_customer": ticket_customer,
+            "expected_customer": expected,
+            "found_customer": customer_of[conversation_id],
+        })
+
+
+def _ticket_items(db: StagingDatabase, ticket_id: str) -> dict[str, dict[str, Any]]:
+    """A ticket's items in source order, with what their expected author depends on."""
     query = (
-        sa.select(ticket_items.c.item_id)
+        sa.select(
+            ticket_items.c.item_id,
+            conversation_items.c.author_type,
+            conversation_items.c.author_id,
+            conversation_items.c.customer_id,
+            tickets.c.customer_id.label("ticket_customer"),
+        )
+        .select_from(
+            ticket_items.join(tickets, tickets.c.ticket_id == ticket_items.c.ticket_id).outerjoin(
+                conversation_items, conversation_items.c.source_id == ticket_items.c.item_id
+            )
+        )
         .where(ticket_items.c.ticket_id == ticket_id)
         .order_by(ticket_items.c.ts, ticket_items.c.item_id)
     )
     with db.engine.connect() as conn:
-        return {row[0]: n for n, row in enumerate(conn.execute(query))}
+        return {row["item_id"]: {**row, "position": n} for n, row in enumerate(conn.execute(query).mappings())}
+
+
+def _check_customers(
+    db: StagingDatabase, client: UnthreadClient, rec: Reconciliation, customer_mode: str, window_customers: set[str]
+) -> None:
+    """Merged profiles: every Unthread customer stamped with a Gladly id, read back. No Gladly id
+    has two; no merged-away id has one; each surviving customer of the window has exactly one."""
+    stamped: dict[str, list[str]] = {}
+    body = {"select": ["id", "externalCrmMetadata"], "order": ["createdAt", "id"]}
+    for row in client.iter_list("/customers/list", body):
+        rec.target_customers += 1
+        stamp = (row.get("externalCrmMetadata") or {}).get("id")
+        if isinstance(stamp, str) and stamp.startswith(CUSTOMER_STAMP):
+            stamped.setdefault(stamp.removeprefix(CUSTOMER_STAMP), []).append(row["id"])
+    with db.engine.connect() as conn:
+        merged = {
+            r[0]: r[1]
+            for r in conn.execute(
+                sa.select(customer_lookups.c.customer_id, customer_lookups.c.surviving_id).where(
+                    customer_lookups.c.status == "moved"
+                )
+            )
+        }
+        merged.update(
+            {
+                r[0]: r[1]
+                for r in conn.execute(
+                    sa.select(customers.c.source_id, customers.c.merged_into).where(customers.c.merged_into.is_not(None))
+                )
+                if r[0] not in merged
+            }
+        )
+        loaded = set(
+            conn.execute(
+                sa.select(ledger.c.source_key).where(ledger.c.entity_type == "customer", ledger.c.state == "done")
+            ).scalars()
+        )
+    for gladly_id, ids in sorted(stamped.items()):
+        if len(ids) > 1:
+            rec.duplicate_customers.append({"gladly_id": gladly_id, "unthread_ids": ids})
+        if gladly_id in merged:
+            rec.merged_customers_on_target.append(
+                {"gladly_id": gladly_id, "merged_into": merged[gladly_id], "unthread_ids": ids}
+            )
+    expected = {"*"} if customer_mode == "single" else window_customers
+    for gladly_id in sorted(expected):
+        # only customers the ledger says were created: one not loaded yet is a load gap, counted
+        # by the variance check, not a profile problem
+        if f"customer:{gladly_id}" in loaded and not stamped.get(gladly_id):
+            rec.customers_missing_on_target.append({"gladly_id": gladly_id})

@@ -7,6 +7,7 @@ Rows are upserted by source id, so staging the same file twice changes nothing. 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -109,6 +110,14 @@ tickets = sa.Table(
     sa.Column("item_count", sa.Integer, nullable=False),
     sa.Column("rule_version", sa.String(32), nullable=False),
     sa.Column("cut_at", sa.String(27), nullable=False),
+    # Why the ticket starts where it does, the closed ticket a reopen links back to, and the
+    # state the splitting rules read when the next item arrives (core/splitting.py).
+    sa.Column("cut_reason", sa.String(32)),
+    sa.Column("previous_ticket_id", sa.String(64)),
+    sa.Column("last_channel", sa.String(16)),
+    sa.Column("topics", sa.JSON),
+    sa.Column("status", sa.String(16)),
+    sa.Column("status_ts", sa.String(27)),
 )
 
 ticket_items = sa.Table(
@@ -148,6 +157,50 @@ load_leases = sa.Table(
 )
 
 
+# Rows per bulk batch: large enough that per-statement cost vanishes, small enough that a batch of
+# item rows (bodies up to ~100 kB) stays a few tens of MB.
+BULK_BATCH = 5000
+
+
+def _copy_upsert(conn: Connection, table: sa.Table, rows: list[Mapping[str, Any]], update: bool) -> None:
+    """PostgreSQL: COPY one batch into a temp table shaped like `table`, then merge it with
+    INSERT ... SELECT ... ON CONFLICT, in the caller's transaction (rows are unique by key)."""
+    from psycopg import sql
+
+    names = [c.name for c in table.columns if c.name in rows[0]]
+    json_cols = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+    keys = [c.name for c in table.primary_key.columns]
+    temp = sql.Identifier(f"_bulk_{table.name}")
+    cols = sql.SQL(", ").join(map(sql.Identifier, names))
+    raw = conn.connection.driver_connection  # the psycopg connection, inside SQLAlchemy's transaction
+    with raw.cursor() as cur:
+        # ON COMMIT DROP: the temp table lives for this transaction only, so a schema change never
+        # meets a stale copy on a pooled connection; emptied after every batch.
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                temp, sql.Identifier(table.name)
+            )
+        )
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(temp, cols)) as copy:
+            for row in rows:
+                copy.write_row(
+                    [json.dumps(row[n], ensure_ascii=False) if n in json_cols else row[n] for n in names]
+                )
+        others = [n for n in names if n not in keys]
+        if update and others:
+            action = sql.SQL("DO UPDATE SET {}").format(
+                sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n)) for n in others)
+            )
+        else:
+            action = sql.SQL("DO NOTHING")
+        cur.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                sql.Identifier(table.name), cols, cols, temp, sql.SQL(", ").join(map(sql.Identifier, keys)), action
+            )
+        )
+        cur.execute(sql.SQL("TRUNCATE {}").format(temp))
+
+
 def utc_text(value: datetime) -> str:
     """The one timestamp encoding in staging: fixed-width UTC, lexically ordered."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -174,6 +227,7 @@ class StagingDatabase:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("select pg_advisory_xact_lock(7270513)"))  # arbitrary, project-wide
             metadata.create_all(conn)
+            _add_missing_columns(conn)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -208,6 +262,40 @@ class StagingDatabase:
         else:
             stmt = insert.on_conflict_do_nothing(index_elements=keys)
         conn.execute(stmt, list(rows))
+
+    def bulk_upsert(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        update: bool = True,
+        batch_size: int = BULK_BATCH,
+    ) -> int:
+        """Upsert many rows with each engine's fast path, streamed in batches (bounded memory).
+
+        Same semantics as `upsert`: keyed by the primary key, the last row for a key wins (also
+        within one batch), a re-run changes nothing. On PostgreSQL each batch is COPYed into a
+        temporary table and merged with one `INSERT ... SELECT ... ON CONFLICT`; on SQLite it is
+        one executemany. Every row must carry the same columns. Returns the rows written."""
+        written = 0
+        batch: dict[Any, Mapping[str, Any]] = {}
+        keys = [c.name for c in table.primary_key.columns]
+        for row in rows:
+            batch[tuple(row[k] for k in keys)] = row
+            if len(batch) >= batch_size:
+                written += self._flush_bulk(conn, table, list(batch.values()), update)
+                batch.clear()
+        if batch:
+            written += self._flush_bulk(conn, table, list(batch.values()), update)
+        return written
+
+    def _flush_bulk(self, conn: Connection, table: sa.Table, rows: list[Mapping[str, Any]], update: bool) -> int:
+        if self.dialect == "postgresql":
+            _copy_upsert(conn, table, rows, update)
+        else:
+            self.upsert(conn, table, rows, update=update)
+        return len(rows)
 
     def quarantine(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
         """Record bad lines (job, file, line, reason, raw); the same line twice is one row."""
@@ -246,6 +334,18 @@ class StagingDatabase:
         self.engine.dispose()
 
 
+def _add_missing_columns(conn: Connection) -> None:
+    """Columns added in a later release (all nullable) are added to a database made by an earlier
+    one, so upgrading keeps the staged history instead of asking for a fresh database."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
 def _engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -269,3 +369,28 @@ def _engine(url: str) -> Engine:
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+# Attachment transfers (fidelity): one row per file put on an Unthread message — a Gladly
+# attachment or an inline image pulled out of an HTML body — with the sha256 of the bytes read
+# from the source and of the bytes read back from the target, so a corrupted or missing upload
+# shows up as a row whose checksums differ (state: uploaded / verified / mismatch / oversize /
+# unverified).
+attachment_transfers = sa.Table(
+    "attachment_transfers",
+    metadata,
+    sa.Column("item_id", sa.String(64), primary_key=True),
+    sa.Column("attachment_id", sa.String(160), primary_key=True),  # Gladly id, or inline:<n>
+    sa.Column("kind", sa.String(16), nullable=False),  # attachment / inline_image
+    sa.Column("filename", sa.Text),
+    sa.Column("content_type", sa.Text),
+    sa.Column("bytes", sa.BigInteger),
+    sa.Column("sha256_source", sa.String(64)),
+    sa.Column("message_key", sa.String(160)),  # the ledger key of the message carrying the file
+    sa.Column("target_message_id", sa.String(128)),
+    sa.Column("target_file_id", sa.String(128)),
+    sa.Column("sha256_target", sa.String(64)),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("detail", sa.Text),
+    sa.Column("updated_at", sa.String(27), nullable=False),
+)

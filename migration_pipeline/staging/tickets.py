@@ -1,30 +1,32 @@
 """Cut staged items into tickets (stage 3), persisting the cut so it is never redone.
 
-Reads the staged items of a window that no ticket holds yet, groups them by conversation
-(items outside any conversation form a per-customer activity timeline), loads that
-conversation's existing tickets (loaded ones flagged from the ledger), applies the splitting
-rule from `core.splitting` and writes new and extended tickets in one transaction.
-No Dagster import.
+Streams the staged items of a window that no ticket holds yet, one timeline (conversation, or a
+customer's items outside any conversation) at a time, in the order the database returns them.
+Timelines are processed in batches: one query loads the batch's existing tickets (loaded ones
+flagged from the ledger), `core.splitting` assigns the items, and new and extended tickets are
+written in one transaction per batch. A crash loses at most the batch in flight: its items are
+still unassigned and the next run cuts them the same way. Memory is bounded by the batch, not by
+the window. No Dagster import.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import groupby
+from typing import Any
 
 import sqlalchemy as sa
 
-from migration_pipeline.core.splitting import DEFAULT_GAP, RULE_VERSION, ItemRef, TicketSpan, assign_items
-from migration_pipeline.staging.db import (
-    StagingDatabase,
-    ledger,
-    now_text,
-    ticket_items,
-    tickets,
-    utc_text,
-)
+from migration_pipeline.core.split_rules import SplitRules
+from migration_pipeline.core.splitting import ItemRef, TicketSpan, assign_items
+from migration_pipeline.staging.db import StagingDatabase, ledger, now_text, ticket_items, tickets, utc_text
 from migration_pipeline.staging.sql import model_sql
+
+BATCH_ITEMS = 20_000
+KEYS_PER_QUERY = 500
 
 
 @dataclass
@@ -33,6 +35,15 @@ class SplitCounts:
     tickets_created: int = 0
     tickets_extended: int = 0
     conversations: int = 0
+    cut_reasons: dict[str, int] = field(default_factory=dict)  # new tickets by the rule that cut them
+
+
+@dataclass
+class Timeline:
+    key: str
+    customer_id: str
+    items: list[ItemRef]
+    ts_text: list[str]  # the staged timestamps, as stored, in step with `items`
 
 
 def conversation_key(conversation_id: str | None, customer_id: str) -> str:
@@ -43,51 +54,128 @@ def _parse(ts: str) -> datetime:
     return datetime.fromisoformat(ts)
 
 
-def split_window(db: StagingDatabase, lo: str, hi: str, gap: timedelta = DEFAULT_GAP) -> SplitCounts:
+def item_ref(row: Any) -> ItemRef:
+    """A staged item as the splitter sees it: time, channel, and for status/topic changes what changed."""
+    source_id, _key, _customer, ts, kind, channel, payload = row
+    if payload is None:
+        return ItemRef(source_id, _parse(ts), kind, channel)
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    status = None
+    content = (json.loads(payload) if isinstance(payload, str) else payload).get("content") or {}
+    if kind == "TOPIC_CHANGE":
+        added = tuple(str(t) for t in content.get("addedTopicIds") or ())
+        removed = tuple(str(t) for t in content.get("removedTopicIds") or ())
+    elif content.get("status"):
+        status = str(content["status"]).upper()
+    return ItemRef(source_id, _parse(ts), kind, channel, added, removed, status)
+
+
+def unassigned_timelines(conn: sa.Connection, lo: str, hi: str) -> Iterator[Timeline]:
+    """Unassigned items of [lo, hi), streamed one timeline at a time."""
+    rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
+        sa.text(model_sql("int_unassigned_items")), {"lo": lo, "hi": hi}
+    )
+    for key, group in groupby(rows, key=lambda r: r[1]):
+        group = list(group)
+        yield Timeline(key, group[0][2], [item_ref(r) for r in group], [r[3] for r in group])
+
+
+def split_window(db: StagingDatabase, lo: str, hi: str, rules: SplitRules | None = None) -> SplitCounts:
+    """Assign every unassigned item of [lo, hi) to a ticket under `rules` (default: the rules file)."""
+    rules = rules or SplitRules.load()
     counts = SplitCounts()
-    with db.begin() as conn:
-        by_conversation: dict[str, list[ItemRef]] = defaultdict(list)
-        customer_of: dict[str, str] = {}
-        for row in conn.execute(sa.text(model_sql("int_unassigned_items")), {"lo": lo, "hi": hi}):
-            key = conversation_key(row.conversation_id, row.surviving_id)
-            by_conversation[key].append(ItemRef(row.source_id, _parse(row.ts)))
-            customer_of.setdefault(key, row.surviving_id)
-        counts.conversations = len(by_conversation)
-        for key in sorted(by_conversation):
-            existing = _existing_tickets(conn, key)
-            spans, assignments = assign_items(key, existing, by_conversation[key], gap)
-            changed = [t for t in spans if t.changed]
-            counts.items_assigned += len(assignments)
-            counts.tickets_created += sum(t.is_new for t in changed)
-            counts.tickets_extended += sum(not t.is_new for t in changed)
-            db.upsert(conn, tickets, [_ticket_row(t, customer_of[key]) for t in changed])
-            when = {i.item_id: i.ts for i in by_conversation[key]}
-            db.upsert(
-                conn,
-                ticket_items,
-                [{"item_id": i, "ticket_id": t, "ts": utc_text(when[i])} for i, t in assignments],
-            )
+    # The reader keeps its own snapshot (its own connection) while batches commit beside it.
+    with db.engine.connect() as reader:
+        batch: list[Timeline] = []
+        size = 0
+        for timeline in unassigned_timelines(reader, lo, hi):
+            batch.append(timeline)
+            size += len(timeline.items)
+            if size >= BATCH_ITEMS:
+                _split_batch(db, batch, rules, counts)
+                batch, size = [], 0
+        _split_batch(db, batch, rules, counts)
     return counts
 
 
-def _existing_tickets(conn, key: str) -> list[TicketSpan]:
+def _split_batch(db: StagingDatabase, batch: list[Timeline], rules: SplitRules, counts: SplitCounts) -> None:
+    if not batch:
+        return
+    ticket_rows: list[dict] = []
+    item_rows: list[dict] = []
+    with db.begin() as conn:
+        existing = existing_tickets(conn, [t.key for t in batch])
+        for timeline in batch:
+            spans, assignments = assign_items(timeline.key, existing.get(timeline.key, []), timeline.items, rules)
+            counts.conversations += 1
+            counts.items_assigned += len(assignments)
+            for span in spans:
+                if not span.changed:
+                    continue
+                if span.is_new:
+                    counts.tickets_created += 1
+                    counts.cut_reasons[span.cut_reason] = counts.cut_reasons.get(span.cut_reason, 0) + 1
+                else:
+                    counts.tickets_extended += 1
+                ticket_rows.append(ticket_row(span, timeline.customer_id))
+            when = {i.item_id: text for i, text in zip(timeline.items, timeline.ts_text)}
+            item_rows.extend((i, t, when[i]) for i, t in assignments)
+        db.upsert(conn, tickets, ticket_rows)
+        insert_new_rows(conn, ticket_items, item_rows)
+
+
+def insert_new_rows(conn: sa.Connection, table: sa.Table, rows: list[tuple]) -> None:
+    """Plain multi-row insert of whole rows in column order, skipping keys already present: the
+    driver's executemany without per-row SQLAlchemy processing (a million item rows per run)."""
+    if not rows:
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    columns = [c.name for c in table.columns]
+    keys = ", ".join(c.name for c in table.primary_key.columns)
+    conn.exec_driver_sql(
+        f"insert into {table.name} ({', '.join(columns)}) values ({', '.join([mark] * len(columns))}) "
+        f"on conflict ({keys}) do nothing",
+        rows,
+    )
+
+
+def existing_tickets(conn: sa.Connection, keys: Iterable[str]) -> dict[str, list[TicketSpan]]:
+    """The tickets already cut for these timelines, loaded ones flagged from the ledger."""
     loaded = sa.exists().where(ledger.c.source_key == sa.literal("ticket:") + tickets.c.ticket_id, ledger.c.state == "done")
-    rows = conn.execute(sa.select(tickets, loaded.label("loaded")).where(tickets.c.conversation_id == key)).mappings()
-    return [
-        TicketSpan(
-            ticket_id=r["ticket_id"],
-            conversation_id=key,
-            first_ts=_parse(r["first_ts"]),
-            last_ts=_parse(r["last_ts"]),
-            first_item_id=r["first_item_id"],
-            item_count=r["item_count"],
-            loaded=bool(r["loaded"]),
-        )
-        for r in rows
-    ]
+    found: dict[str, list[TicketSpan]] = {}
+    keys = list(keys)
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        chunk = keys[start : start + KEYS_PER_QUERY]
+        query = sa.select(tickets, loaded.label("loaded")).where(tickets.c.conversation_id.in_(chunk))
+        for r in conn.execute(query).mappings():
+            found.setdefault(r["conversation_id"], []).append(span_from_row(r))
+    return found
 
 
-def _ticket_row(span: TicketSpan, customer_id: str) -> dict:
+def span_from_row(r: Any) -> TicketSpan:
+    topics = r["topics"]
+    if isinstance(topics, str):
+        topics = json.loads(topics)
+    return TicketSpan(
+        ticket_id=r["ticket_id"],
+        conversation_id=r["conversation_id"],
+        first_ts=_parse(r["first_ts"]),
+        last_ts=_parse(r["last_ts"]),
+        first_item_id=r["first_item_id"],
+        item_count=r["item_count"],
+        loaded=bool(r.get("loaded")),
+        rule_version=r["rule_version"],
+        cut_reason=r["cut_reason"] or "first",
+        previous_ticket_id=r["previous_ticket_id"],
+        last_channel=r["last_channel"],
+        topics=frozenset(topics or ()),
+        status=r["status"],
+        status_ts=_parse(r["status_ts"]) if r["status_ts"] else None,
+    )
+
+
+def ticket_row(span: TicketSpan, customer_id: str) -> dict:
     return {
         "ticket_id": span.ticket_id,
         "conversation_id": span.conversation_id,
@@ -96,6 +184,12 @@ def _ticket_row(span: TicketSpan, customer_id: str) -> dict:
         "last_ts": utc_text(span.last_ts),
         "first_item_id": span.first_item_id,
         "item_count": span.item_count,
-        "rule_version": RULE_VERSION,
+        "rule_version": span.rule_version,
         "cut_at": now_text(),
+        "cut_reason": span.cut_reason,
+        "previous_ticket_id": span.previous_ticket_id,
+        "last_channel": span.last_channel,
+        "topics": sorted(span.topics),
+        "status": span.status,
+        "status_ts": utc_text(span.status_ts) if span.status_ts else None,
     }

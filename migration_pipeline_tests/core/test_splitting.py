@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -88,3 +89,190 @@ def test_late_item_joins_the_ticket_covering_it_and_loaded_tickets_are_not_exten
     assert homes["late1"] == tickets[0].ticket_id
     assert homes["late2"] not in {t.ticket_id for t in tickets if t.loaded}
     assert len(tickets) == 3
+
+
+# -- the full rules engine -------------------------------------------------------------------
+from migration_pipeline.core.split_rules import (  # noqa: E402
+    ChannelSwitchRule,
+    ReopenRule,
+    RuleSet,
+    RulesFileError,
+    SizeCapRule,
+    SplitRules,
+    TimeGapRule,
+    TopicChangeRule,
+)
+
+ALL_RULES = SplitRules(
+    version="test",
+    rules=RuleSet(
+        time_gap=TimeGapRule(days=7),
+        reopen_after_dormancy=ReopenRule(enabled=True, closed_days=2),
+        channel_switch=ChannelSwitchRule(enabled=True),
+        topic_change=TopicChangeRule(enabled=True),
+        max_items_per_ticket=SizeCapRule(enabled=True, limit=5),
+    ),
+)
+
+item_kinds = st.sampled_from(["EMAIL", "CHAT_MESSAGE", "SMS", "CONVERSATION_NOTE", "TOPIC_CHANGE", "STATUS"])
+CHANNEL_OF = {"EMAIL": "email", "CHAT_MESSAGE": "chat", "SMS": "sms", "CONVERSATION_NOTE": "note"}
+
+
+@st.composite
+def timelines(draw, max_size=50):
+    """Random timelines of messages, notes, topic changes and status changes (with ties)."""
+    n = draw(st.integers(min_value=1, max_value=max_size))
+    refs = []
+    for i in range(n):
+        hour = draw(st.integers(min_value=0, max_value=24 * 60))
+        kind = draw(item_kinds)
+        ts = T0 + timedelta(hours=hour)
+        if kind == "TOPIC_CHANGE":
+            added = tuple(draw(st.lists(st.sampled_from("ABC"), max_size=2, unique=True)))
+            refs.append(ItemRef(f"i{i:03d}", ts, kind, "system", added, ()))
+        elif kind == "STATUS":
+            status = draw(st.sampled_from(["OPEN", "CLOSED"]))
+            refs.append(ItemRef(f"i{i:03d}", ts, "CONVERSATION_STATUS_CHANGE", "system", status=status))
+        else:
+            refs.append(ItemRef(f"i{i:03d}", ts, kind, CHANNEL_OF[kind]))
+    return refs
+
+
+def _order(item: ItemRef):
+    return (item.ts, item.item_id)
+
+
+@given(timelines(), st.data())
+@settings(max_examples=300)
+def test_all_rules_every_item_once_chronological_and_stable_under_appending(items, data):
+    ordered = sorted(items, key=_order)
+    batch_tickets, batch_assignments = assign_items("conv", [], items, ALL_RULES)
+    # chronological appends (any number of cuts) give exactly the one-batch result
+    cuts = sorted(data.draw(st.lists(st.integers(min_value=0, max_value=len(ordered)), max_size=4)))
+    tickets, assignments, previous = [], [], 0
+    for cut in [*cuts, len(ordered)]:
+        snapshot = {i: t for i, t in assignments}
+        tickets, more = assign_items("conv", tickets, ordered[previous:cut], ALL_RULES)
+        assert {i: t for i, t in assignments} == snapshot  # appending never moves an earlier item
+        assignments += more
+        previous = cut
+    assert sorted(assignments) == sorted(batch_assignments)
+    assert [t.ticket_id for t in tickets] == [t.ticket_id for t in batch_tickets]
+    # every item in exactly one ticket; tickets chronological and not overlapping
+    assert sorted(i for i, _ in assignments) == sorted(i.item_id for i in items)
+    by_ticket: dict[str, list[ItemRef]] = {}
+    home = dict(assignments)
+    for item in ordered:
+        by_ticket.setdefault(home[item.item_id], []).append(item)
+    spans = [(_order(by_ticket[t.ticket_id][0]), _order(by_ticket[t.ticket_id][-1])) for t in tickets]
+    assert all(a_last < b_first for (_, a_last), (b_first, _) in zip(spans, spans[1:]))
+    assert all(len(by_ticket[t.ticket_id]) <= ALL_RULES.rules.max_items_per_ticket.limit for t in tickets)
+    assert all(t.rule_version == ALL_RULES.rule_version for t in tickets)
+
+
+@given(timelines())
+def test_all_rules_deterministic_whatever_the_input_order(items):
+    a = assign_items("conv", [], items, ALL_RULES)
+    b = assign_items("conv", [], list(reversed(items)), ALL_RULES)
+    assert a[1] == b[1]
+    assert [(t.ticket_id, t.cut_reason, t.previous_ticket_id) for t in a[0]] == [
+        (t.ticket_id, t.cut_reason, t.previous_ticket_id) for t in b[0]
+    ]
+
+
+def _only(**rules) -> SplitRules:
+    base = {"time_gap": TimeGapRule(enabled=False)}
+    return SplitRules(version="t", rules=RuleSet(**{**base, **rules}))
+
+
+def _cut(items, rules):
+    tickets, assignments = assign_items("conv", [], items, rules)
+    home = dict(assignments)
+    return [[i.item_id for i in sorted(items, key=_order) if home[i.item_id] == t.ticket_id] for t in tickets], tickets
+
+
+def test_reopen_after_dormancy_starts_a_ticket_that_links_back():
+    day = timedelta(days=1)
+    items = [
+        ItemRef("a", T0, "EMAIL", "email"),
+        ItemRef("b", T0 + day, "CONVERSATION_STATUS_CHANGE", "system", status="CLOSED"),
+        ItemRef("c", T0 + 2 * day, "CONVERSATION_STATUS_CHANGE", "system", status="OPEN"),  # 1 day: same ticket
+        ItemRef("d", T0 + 3 * day, "CONVERSATION_STATUS_CHANGE", "system", status="CLOSED"),
+        ItemRef("e", T0 + 8 * day, "CONVERSATION_STATUS_CHANGE", "system", status="OPEN"),  # 5 days closed
+        ItemRef("f", T0 + 8 * day, "EMAIL", "email"),
+    ]
+    groups, tickets = _cut(items, _only(reopen_after_dormancy=ReopenRule(enabled=True, closed_days=3)))
+    assert groups == [["a", "b", "c", "d"], ["e", "f"]]
+    assert tickets[1].cut_reason == "reopen_after_dormancy"
+    assert tickets[1].previous_ticket_id == tickets[0].ticket_id
+    assert tickets[0].previous_ticket_id is None and tickets[0].cut_reason == "first"
+
+
+def test_channel_switch_ignores_notes_and_system_items():
+    h = timedelta(hours=1)
+    items = [
+        ItemRef("a", T0, "EMAIL", "email"),
+        ItemRef("b", T0 + h, "CONVERSATION_NOTE", "note"),
+        ItemRef("c", T0 + 2 * h, "EMAIL", "email"),
+        ItemRef("d", T0 + 3 * h, "CHAT_MESSAGE", "chat"),
+        ItemRef("e", T0 + 4 * h, "CHAT_MESSAGE", "chat"),
+    ]
+    groups, tickets = _cut(items, _only(channel_switch=ChannelSwitchRule(enabled=True)))
+    assert groups == [["a", "b", "c"], ["d", "e"]]
+    assert tickets[1].cut_reason == "channel_switch"
+
+
+def test_topic_change_cuts_only_once_the_ticket_has_a_topic():
+    h = timedelta(hours=1)
+    items = [
+        ItemRef("a", T0, "EMAIL", "email"),
+        ItemRef("b", T0 + h, "TOPIC_CHANGE", "system", ("billing",)),  # the ticket's first topic
+        ItemRef("c", T0 + 2 * h, "TOPIC_CHANGE", "system", ("billing",)),  # nothing new
+        ItemRef("d", T0 + 3 * h, "TOPIC_CHANGE", "system", ("shipping",), ("billing",)),
+        ItemRef("e", T0 + 4 * h, "EMAIL", "email"),
+    ]
+    groups, tickets = _cut(items, _only(topic_change=TopicChangeRule(enabled=True)))
+    assert groups == [["a", "b", "c"], ["d", "e"]]
+    assert tickets[1].cut_reason == "topic_change" and tickets[1].topics == {"shipping"}
+
+
+def test_size_cap_and_time_gap_together():
+    items = _items([0, 1, 2, 3, 4, 24 * 10, 24 * 10 + 1])
+    groups, tickets = _cut(
+        items,
+        SplitRules(version="t", rules=RuleSet(max_items_per_ticket=SizeCapRule(enabled=True, limit=2))),
+    )
+    assert groups == [["i0000", "i0001"], ["i0002", "i0003"], ["i0004"], ["i0005", "i0006"]]
+    assert [t.cut_reason for t in tickets] == ["first", "max_items_per_ticket", "max_items_per_ticket", "time_gap"]
+
+
+def test_shipped_rules_file_is_valid_and_versioned():
+    rules = SplitRules.load()
+    assert rules.rules.time_gap.enabled and rules.rules.time_gap.days == 7
+    assert rules.rule_version.startswith(f"v{rules.version}+")
+    assert len(rules.rule_version) <= 32  # fits tickets.rule_version
+
+
+def test_an_edit_without_a_version_bump_still_changes_the_recorded_version(tmp_path):
+    text = (SplitRules.load().model_dump_json())
+    shipped = SplitRules.model_validate_json(text)
+    edited = shipped.model_copy(update={"rules": shipped.rules.model_copy(update={"time_gap": TimeGapRule(days=3)})})
+    assert edited.version == shipped.version and edited.rule_version != shipped.rule_version
+
+
+def test_rules_file_errors_name_the_file_and_the_field(tmp_path, monkeypatch):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("version: 3\nrules:\n  time_gap: {enabled: true, days: -1}\n  max_items: {limit: 5}\n")
+    with pytest.raises(RulesFileError) as err:
+        SplitRules.load(bad)
+    assert str(bad) in str(err.value)
+    assert "rules.time_gap.days" in str(err.value) and "rules.max_items" in str(err.value)
+    with pytest.raises(RulesFileError, match="cannot read"):
+        SplitRules.load(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("version: [unclosed\n")
+    with pytest.raises(RulesFileError, match="not valid YAML"):
+        SplitRules.load(tmp_path / "broken.yaml")
+    good = tmp_path / "good.yaml"
+    good.write_text("version: 9\nrules:\n  time_gap: {days: 2}\n")
+    monkeypatch.setenv("MIGRATION_SPLIT_RULES", str(good))
+    assert SplitRules.load().rules.time_gap.days == 2

@@ -71,3 +71,16 @@ def test_customers_file_is_staged_and_a_record_without_id_quarantined(staging_ur
         row = conn.execute(sa.select(customers)).mappings().one()
     assert row["primary_email"] == "Ann@X.com"
     db.dispose()
+
+
+def test_batches_flush_on_size_with_the_same_result(staging_url, tmp_path, monkeypatch):
+    """Huge lines flush early (memory stays bounded); rows, quarantine and last-wins are unchanged."""
+    from migration_pipeline.sources.gladly import staging
+
+    monkeypatch.setattr(staging, "BATCH_BYTES", 1)  # every line is its own batch
+    db = StagingDatabase(staging_url)
+    db.create_schema()
+    counts = stage_job_file(db, _job(tmp_path), "conversation_items.jsonl", DAY)
+    assert (counts.staged, counts.quarantined) == (3, 2)
+    assert db.count(conversation_items) == 2 and db.count(quarantine) == 2
+    db.dispose()

@@ -74,6 +74,23 @@ class CustomerProfile(_Lenient):
     updated_at: datetime | None = Field(default=None, alias="updatedAt")
 
 
+class TranscriptParagraph(_Lenient):
+    transcript: str = ""
+    speaker: str | None = None
+    start_time: float | None = Field(default=None, alias="startTime")
+    end_time: float | None = Field(default=None, alias="endTime")
+
+
+class VoiceTranscript(_Lenient):
+    """GET /conversation-items/{id}/voice-transcript: a call's transcript, paragraph by speaker."""
+
+    paragraphs: list[TranscriptParagraph] = Field(default_factory=list)
+    customer_id: str | None = Field(default=None, alias="customerId")
+    number_of_speakers: int | None = Field(default=None, alias="numberOfSpeakers")
+    language: str | None = None
+    created_at: datetime | None = Field(default=None, alias="createdAt")
+
+
 @dataclass(frozen=True)
 class CustomerLookup:
     """The answer to GET customer-profiles/{id}: a profile, a merge redirect, or not found."""
@@ -196,6 +213,11 @@ class GladlyClient(VendorHttpClient):
         """Items ascending by timestamp, capped at 1000; the flag says the list was cut."""
         response = self.request("GET", f"/conversations/{conversation_id}/items")
         return response.json(), _limited(response)
+
+    def voice_transcript(self, item_id: str) -> VoiceTranscript | None:
+        """The transcript of a PHONE_CALL / VOICEMAIL item, or None when Gladly has none (404)."""
+        response = self.request("GET", f"/conversation-items/{item_id}/voice-transcript", ok=(404,))
+        return None if response.status_code == 404 else VoiceTranscript.model_validate(response.json())
 
     def download_attachment(self, item_id: str, attachment_id: str) -> bytes:
         """Follow Gladly's 303 to the file URL; the redirect target gets no credentials."""

@@ -23,6 +23,7 @@ from migration_pipeline.sources.gladly.parse import (
     parse_topic,
 )
 from migration_pipeline.staging.db import (
+    BULK_BATCH,
     StagingDatabase,
     agents,
     conversation_items,
@@ -33,7 +34,10 @@ from migration_pipeline.staging.db import (
 )
 from migration_pipeline.synth.dataset import iter_jsonl
 
-BATCH = 2000
+BATCH = BULK_BATCH
+# Also flush on raw size, so a run of huge lines (HTML mail with inline images) cannot hold a
+# batch of thousands of them in memory: peak memory stays flat whatever the export holds.
+BATCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -142,17 +146,21 @@ def stage_job_file(
         return counts  # a file this pipeline does not know; the archive keeps it
 
     with db.begin() as conn:
+        # bulk_upsert takes the engine's fast path (COPY on PostgreSQL); the last line for an id wins.
         batch: list[dict[str, Any]] = []
+        batch_bytes = 0
         bad: list[dict[str, Any]] = []
-        for row in _rows(job.job_id, file_name, path, to_row, counts, bad):
+        for row, size in _rows(job.job_id, file_name, path, to_row, counts, bad):
             batch.append(row)
-            if len(batch) >= BATCH:
-                db.upsert(conn, table, _dedupe(batch))
+            batch_bytes += size
+            if len(batch) >= BATCH or batch_bytes >= BATCH_BYTES:
+                db.bulk_upsert(conn, table, batch)
                 batch.clear()
+                batch_bytes = 0
             if len(bad) >= BATCH:
                 db.quarantine(conn, bad)
                 bad.clear()
-        db.upsert(conn, table, _dedupe(batch))
+        db.bulk_upsert(conn, table, batch)
         db.quarantine(conn, bad)
     return counts
 
@@ -164,7 +172,8 @@ def _rows(
     to_row: Callable[[dict[str, Any], int], dict[str, Any] | None],
     counts: StageCounts,
     bad: list[dict[str, Any]],
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """(row, raw line length) for each good line; bad lines go to `bad` with their reason."""
     for line_no, obj, raw in iter_jsonl(path):
         counts.lines += 1
         if obj is None:
@@ -177,15 +186,8 @@ def _rows(
             else:
                 if row is not None:
                     counts.staged += 1
-                    yield row
+                    yield row, len(raw)
                 continue
         counts.quarantined += 1
         bad.append({"job_id": job_id, "file_name": file_name, "line_no": line_no, "reason": reason, "raw_text": raw})
 
-
-def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """PostgreSQL refuses one statement touching a key twice; the last line for an id wins."""
-    by_key: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        by_key[row["source_id"]] = row
-    return list(by_key.values())

@@ -95,6 +95,24 @@ class UnthreadClient(VendorHttpClient):
         path = f"/conversations/{conversation_id}/messages"
         return self.request("POST", path, idempotent=False, **_body(payload, files)).json()
 
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete a conversation with its messages (Unthread documents no per-message delete).
+        The path `DELETE /conversations/:id` is unconfirmed (facts file §3.5); a 404 means it is
+        already gone (a repeated rollback), so it is not an error. True if it was deleted now."""
+        return self.request("DELETE", f"/conversations/{conversation_id}", ok=(404,)).status_code != 404
+
+    def delete_customer(self, customer_id: str) -> bool:
+        """`DELETE /customers/:id` (documented); a 404 means already gone. True if deleted now."""
+        return self.request("DELETE", f"/customers/{customer_id}", ok=(404,)).status_code != 404
+
+    def create_tag(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """assumed path `POST /tags {name}` (unconfirmed, facts file §4.4; the emulator's choice)."""
+        return self.request("POST", "/tags", json=payload, idempotent=False).json()
+
+    def download_file(self, conversation_id: str, file_id: str) -> bytes:
+        """A file of a conversation's message, byte for byte (facts file §6)."""
+        return self.request("GET", f"/conversations/{conversation_id}/files/{file_id}/full").content
+
     def iter_messages(self, conversation_id: str) -> Iterator[dict[str, Any]]:
         """A conversation's messages oldest first (the initial message included)."""
         yield from self.iter_list(f"/conversations/{conversation_id}/messages/list", {"order": ["ts", "id"]})

@@ -16,10 +16,14 @@ run; the run reports it. Everything stamped on the target names the Gladly sourc
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,22 +31,28 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from markdownify import markdownify
 
+from migration_pipeline.core.content import Converted, html_to_markdown, load_rules, text_to_markdown
 from migration_pipeline.core.http import VendorAPIError
+from migration_pipeline.core.mappings import Mappings, TypeChoice, load_mappings, topics_of_ticket
 from migration_pipeline.staging.db import (
     StagingDatabase,
     agents,
+    attachment_transfers,
     conversation_items,
     customers,
     ledger,
     now_text,
     ticket_items,
     tickets,
+    topics,
 )
+from migration_pipeline.targets.unthread import notes
 from migration_pipeline.targets.unthread.client import UnthreadClient
 
-STATUS_MAP = {"OPEN": "open", "CLOSED": "closed", "WAITING": "on_hold"}
+log = logging.getLogger(__name__)
+# The packaged default table (config/mappings.yaml); LoadSettings.mappings_file overrides it.
+STATUS_MAP = load_mappings().status
 MARKER = "gladly-item:"
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -62,6 +72,13 @@ class LoadSettings:
     lease_ttl_seconds: float = 120.0  # how long a crashed run's ticket blocks a restart
     max_files_per_message: int = 10
     max_file_bytes: int = 20 * 1024 * 1024
+    # Conversation types other than triage need their channel settings (mappings.yaml says which
+    # source channel wants which type); without them the conversation is created in triage.
+    email_inbox_id: str | None = None
+    slack_channel_id: str | None = None
+    mappings_file: str | None = None  # else $MIGRATION_MAPPINGS_FILE, else the packaged tables
+    content_rules_file: str | None = None  # else $MIGRATION_CONTENT_RULES_FILE, else the packaged rules
+    verify_uploads: bool = True  # read every uploaded file back and record its sha256
 
     def __post_init__(self) -> None:
         if self.customer_mode not in ("per_person", "single"):
@@ -83,6 +100,21 @@ class LoadCounts:
     failed: int = 0
     unmatched_agents: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    # fidelity (counted when a message is sent, so a re-run that sends nothing counts nothing)
+    content_types: Counter[str] = field(default_factory=Counter)  # items sent, by Gladly content type
+    unknown_types: Counter[str] = field(default_factory=Counter)  # content types this code does not know
+    quotes_trimmed: int = 0
+    signatures_trimmed: int = 0
+    inline_images_uploaded: int = 0
+    transcripts_included: int = 0
+    private_notes: int = 0
+    type_fallbacks: Counter[str] = field(default_factory=Counter)  # reason -> conversations
+    conversation_types: Counter[str] = field(default_factory=Counter)
+    tags_created: int = 0
+    tag_patches: int = 0
+    uploads_verified: int = 0
+    checksum_mismatches: int = 0
+    uploads_unverified: int = 0
 
 
 class Ledger:
@@ -118,11 +150,19 @@ class UnthreadLoader:
         client: UnthreadClient,
         settings: LoadSettings,
         fetch_attachment: Callable[[str, str], bytes] | None = None,
+        fetch_transcript: Callable[[str], Any] | None = None,
     ):
         """`fetch_attachment(item_id, attachment_id)` downloads a source attachment; without it
-        attachments are listed in the message text but not uploaded."""
+        attachments are listed in the message text but not uploaded. `fetch_transcript(item_id)`
+        returns a call's transcript (paragraphs with speaker and text) or None."""
         self.db, self.client, self.settings = db, client, settings
         self.fetch_attachment = fetch_attachment
+        self.fetch_transcript = fetch_transcript
+        self.mappings: Mappings = load_mappings(settings.mappings_file)
+        self.rules = load_rules(settings.content_rules_file)
+        self._prepared: dict[str, Converted] = {}
+        self._topic_names: dict[str, str] | None = None
+        self._tag_ids: dict[str, str] = {}
         self.ledger = Ledger(db, settings.run_id)
         self.counts = LoadCounts()
         self._users_by_email: dict[str, str] | None = None
@@ -267,37 +307,44 @@ class UnthreadLoader:
         if customer_target is None:
             return
         key = f"ticket:{ticket_id}"
+        self._prepared.clear()
         first, rest = items[0], items[1:]
         first_parts = self.render(first)
         first_groups = self.attachment_groups(first)
+        topic_ids = self.ticket_topics(ticket, items)
+        tag_ids = [t for t in (self.ensure_tag(topic) for topic in topic_ids) if t]
+        choice = self.conversation_type(first)
+        metadata = self.conversation_metadata(ticket_id, ticket, topic_ids, choice)
+        first_mkey = _message_key(first["source_id"], 0, len(first_parts))
+        first_group = first_groups[0] if first_groups and len(first_parts) == 1 else None
+        sent: dict[str, Any] = {}
 
         def create_conversation() -> dict[str, Any]:
             payload = {
-                "type": "triage",
-                "triageChannelId": self.settings.triage_channel_id,
+                "type": choice.type,
+                **self.channel_fields(choice.type),
                 "title": self.title(first, ticket),
                 "markdown": first_parts[0],
                 "status": "open",
                 "customerId": customer_target,
                 "onBehalfOf": self.on_behalf_of(first),
-                "metadata": {
-                    "sourceKey": key,
-                    "gladlyConversationId": str(ticket["conversation_id"]),
-                    "gladlyCustomerId": str(ticket["customer_id"]),
-                    "gladlyTicketId": ticket_id,
-                },
+                "metadata": metadata,
             }
-            files = self.uploads(first, first_groups[0]) if first_groups and len(first_parts) == 1 else None
+            if tag_ids:
+                # assumed: tags are set by id on create (unconfirmed, facts file §4.4; the emulator
+                # takes the same) — a later change of the ticket's topics is PATCHed (ensure_tags).
+                payload["tags"] = tag_ids
+            files = self.uploads(first, first_group, first_mkey) if first_group else None
             created = self.client.create_conversation(payload, files)
+            sent[first_mkey] = created.get("initialMessage") or {}
             self.counts.conversations_created += 1
+            self.counts.conversation_types[choice.type] += 1
+            if choice.reason:
+                self.counts.type_fallbacks[choice.reason] += 1
+            self.count_sent(first, 0)
             initial = created.get("initialMessage") or {}
-            self.ledger.write(
-                _message_key(first["source_id"], 0, len(first_parts)),
-                "message",
-                "done",
-                target_id=initial.get("id") or created["id"],
-                parent=key,
-            )
+            self.ledger.write(first_mkey, "message", "done", target_id=initial.get("id") or created["id"], parent=key)
+            self.ledger.write(f"tags:{ticket_id}", "tags", "done", target_id=_digest(tag_ids, metadata), parent=key)
             return created
 
         conversation_id = self.ensure(
@@ -305,16 +352,17 @@ class UnthreadLoader:
         )
         if conversation_id is None:
             return
-        if self.ledger.get(_message_key(first["source_id"], 0, len(first_parts))) is None:
+        if self.ledger.get(first_mkey) is None:
             # The conversation was found rather than created (a lost response or a crash): its
             # initial message exists, so record it from the target.
             markers = self.markers_in_conversation(conversation_id)
             marker = _marker(first["source_id"], 0, len(first_parts))
             if marker in markers:
-                self.ledger.write(
-                    _message_key(first["source_id"], 0, len(first_parts)), "message", "done",
-                    target_id=markers[marker], parent=key,
-                )
+                self.ledger.write(first_mkey, "message", "done", target_id=markers[marker], parent=key)
+        if first_group:
+            initial = self.ledger.get(first_mkey)
+            if initial and initial["state"] == "done":
+                self.verify_transfers(conversation_id, initial["target_id"], first, first_group, sent.get(first_mkey))
         for item in items:
             parts = first_parts if item is first else self.render(item)
             groups = first_groups if item is first else self.attachment_groups(item)
@@ -336,20 +384,29 @@ class UnthreadLoader:
                     target = self.markers_in_conversation(conversation_id).get(marker)
                     return {"id": target} if target else None
 
-                def create_message(body=body, item=item, group=group) -> dict[str, Any]:
+                def create_message(body=body, item=item, group=group, mkey=mkey, index=index) -> dict[str, Any]:
                     payload: dict[str, Any] = {"body": {"type": "markdown", "value": body}, "onBehalfOf": self.on_behalf_of(item)}
-                    if item["kind"] == "CONVERSATION_NOTE":
+                    if item["kind"] in notes.PRIVATE_TYPES:
                         payload["isPrivateNote"] = True
-                    created = self.client.create_message(conversation_id, payload, self.uploads(item, group) if group else None)
+                    created = self.client.create_message(
+                        conversation_id, payload, self.uploads(item, group, mkey) if group else None
+                    )
+                    sent[mkey] = created
                     self.counts.messages_created += 1
+                    if index == 0:
+                        self.count_sent(item, 0)
                     return created
 
-                if self.ensure(mkey, "message", create_message, find_message, parent=key) is None:
+                target = self.ensure(mkey, "message", create_message, find_message, parent=key)
+                if target is None:
                     # Refused for good: stop this ticket here so that, once the cause is fixed,
                     # the next run sends this message and the rest still in source order.
                     self.counts.tickets_blocked += 1
                     return
-        self.ensure_status(ticket_id, conversation_id, self.final_status(items, later > 0, until))
+                if group:
+                    self.verify_transfers(conversation_id, target, item, group, sent.get(mkey))
+        self.ensure_tags(ticket_id, conversation_id, tag_ids, metadata)
+        self.ensure_status(ticket_id, conversation_id, self.final_status(items, later > 0, until, self.mappings))
 
     def markers_in_conversation(self, conversation_id: str) -> dict[str, str]:
         """Source item marker -> Unthread message id, for every message of a conversation."""
@@ -371,13 +428,111 @@ class UnthreadLoader:
 
     # -- mapping -----------------------------------------------------------------------------
     @staticmethod
-    def final_status(items, has_later_ticket: bool, until: datetime) -> str:
+    def final_status(items, has_later_ticket: bool, until: datetime, mappings: Mappings | None = None) -> str:
+        table = (mappings or load_mappings()).status
         for item in reversed(items):
             if item["kind"] == "CONVERSATION_STATUS_CHANGE":
                 value = str((item["payload"].get("content") or {}).get("status", "")).upper()
-                if value in STATUS_MAP:
-                    return STATUS_MAP[value]
+                if value in table:
+                    return table[value]
         return "closed" if has_later_ticket else "open"
+
+    def conversation_type(self, first) -> TypeChoice:
+        """The Unthread type for a ticket from its first item's channel (mappings.yaml), only when
+        the type's required settings exist; otherwise triage, with the reason."""
+        configured = {"triage": True, "email": bool(self.settings.email_inbox_id), "slack": bool(self.settings.slack_channel_id)}
+        who = self.on_behalf_of(first, count=False)
+        choice = self.mappings.conversation_type(first["channel"], configured, bool(who.get("email") or who.get("id")))
+        if choice.reason and choice.reason not in self.counts.type_fallbacks:
+            log.info("conversation type %s", choice.reason)
+        return choice
+
+    def channel_fields(self, kind: str) -> dict[str, Any]:
+        if kind == "email":
+            # Unthread's clients send the triage channel with email conversations too (facts §3.1).
+            return {"emailInboxId": self.settings.email_inbox_id, "triageChannelId": self.settings.triage_channel_id}
+        if kind == "slack":
+            return {"channelId": self.settings.slack_channel_id}
+        return {"triageChannelId": self.settings.triage_channel_id}
+
+    def conversation_metadata(self, ticket_id: str, ticket, topic_ids: list[str], choice: TypeChoice) -> dict[str, str]:
+        """Source ids stamped on the conversation (a string map): ticket, conversation, customer,
+        the Gladly topic ids behind its tags, and the mapping tables' version."""
+        metadata = {
+            "sourceKey": f"ticket:{ticket_id}",
+            "gladlyConversationId": str(ticket["conversation_id"]),
+            "gladlyCustomerId": str(ticket["customer_id"]),
+            "gladlyTicketId": ticket_id,
+            "mappingVersion": self.mappings.version,
+        }
+        if ticket.get("rule_version"):
+            metadata["splitRuleVersion"] = str(ticket["rule_version"])
+            metadata["splitReason"] = str(ticket.get("cut_reason") or "first")
+        previous = ticket.get("previous_ticket_id")
+        if previous:  # a reopen after dormancy links back to the ticket it reopens
+            metadata["gladlyReopensTicketId"] = str(previous)
+            row = self.ledger.get(f"ticket:{previous}")
+            if row and row["state"] == "done" and row["target_id"]:
+                metadata["reopensUnthreadConversationId"] = str(row["target_id"])
+        if topic_ids:
+            metadata["gladlyTopicIds"] = ",".join(topic_ids)
+        if choice.reason:
+            metadata["conversationTypeFallback"] = choice.reason
+        return metadata
+
+    # -- topics → tags -----------------------------------------------------------------------
+    def topic_names(self) -> dict[str, str]:
+        """Gladly topic id -> flattened tag name, from stg_topics (read once per run)."""
+        if self._topic_names is None:
+            with self.db.engine.connect() as conn:
+                rows = conn.execute(sa.select(topics.c.source_id, topics.c.name, topics.c.parent_id)).mappings().all()
+            self._topic_names = self.mappings.topic_names(rows)
+        return self._topic_names
+
+    def topic_name(self, topic_id: str) -> str:
+        return self.mappings.topic_name(topic_id, self.topic_names())
+
+    def ticket_topics(self, ticket, items) -> list[str]:
+        """The Gladly topic ids the ticket carried (core.mappings.topics_of_ticket)."""
+        return ticket_topic_ids(self.db, ticket, {i["source_id"] for i in items})
+
+    def ensure_tag(self, topic_id: str) -> str | None:
+        """The Unthread tag for a Gladly topic (ledger `tag:<topic id>`), created once."""
+        if topic_id in self._tag_ids:
+            return self._tag_ids[topic_id]
+        name = self.topic_name(topic_id)
+
+        def create() -> dict[str, Any]:
+            created = self.client.create_tag({"name": name})
+            self.counts.tags_created += 1
+            return created
+
+        key = f"tag:{topic_id}"
+        row = self.ledger.get(key)
+        if row and row["state"] == "done":
+            target = row["target_id"]
+        else:
+            with self.lease(key):
+                target = self.ensure(key, "tag", create, lambda: self.client.find_one("/tags/list", "name", name))
+        if target:
+            self._tag_ids[topic_id] = target
+        return target
+
+    def ensure_tags(self, ticket_id: str, conversation_id: str, tag_ids: list[str], metadata: dict[str, str]) -> None:
+        """Keep the conversation's tags (and the topic ids in its metadata) equal to the ticket's
+        topics: PATCHed only when they changed since they were last set (e.g. a late topic change)."""
+        key = f"tags:{ticket_id}"
+        digest = _digest(tag_ids, metadata)
+        row = self.ledger.get(key)
+        if row and row["state"] == "done" and row["target_id"] == digest:
+            return
+        if row is None and not tag_ids:
+            return
+        self.ledger.write(key, "tags", "intent", parent=f"ticket:{ticket_id}")
+        # assumed: PATCH takes tag ids and replaces the map of metadata whole (facts §3.3, §4.4)
+        self.client.patch_conversation(conversation_id, {"tags": tag_ids, "metadata": metadata})
+        self.counts.tag_patches += 1
+        self.ledger.write(key, "tags", "done", target_id=digest, parent=f"ticket:{ticket_id}")
 
     def title(self, first, ticket) -> str:
         if first["subject"]:
@@ -405,14 +560,15 @@ class UnthreadLoader:
             }
         return self._users_by_email
 
-    def on_behalf_of(self, item) -> dict[str, Any]:
+    def on_behalf_of(self, item, count: bool = True) -> dict[str, Any]:
         if item["author_type"] == "agent" and item["author_id"]:
             agent = self.agent(item["author_id"])
             email = (agent["email"] or "").strip().lower() if agent else ""
             user_id = self.users_by_email().get(email)
             if user_id:
                 return {"id": user_id}
-            self.counts.unmatched_agents.add(item["author_id"])
+            if count:
+                self.counts.unmatched_agents.add(item["author_id"])
             if self.settings.placeholder_user_id:
                 return {"id": self.settings.placeholder_user_id}
             return {"name": (agent and agent["name"]) or f"Gladly agent {item['author_id']}"}
@@ -423,58 +579,226 @@ class UnthreadLoader:
             who["email"] = email.lower()
         return who
 
+    def unmatched_agent_details(self) -> list[dict[str, Any]]:
+        """The Gladly agents with no Unthread user (by email), for the run's report."""
+        out = []
+        for agent_id in sorted(self.counts.unmatched_agents):
+            agent = self.agent(agent_id)
+            out.append({
+                "id": agent_id,
+                "name": agent["name"] if agent else None,
+                "email": agent["email"] if agent else None,
+                "stand_in": "placeholder user" if self.settings.placeholder_user_id else "name only",
+            })
+        return out
+
+    # -- content -----------------------------------------------------------------------------
+    def prepared(self, item) -> Converted:
+        """The item's body as markdown plus files pulled out of it (cached for the ticket).
+
+        A call's transcript is fetched only while its message is not yet loaded, so a re-run
+        that sends nothing asks Gladly for nothing."""
+        cached = self._prepared.get(item["source_id"])
+        if cached is not None:
+            return cached
+        kind, payload = item["kind"], item["payload"]
+        trim = kind == "EMAIL"
+        if kind in ("PHONE_CALL", "VOICEMAIL"):
+            transcript = None
+            done = self.ledger.get(f"message:{item['source_id']}")
+            if self.fetch_transcript is not None and not (done and done["state"] == "done"):
+                if (payload.get("content") or {}).get("recordingStatus") in (None, "AVAILABLE"):
+                    transcript = self.fetch_transcript(item["source_id"])
+            converted = Converted(notes.call_note(payload, transcript))
+            converted.trimmed["transcript"] = 1 if transcript is not None and transcript.paragraphs else 0
+        elif kind == "CUSTOMER_ACTIVITY":
+            converted = Converted(notes.activity_note(payload))
+        elif kind == "TOPIC_CHANGE":
+            converted = Converted(notes.topic_change_note(payload, self.topic_name))
+        elif kind == "CONVERSATION_STATUS_CHANGE":
+            converted = Converted(notes.status_change_note(payload))
+        elif kind not in notes.KNOWN_TYPES:
+            converted = Converted(notes.unknown_note(payload))
+        elif item["html"]:
+            converted = html_to_markdown(item["html"], self.rules, trim=trim)
+        else:
+            converted = text_to_markdown(item["text"] or "", self.rules, trim=trim)
+            if not converted.markdown:
+                converted = Converted(_describe(item))
+        if kind == "CHAT_MESSAGE":
+            converted.markdown = notes.quick_reply_note(payload, converted.markdown) or converted.markdown
+        if kind == "EMAIL":
+            header = notes.email_header(payload)
+            if header:
+                converted.markdown = f"{header}\n\n{converted.markdown}"
+        self._prepared[item["source_id"]] = converted
+        return converted
+
+    def count_sent(self, item, index: int) -> None:
+        """Fidelity counts for an item whose (first part of its) message was just sent."""
+        converted = self.prepared(item)
+        kind = item["kind"]
+        self.counts.content_types[kind] += 1
+        if kind not in notes.KNOWN_TYPES:
+            self.counts.unknown_types[kind] += 1
+        if kind in notes.PRIVATE_TYPES:
+            self.counts.private_notes += 1
+        self.counts.quotes_trimmed += converted.quote_trimmed and kind == "EMAIL"
+        self.counts.signatures_trimmed += converted.signature_trimmed
+        self.counts.transcripts_included += converted.trimmed.get("transcript", 0)
+        oversize = [f for f in self.files_of(item) if (f["size"] or 0) > self.settings.max_file_bytes]
+        self.counts.attachments_oversize += len(oversize)
+        self.record_transfers(item, oversize, None, state="oversize", detail="over the target's file limit: listed in the message, not uploaded")
+
+    def files_of(self, item) -> list[dict[str, Any]]:
+        """Every file the item carries: its Gladly attachments and the inline images of its body."""
+        files = [
+            {
+                "attachment_id": a["source_id"],
+                "filename": a.get("filename") or a["source_id"],
+                "content_type": a.get("content_type") or "application/octet-stream",
+                "size": a.get("size") or 0,
+                "kind": "attachment",
+            }
+            for a in item["attachments"] or []
+        ]
+        for n, image in enumerate(self.prepared(item).images, start=1):
+            files.append(
+                {
+                    "attachment_id": f"inline:{n}",
+                    "filename": image.filename,
+                    "content_type": image.content_type,
+                    "size": len(image.data),
+                    "kind": "inline_image",
+                    "data": image.data,
+                }
+            )
+        return files
+
     def attachment_groups(self, item) -> list[list[dict[str, Any]]]:
-        """The item's uploadable attachments in groups of at most max_files_per_message."""
-        if self.fetch_attachment is None:
-            return []
-        fits = [a for a in item["attachments"] or [] if (a.get("size") or 0) <= self.settings.max_file_bytes]
+        """The item's uploadable files in groups of at most max_files_per_message."""
+        fits = [
+            f
+            for f in self.files_of(item)
+            if f["size"] <= self.settings.max_file_bytes and (f["kind"] == "inline_image" or self.fetch_attachment is not None)
+        ]
         size = self.settings.max_files_per_message
         return [fits[i : i + size] for i in range(0, len(fits), size)]
 
-    def uploads(self, item, group: list[dict[str, Any]]) -> list[tuple[str, bytes, str]]:
-        """Download a group of source attachments (only when actually sending)."""
-        files = []
-        for attachment in group:
-            content = self.fetch_attachment(item["source_id"], attachment["source_id"])  # type: ignore[misc]
-            files.append(
-                (attachment.get("filename") or attachment["source_id"], content, attachment.get("content_type") or "application/octet-stream")
-            )
-            self.counts.attachments_uploaded += 1
-            self.counts.attachment_bytes += len(content)
+    def uploads(self, item, group: list[dict[str, Any]], message_key: str | None = None) -> list[tuple[str, bytes, str]]:
+        """Download a group of source files (only when actually sending), recording each one's
+        sha256 in attachment_transfers before it is sent."""
+        files, rows = [], []
+        for spec in group:
+            if spec["kind"] == "inline_image":
+                content = spec["data"]
+                self.counts.inline_images_uploaded += 1
+            else:
+                content = self.fetch_attachment(item["source_id"], spec["attachment_id"])  # type: ignore[misc]
+                self.counts.attachments_uploaded += 1
+                self.counts.attachment_bytes += len(content)
+            files.append((spec["filename"], content, spec["content_type"]))
+            rows.append({**spec, "bytes": len(content), "sha256_source": hashlib.sha256(content).hexdigest()})
+        self.record_transfers(item, rows, message_key, state="uploaded")
         return files
 
-    def attachment_notes(self, item) -> list[str]:
-        """Lines for attachments the target cannot take, so nothing is dropped silently."""
-        notes = []
-        limit_mb = self.settings.max_file_bytes / (1024 * 1024)
-        for attachment in item["attachments"] or []:
-            size = attachment.get("size") or 0
-            name = attachment.get("filename") or attachment["source_id"]
-            if size > self.settings.max_file_bytes:
-                self.counts.attachments_oversize += 1
-                notes.append(
-                    f"📎 {name} ({size / (1024 * 1024):.1f} MB) is over Unthread's {limit_mb:.0f} MB file limit: "
-                    f"not uploaded; it stays in the Gladly export archive (attachment {attachment['source_id']})."
+    def record_transfers(self, item, specs: list[dict[str, Any]], message_key: str | None, *, state: str, detail: str | None = None) -> None:
+        if not specs:
+            return
+        rows = [
+            {
+                "item_id": item["source_id"],
+                "attachment_id": s["attachment_id"],
+                "kind": s["kind"],
+                "filename": s["filename"],
+                "content_type": s["content_type"],
+                "bytes": s.get("bytes", s.get("size")),
+                "sha256_source": s.get("sha256_source"),
+                "message_key": message_key,
+                "target_message_id": None,
+                "target_file_id": None,
+                "sha256_target": None,
+                "state": state,
+                "detail": detail,
+                "updated_at": now_text(),
+            }
+            for s in specs
+        ]
+        with self.db.begin() as conn:
+            self.db.upsert(conn, attachment_transfers, rows)
+
+    def verify_transfers(self, conversation_id: str, message_id: str, item, group, created: dict[str, Any] | None) -> None:
+        """Read the files of a sent message back from Unthread and record their sha256 next to
+        the source's. Never raises for a read-back failure: the row says `unverified` and why."""
+        if not self.settings.verify_uploads:
+            return
+        ids = [s["attachment_id"] for s in group]
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(attachment_transfers).where(
+                    attachment_transfers.c.item_id == item["source_id"], attachment_transfers.c.attachment_id.in_(ids)
                 )
-            elif self.fetch_attachment is None:
-                notes.append(f"📎 {name} ({size} bytes): not uploaded in this run (attachment {attachment['source_id']}).")
-        return notes
+            ).mappings().all()
+        pending = [r for r in rows if r["state"] in ("uploaded", "unverified")]
+        if not pending:
+            return
+        try:
+            files = list((created or {}).get("files") or [])
+            if created is None or not files:
+                files = next((m.get("files") or [] for m in self.client.iter_messages(conversation_id) if m["id"] == message_id), [])
+            order = {s["attachment_id"]: n for n, s in enumerate(group)}
+            updates = []
+            used: set[str] = set()
+            for row in sorted(pending, key=lambda r: order[r["attachment_id"]]):
+                target = _match_file(files, row["filename"], order[row["attachment_id"]], used)
+                if target is None:
+                    updates.append({**row, "state": "unverified", "detail": "no such file on the target message", "target_message_id": message_id})
+                    continue
+                used.add(target["id"])
+                content = self.client.download_file(conversation_id, target["id"])
+                digest = hashlib.sha256(content).hexdigest()
+                same = digest == row["sha256_source"]
+                updates.append({
+                    **row, "target_message_id": message_id, "target_file_id": target["id"], "sha256_target": digest,
+                    "state": "verified" if same else "mismatch",
+                    "detail": None if same else f"target has {len(content)} bytes, source {row['bytes']}",
+                })
+        except VendorAPIError as exc:
+            updates = [{**r, "state": "unverified", "detail": f"read-back failed: {exc}"[:500]} for r in pending]
+        for row in updates:
+            row["updated_at"] = now_text()
+            self.counts.uploads_verified += row["state"] == "verified"
+            self.counts.checksum_mismatches += row["state"] == "mismatch"
+            self.counts.uploads_unverified += row["state"] == "unverified"
+        with self.db.begin() as conn:
+            self.db.upsert(conn, attachment_transfers, updates)
+
+    def attachment_notes(self, item) -> list[str]:
+        """Lines for files the target cannot take, so nothing is dropped silently."""
+        lines = []
+        limit_mb = self.settings.max_file_bytes / (1024 * 1024)
+        for spec in self.files_of(item):
+            size, name = spec["size"] or 0, spec["filename"]
+            if size > self.settings.max_file_bytes:
+                lines.append(
+                    f"📎 {name} ({size / (1024 * 1024):.1f} MB) is over Unthread's {limit_mb:.0f} MB file limit: "
+                    f"not uploaded; it stays in the Gladly export archive (attachment {spec['attachment_id']})."
+                )
+            elif spec["kind"] == "attachment" and self.fetch_attachment is None:
+                lines.append(f"📎 {name} ({size} bytes): not uploaded in this run (attachment {spec['attachment_id']}).")
+        return lines
 
     def render(self, item) -> list[str]:
         """Markdown for one item, split into parts when over the target's limit (never truncated)."""
         author = {"customer": "Customer", "agent": "Agent", "system": "System", "external": "External"}[item["author_type"]]
-        header = f"**{author}** · {item['kind']} · {item['ts'][:19].replace('T', ' ')} UTC"
-        if item["html"]:
-            body = markdownify(item["html"], heading_style="ATX").strip()
-        else:
-            body = (item["text"] or "").strip()
-        if not body:
-            body = _describe(item)
-        if item["subject"]:
+        label = "Private note · " if item["kind"] in notes.PRIVATE_TYPES else ""
+        header = f"**{author}** · {label}{item['kind']} · {item['ts'][:19].replace('T', ' ')} UTC"
+        body = self.prepared(item).markdown or _describe(item)
+        if item["subject"] and item["kind"] != "CUSTOMER_ACTIVITY":
             body = f"*{item['subject']}*\n\n{body}"
-        notes = self.attachment_notes(item)
-        if notes:
-            body = body + "\n\n" + "\n".join(notes)
+        lines = self.attachment_notes(item)
+        if lines:
+            body = body + "\n\n" + "\n".join(lines)
         room = self.settings.max_markdown_chars - len(header) - 120
         chunks = [body[i : i + room] for i in range(0, len(body), room)] or [""]
         total = len(chunks)
@@ -488,6 +812,43 @@ def _describe(item) -> str:
     content = item["payload"].get("content") or {}
     details = {k: v for k, v in content.items() if k != "type" and isinstance(v, (str, int, float, bool))}
     return "; ".join(f"{k}: {v}" for k, v in sorted(details.items())) or f"({item['kind']})"
+
+
+def _digest(tag_ids: list[str], metadata: dict[str, str]) -> str:
+    """What ensure_tags last set, short enough for the ledger's target_id column."""
+    raw = "\n".join(sorted(tag_ids)) + "\n--\n" + "\n".join(f"{k}={v}" for k, v in sorted(metadata.items()))
+    return "sha1:" + hashlib.sha1(raw.encode("utf-8")).hexdigest()
+
+
+def _match_file(files: list[dict[str, Any]], name: str, position: int, used: set[str]) -> dict[str, Any] | None:
+    """The uploaded file for a source file: same name (first unused), else the same position."""
+    for f in files:
+        if f.get("name") == name and f.get("id") not in used:
+            return f
+    if position < len(files) and files[position].get("id") not in used:
+        return files[position]
+    return None
+
+
+def ticket_topic_ids(db: StagingDatabase, ticket, ticket_item_ids: set[str]) -> list[str]:
+    """The Gladly topic ids a ticket carried, from its conversation's TOPIC_CHANGE items up to the
+    ticket's last item (core.mappings.topics_of_ticket)."""
+    query = (
+        sa.select(conversation_items.c.source_id, conversation_items.c.payload)
+        .where(
+            conversation_items.c.conversation_id == ticket["conversation_id"],
+            conversation_items.c.kind == "TOPIC_CHANGE",
+            conversation_items.c.ts <= ticket["last_ts"],
+        )
+        .order_by(conversation_items.c.ts, conversation_items.c.source_id)
+    )
+    with db.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    def content(payload: Any) -> dict[str, Any]:
+        payload = json.loads(payload) if isinstance(payload, str) else payload or {}
+        return payload.get("content") or {}
+
+    return topics_of_ticket(((r[0], content(r[1])) for r in rows), ticket_item_ids)
 
 
 def _message_key(item_id: str, index: int, total: int) -> str:

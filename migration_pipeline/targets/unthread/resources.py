@@ -33,6 +33,22 @@ class UnthreadResource(HttpClientSettings):
     lease_ttl_seconds: float = Field(
         default=120.0, description="A crashed run's lease on a ticket expires after this; a restart waits at most that"
     )
+    email_inbox_id: Optional[str] = Field(
+        default=None,
+        description="Unthread email inbox for conversations whose first Gladly item is an email (UNTHREAD_EMAIL_INBOX_ID); "
+        "without it they are created in the triage channel",
+    )
+    slack_channel_id: Optional[str] = Field(
+        default=None, description="Slack channel for channels mapped to type slack in the mapping tables (UNTHREAD_SLACK_CHANNEL_ID)"
+    )
+    mappings_file: Optional[str] = Field(
+        default=None,
+        description="Override of the status/channel/topic mapping tables (MIGRATION_MAPPINGS_FILE; default: the packaged mappings.yaml)",
+    )
+    content_rules_file: Optional[str] = Field(
+        default=None,
+        description="Override of the quote/signature trimming rules (MIGRATION_CONTENT_RULES_FILE; default: the packaged content_rules.yaml)",
+    )
 
     @contextmanager
     def client(self) -> Iterator[UnthreadClient]:

@@ -1,0 +1,56 @@
+"""Before stage 4: blocking checks on the target before the first write."""
+
+import dagster as dg
+from pydantic import Field
+
+from migration_pipeline.partitions import daily_partitions
+from migration_pipeline.staging.resources import StagingResource
+from migration_pipeline.targets.unthread.preflight import run_preflight
+from migration_pipeline.targets.unthread.resources import UnthreadResource
+
+
+class PreflightConfig(dg.Config):
+    offline: bool = Field(
+        default=False,
+        description="Check the configuration only and send nothing (for dry runs, which must not touch the target)",
+    )
+
+
+@dg.asset(
+    deps=["staged_agents"],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="load",
+    kinds={"unthread"},
+    pool="unthread_api",
+)
+def unthread_preflight(
+    context: dg.AssetExecutionContext, config: PreflightConfig, unthread: UnthreadResource, staging: StagingResource
+) -> dg.MaterializeResult:
+    """Blocking checks on the Unthread workspace before anything is written to it: the API key
+    works (one authenticated read), the triage channel is configured, a configured placeholder
+    user exists; Gladly agents are matched to Unthread users by email (the unmatched are listed);
+    and a reminder to pause the workspace's automations and autoresponders. Fails, and so stops
+    the load, when a blocking check fails; stores the findings as metadata."""
+    with staging.database() as db, unthread.client() as client:
+        report = run_preflight(
+            None if config.offline else client,
+            db,
+            triage_channel_id=unthread.triage_channel_id,
+            placeholder_user_id=unthread.placeholder_user_id,
+            offline=config.offline,
+        )
+    for warning in report.warnings:
+        context.log.warning(warning)
+    unmatched = "\n".join(f"| {a['id']} | {a['name'] or ''} | {a['email'] or ''} |" for a in report.unmatched_agents)
+    metadata = {
+        "passed": dg.MetadataValue.bool(report.passed),
+        "report": dg.MetadataValue.md("```\n" + report.render() + "```"),
+        "matched_agents": dg.MetadataValue.int(report.matched_agents),
+        "unmatched_agents": dg.MetadataValue.int(len(report.unmatched_agents)),
+        "unmatched_agent_list": dg.MetadataValue.md(f"| agent | name | email |\n|---|---|---|\n{unmatched}"),
+    }
+    if not report.passed:
+        raise dg.Failure(description="Unthread preflight failed: " + "; ".join(report.failures), metadata=metadata)
+    context.log.info(report.render())
+    return dg.MaterializeResult(metadata=metadata)

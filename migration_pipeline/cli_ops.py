@@ -1,0 +1,300 @@
+"""`migration-pipeline` commands for the review before cutover: preflight, sample, dry-run, rollback.
+
+They run the same library code as the Dagster assets and jobs (staging/sample.py,
+targets/unthread/{preflight,dry_run,rollback}.py) directly, with rich progress bars, reading the
+same environment variables as `defs` (README, Configuration).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from migration_pipeline.staging.db import StagingDatabase
+    from migration_pipeline.targets.unthread.resources import UnthreadResource
+
+StagingUrl = Annotated[
+    Optional[str], typer.Option("--staging-url", help="Staging database (default: MIGRATION_STAGING_URL or the data dir's)")
+]
+Range = Annotated[
+    Optional[str],
+    typer.Option("--range", help="UTC days FIRST...LAST (inclusive), e.g. 2026-11-01...2026-11-03; default: all staged"),
+]
+
+
+def _need(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise typer.BadParameter(f"set {name} in the environment")
+    return value
+
+
+def _unthread_from_env() -> UnthreadResource:
+    from migration_pipeline.targets.unthread.resources import UnthreadResource
+
+    return UnthreadResource(
+        base_url=_need("UNTHREAD_BASE_URL"),
+        api_key=_need("UNTHREAD_API_KEY"),
+        triage_channel_id=os.environ.get("UNTHREAD_TRIAGE_CHANNEL_ID", ""),
+        placeholder_user_id=os.environ.get("UNTHREAD_PLACEHOLDER_USER_ID") or None,
+        requests_per_second=float(os.getenv("UNTHREAD_REQUESTS_PER_SECOND", "20")),
+        customer_mode=os.getenv("UNTHREAD_CUSTOMER_MODE", "per_person"),
+        lease_ttl_seconds=float(os.getenv("MIGRATION_LEASE_TTL_SECONDS", "120")),
+    )
+
+
+def _database(staging_url: str | None) -> StagingDatabase:
+    from migration_pipeline.resources import default_staging_url
+    from migration_pipeline.staging.db import StagingDatabase
+
+    db = StagingDatabase(staging_url or default_staging_url())
+    db.create_schema()
+    return db
+
+
+def _window(db: StagingDatabase, value: str | None) -> tuple[str, str]:
+    """[lo, hi) as staging text: the given inclusive day range, or every staged day."""
+    from migration_pipeline.staging.db import utc_text
+    from migration_pipeline.staging.sample import staged_span
+
+    if value:
+        first, sep, last = value.partition("...")
+        try:
+            start = datetime.fromisoformat(first).replace(tzinfo=UTC)
+            end = datetime.fromisoformat(last if sep else first).replace(tzinfo=UTC) + timedelta(days=1)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--range wants YYYY-MM-DD...YYYY-MM-DD, got {value!r}") from exc
+        return utc_text(start), utc_text(end)
+    span = staged_span(db)
+    if span is None:
+        raise typer.BadParameter("nothing is staged yet: materialize the extract and staging assets first")
+    start = datetime.fromisoformat(span[0][:10]).replace(tzinfo=UTC)
+    end = datetime.fromisoformat(span[1][:10]).replace(tzinfo=UTC) + timedelta(days=1)
+    return utc_text(start), utc_text(end)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
+    )
+
+
+def preflight_cmd(
+    staging_url: StagingUrl = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Check the configuration only; send nothing")] = False,
+) -> None:
+    """Blocking checks before the first write to Unthread: the API key works, the triage channel and
+    placeholder user are configured, agents map to Unthread users (unmatched ones listed), and a
+    reminder to pause the workspace's automations. Exit status 1 when a blocking check fails."""
+    from migration_pipeline.targets.unthread.preflight import run_preflight
+
+    unthread = _unthread_from_env()
+    db = _database(staging_url)
+    try:
+        with unthread.client() as client:
+            report = run_preflight(
+                None if offline else client, db, triage_channel_id=unthread.triage_channel_id,
+                placeholder_user_id=unthread.placeholder_user_id, offline=offline,
+            )
+    finally:
+        db.dispose()
+    typer.echo(report.render())
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _load(
+    db: StagingDatabase, ticket_ids: list[str], until: datetime, *, run_id: str, dry_run: bool, read_users: bool, label: str
+) -> int:
+    """Preflight, then load (or dry-run) the tickets with a progress bar; returns the exit status."""
+    from contextlib import ExitStack
+
+    from migration_pipeline.checks.sample import sample_readback
+    from migration_pipeline.resources import default_data_dir
+    from migration_pipeline.sources.gladly.resources import GladlyResource
+    from migration_pipeline.targets.unthread.dry_run import DryRunLoader, DryRunUnthreadClient
+    from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader
+    from migration_pipeline.targets.unthread.preflight import run_preflight
+
+    unthread = _unthread_from_env() if not dry_run or read_users else None
+    settings = LoadSettings(
+        triage_channel_id=(unthread.triage_channel_id if unthread else os.environ.get("UNTHREAD_TRIAGE_CHANNEL_ID", "")),
+        placeholder_user_id=os.environ.get("UNTHREAD_PLACEHOLDER_USER_ID") or None,
+        customer_mode=os.getenv("UNTHREAD_CUSTOMER_MODE", "per_person"),
+        lease_ttl_seconds=float(os.getenv("MIGRATION_LEASE_TTL_SECONDS", "120")),
+        run_id=run_id,
+    )
+    with ExitStack() as stack:
+        client = stack.enter_context(unthread.client()) if unthread else None
+        report = run_preflight(
+            None if dry_run else client, db, triage_channel_id=settings.triage_channel_id,
+            placeholder_user_id=settings.placeholder_user_id, offline=dry_run,
+        )
+        typer.echo(report.render())
+        if not report.passed:
+            return 1
+        if dry_run:
+            out = Path(os.environ.get("MIGRATION_DATA_DIR") or default_data_dir()) / "dry-run" / run_id.replace(":", "-")
+            target = DryRunUnthreadClient(out, reader=client)
+            stack.callback(target.close)
+            loader: UnthreadLoader = DryRunLoader(db, target, settings)
+        else:
+            gladly = GladlyResource(
+                base_url=_need("GLADLY_BASE_URL"), api_user=_need("GLADLY_API_USER"), api_token=_need("GLADLY_API_TOKEN"),
+                requests_per_second=float(os.getenv("GLADLY_REQUESTS_PER_SECOND", "8")),
+            )
+            source = stack.enter_context(gladly.client())
+            loader = UnthreadLoader(db, client, settings, fetch_attachment=source.download_attachment)  # type: ignore[arg-type]
+        with _progress() as bar:
+            task = bar.add_task(label, total=len(ticket_ids))
+            for ticket_id in ticket_ids:
+                loader.load_ticket(ticket_id, until)
+                bar.advance(task)
+        c = loader.counts
+        verb = "would create" if dry_run else "created"
+        typer.echo(
+            f"{verb} {c.customers_created} customers, {c.conversations_created} conversations, "
+            f"{c.messages_created} messages, {c.statuses_patched} status updates; {c.failed} refused; "
+            f"{len(c.unmatched_agents)} unmatched agents; ledger run id {run_id}"
+        )
+        for error in c.errors[:20]:
+            typer.echo(f"  refused: {error}")
+        if dry_run:
+            summary = target.summary()
+            typer.echo(f"dry run: payloads in {summary['out_dir']} ({summary['requests_sent']} requests sent to Unthread)")
+            return 0
+        readback = sample_readback(db, client, ticket_ids)  # type: ignore[arg-type]
+        typer.echo(readback.summary())
+        return 0 if readback.passed and not c.failed else 1
+
+
+def _split(db: StagingDatabase, lo: str, hi: str) -> None:
+    """Cut tickets for the window exactly as the split_tickets asset does (default rules)."""
+    import time
+
+    from migration_pipeline.staging.tickets import split_window
+
+    owner = f"cli:{uuid.uuid4().hex[:8]}:split"
+    while not db.try_lease("split_tickets", owner, ttl_seconds=600):
+        time.sleep(0.2)
+    try:
+        split_window(db, lo, hi)
+    finally:
+        db.release_lease("split_tickets", owner)
+
+
+def _run_id(kind: str) -> str:
+    return f"cli-{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def sample_cmd(
+    customers: Annotated[int, typer.Option("--customers", help="How many of the messiest customers", min=1)] = 10,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the payloads to files; send nothing")] = False,
+    read_users: Annotated[
+        bool, typer.Option("--read-users", help="Dry run: read Unthread's user list so agents map as in a real run")
+    ] = False,
+    date_range: Range = None,
+    staging_url: StagingUrl = None,
+) -> None:
+    """Take the N messiest customers (most items, channels, merged profiles, bad emails,
+    attachments) through split -> load -> readback into the Unthread workspace UNTHREAD_BASE_URL
+    points at, for the mapping review. Undo with `rollback --sample --yes`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from migration_pipeline.staging.sample import messiest_customers, sample_run_id, tickets_of_customers
+
+    db = _database(staging_url)
+    try:
+        lo, hi = _window(db, date_range)
+        _split(db, lo, hi)
+        chosen = messiest_customers(db, customers)
+        table = Table(title=f"the {len(chosen)} messiest customers")
+        for column in ("customer", "score", "items", "channels", "merged profiles", "bad email", "with attachments"):
+            table.add_column(column)
+        for c in chosen:
+            table.add_row(*(str(c[k]) for k in ("customer_id", "score", "items", "channels", "merged_profiles", "bad_email", "items_with_attachments")))
+        Console().print(table)
+        ticket_ids = tickets_of_customers(db, [c["customer_id"] for c in chosen], lo, hi)
+        run_id = sample_run_id(_run_id("sample"))
+        until = datetime.fromisoformat(hi.replace("Z", "+00:00"))
+        code = _load(db, ticket_ids, until, run_id=run_id, dry_run=dry_run, read_users=read_users, label="sample tickets")
+    finally:
+        db.dispose()
+    raise typer.Exit(code)
+
+
+def dry_run_cmd(
+    date_range: Range = None,
+    read_users: Annotated[
+        bool, typer.Option("--read-users", help="Read Unthread's user list (one read) so agents map as in a real run")
+    ] = False,
+    staging_url: StagingUrl = None,
+) -> None:
+    """Build every Unthread payload of the range exactly as a real run would and write them to
+    MIGRATION_DATA_DIR/dry-run/<run id>/{customers,conversations,messages,statuses}.jsonl. Sends
+    nothing, writes nothing to the ledger. Tickets must be split already (the split_tickets asset)."""
+    from migration_pipeline.targets.unthread.loader import tickets_touching
+
+    db = _database(staging_url)
+    try:
+        lo, hi = _window(db, date_range)
+        ticket_ids = tickets_touching(db, lo, hi)
+        until = datetime.fromisoformat(hi.replace("Z", "+00:00"))
+        code = _load(db, ticket_ids, until, run_id=_run_id("dry-run"), dry_run=True, read_users=read_users, label="tickets")
+    finally:
+        db.dispose()
+    raise typer.Exit(code)
+
+
+def rollback_cmd(
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Roll back what this run created (ledger run id)")] = None,
+    date_range: Annotated[
+        Optional[str], typer.Option("--range", help="Roll back the tickets with items on these UTC days: FIRST...LAST")
+    ] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Roll back every sample run")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Delete for real; without it only the plan is printed")] = False,
+    staging_url: StagingUrl = None,
+) -> None:
+    """Delete from Unthread what a run, a day range or the sample runs created, driven by the
+    ledger: conversations with their messages, then customers nothing else uses. Ledger rows are
+    marked rolled_back so a later run recreates them. Prints the plan; `--yes` executes it."""
+    from migration_pipeline.targets.unthread.rollback import execute_rollback, plan_rollback
+
+    if sum(bool(x) for x in (run_id, date_range, sample)) != 1:
+        raise typer.BadParameter("choose exactly one of --run-id, --range, --sample")
+    db = _database(staging_url)
+    try:
+        window = _window(db, date_range) if date_range else None
+        plan = plan_rollback(db, run_id=run_id, window=window, sample=sample)
+        typer.echo(plan.render())
+        if plan.empty:
+            return
+        if not yes:
+            typer.echo("nothing deleted: re-run with --yes to delete the above")
+            return
+        unthread = _unthread_from_env()
+        with unthread.client() as client, _progress() as bar:
+            task = bar.add_task("rolling back", total=len(plan.conversations) + len(plan.customers))
+            result = execute_rollback(
+                db, client, plan, progress=lambda _key: bar.advance(task), lease_ttl_seconds=unthread.lease_ttl_seconds
+            )
+        typer.echo(result.render())
+    finally:
+        db.dispose()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the main `migration-pipeline` app."""
+    app.command("preflight")(preflight_cmd)
+    app.command("sample")(sample_cmd)
+    app.command("dry-run")(dry_run_cmd)
+    app.command("rollback")(rollback_cmd)

@@ -1,0 +1,1 @@
+"""Versioned configuration files shipped with the package (content rules, mapping tables)."""

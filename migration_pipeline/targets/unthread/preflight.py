@@ -1,0 +1,119 @@
+"""Preflight: checks that must pass before the first write to an Unthread workspace. No Dagster.
+
+Blocking (the load does not start):
+- the credentials work: one cheap authenticated read (`POST /users/list`, limit 1); the reason is
+  named from the status (401/403, unreachable, ...), never with the key;
+- the triage channel the conversations are created in is configured (Unthread documents no
+  channel list, so its existence is proven by the first create, not here);
+- a configured placeholder user exists in the workspace.
+Listed, not blocking: agents with no Unthread user of the same email (they post as the placeholder
+user, or by name without one), and the reminder to pause the workspace's automations and
+autoresponders during the import (the API cannot read or switch them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from migration_pipeline.core.http import VendorAPIError
+from migration_pipeline.staging.db import StagingDatabase, agents
+from migration_pipeline.targets.unthread.client import UnthreadClient
+
+AUTOMATIONS_WARNING = (
+    "Pause the target workspace's automations, autoresponders, SLAs and notifications while the import "
+    "runs: every migrated conversation is a new conversation to Unthread, and the API cannot switch them off."
+)
+
+
+@dataclass
+class PreflightReport:
+    passed_checks: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    matched_agents: int = 0
+    unmatched_agents: list[dict[str, Any]] = field(default_factory=list)
+    offline: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def render(self) -> str:
+        lines = [f"preflight {'PASSED' if self.passed else 'FAILED'}{' (offline: configuration only)' if self.offline else ''}"]
+        lines += [f"  ok    {c}" for c in self.passed_checks]
+        lines += [f"  FAIL  {f}" for f in self.failures]
+        lines += [f"  warn  {w}" for w in self.warnings]
+        if self.unmatched_agents:
+            lines.append(f"  unmatched agents ({len(self.unmatched_agents)}):")
+            lines += [f"    - {a['id']} {a['name'] or ''} <{a['email'] or 'no email'}>" for a in self.unmatched_agents]
+        return "\n".join(lines) + "\n"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, VendorAPIError):
+        if exc.status in (401, 403):
+            return f"Unthread rejected the API key (HTTP {exc.status} on {exc.method} {exc.path}): check UNTHREAD_API_KEY"
+        if exc.status == 404:
+            return f"{exc.method} {exc.path} answered 404: check UNTHREAD_BASE_URL (it should end in /api)"
+        if exc.status is None:
+            return f"Unthread could not be reached ({exc.method} {exc.path}): check UNTHREAD_BASE_URL and the network"
+        return f"Unthread answered HTTP {exc.status} on {exc.method} {exc.path}: {exc.detail[:200]}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"Unthread could not be reached ({exc.__class__.__name__}): check UNTHREAD_BASE_URL and the network"
+    return f"preflight request failed ({exc.__class__.__name__})"
+
+
+def run_preflight(
+    client: UnthreadClient | None,
+    db: StagingDatabase | None,
+    *,
+    triage_channel_id: str | None,
+    placeholder_user_id: str | None,
+    offline: bool = False,
+) -> PreflightReport:
+    """Run every check; `offline` (dry runs) checks the configuration only and sends nothing."""
+    report = PreflightReport(offline=offline)
+    if triage_channel_id and triage_channel_id.strip():
+        report.passed_checks.append(f"triage channel configured ({triage_channel_id})")
+    else:
+        report.failures.append("no triage channel configured: set UNTHREAD_TRIAGE_CHANNEL_ID to the channel id")
+    report.warnings.append(AUTOMATIONS_WARNING)
+    if offline or client is None:
+        report.warnings.append("credentials, placeholder user and agent mapping not checked (offline)")
+        return report
+
+    try:
+        users = client.list_users()  # one authenticated read (a page per 100 users)
+    except (VendorAPIError, httpx.HTTPError) as exc:
+        report.failures.append(_reason(exc))
+        return report
+    report.passed_checks.append(f"credentials work ({len(users)} Unthread users visible)")
+    by_id = {u["id"]: u for u in users}
+    by_email = {u["email"].strip().lower(): u for u in users if isinstance(u.get("email"), str)}
+
+    if placeholder_user_id:
+        if placeholder_user_id in by_id:
+            report.passed_checks.append(f"placeholder user {placeholder_user_id} exists")
+        else:
+            report.failures.append(f"placeholder user {placeholder_user_id} is not a user of this workspace")
+    else:
+        report.warnings.append(
+            "no placeholder user configured (UNTHREAD_PLACEHOLDER_USER_ID): messages of unmatched agents post under the agent's name"
+        )
+
+    if db is not None:
+        with db.engine.connect() as conn:
+            staged = conn.execute(sa.select(agents.c.source_id, agents.c.name, agents.c.email).order_by(agents.c.source_id)).all()
+        for agent in staged:
+            if (agent.email or "").strip().lower() in by_email:
+                report.matched_agents += 1
+            else:
+                report.unmatched_agents.append({"id": agent.source_id, "name": agent.name, "email": agent.email})
+        report.passed_checks.append(
+            f"agents mapped by email: {report.matched_agents} of {len(staged)} ({len(report.unmatched_agents)} unmatched, listed)"
+        )
+    return report

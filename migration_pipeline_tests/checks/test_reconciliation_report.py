@@ -1,0 +1,195 @@
+"""The reconciliation report against both emulators: the HTML file, its metadata, and the
+attribution and merged-profile checks passing on a clean load and failing when the Unthread
+workspace is tampered with after it (authors changed, customers duplicated or deleted)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+
+import dagster as dg
+import httpx
+import sqlalchemy as sa
+
+from migration_pipeline.assets.reconciliation_report import (
+    ATTRIBUTION_CHECK,
+    DUPLICATE_CHECK,
+    MERGED_PROFILES_CHECK,
+    ORDER_CHECK,
+    VARIANCE_CHECK,
+    reconciliation_report,
+)
+from migration_pipeline.staging.db import ledger, tickets
+from migration_pipeline.synth.dataset import DatasetLayout, read_json
+from migration_pipeline_tests.conftest import UNTHREAD_KEY
+from migration_pipeline_tests.test_graph import FIRST, LAST, Rehearsal, rehearsal  # noqa: F401 (fixture)
+
+OUR_CHECKS = {VARIANCE_CHECK, ORDER_CHECK, DUPLICATE_CHECK, ATTRIBUTION_CHECK, MERGED_PROFILES_CHECK}
+HEADERS = {"X-Api-Key": UNTHREAD_KEY}
+
+
+def _report_again(r: Rehearsal) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [reconciliation_report],
+        resources=r.resources,
+        tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
+        raise_on_error=False,
+    )
+
+
+def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
+def _conversations(r: Rehearsal) -> list[tuple[str, str, str]]:
+    """(ticket id, Unthread conversation id, surviving Gladly customer) of every loaded ticket."""
+    db = r.db()
+    try:
+        with db.engine.connect() as conn:
+            return conn.execute(
+                sa.select(tickets.c.ticket_id, ledger.c.target_id, tickets.c.customer_id)
+                .join(ledger, ledger.c.source_key == sa.literal("ticket:") + tickets.c.ticket_id)
+                .where(ledger.c.state == "done")
+                .order_by(tickets.c.ticket_id)
+            ).all()
+    finally:
+        db.dispose()
+
+
+def _messages(r: Rehearsal, conversation_id: str) -> list[dict]:
+    return httpx.post(
+        f"{r.unthread.url}/api/conversations/{conversation_id}/messages/list",
+        json={"order": ["ts", "id"], "limit": 100}, headers=HEADERS,
+    ).json()["data"]
+
+
+def test_clean_run_passes_every_check_and_writes_an_offline_html_report(rehearsal):
+    result = rehearsal.run()
+    checks = _checks(result)
+    assert OUR_CHECKS <= set(checks)
+    assert all(checks[name].passed for name in OUR_CHECKS), {n: c.description for n, c in checks.items()}
+    # the checks looked at real data: every conversation, every message's author, merged customers
+    materialization = result.asset_materializations_for_node("reconciliation_report")[0]
+    meta = materialization.metadata
+    n_tickets = len(_conversations(rehearsal))
+    order = checks[ORDER_CHECK].metadata
+    assert order["conversations_checked"].value == order["conversations_expected"].value == n_tickets
+    assert checks[ATTRIBUTION_CHECK].metadata["messages_attributed"].value >= meta["read_back"].value > 0
+    assert checks[ATTRIBUTION_CHECK].metadata["messages_unverifiable"].value == 0
+    manifest = read_json(DatasetLayout(rehearsal.dataset).manifest)
+    assert manifest["mess"]["merged_profiles"]["where"], "the dataset should carry merged profiles"
+    assert meta["target_customers"].value == rehearsal.stats()["customers"] > 0
+
+    # the same figures as Dagster metadata: per-day table, distributions, numbers
+    per_day = meta["per_day"].value
+    assert [c.name for c in per_day.schema.columns] == ["day", "source", "staged", "in_tickets", "loaded", "read_back"]
+    assert sum(r.data["read_back"] for r in per_day.records) == meta["read_back"].value
+    assert sum(r.data["source"] for r in per_day.records) == meta["source_items"].value
+    days = [r.data["day"] for r in per_day.records]
+    assert days == sorted(set(days)) and FIRST <= days[0] and days[-1] <= LAST and len(days) >= 15
+    sizes = meta["ticket_size_distribution"].value.records
+    assert sum(r.data["tickets"] for r in sizes) == meta["tickets"].value == n_tickets
+    assert sum(r.data["items_per_ticket"] * r.data["tickets"] for r in sizes) >= meta["in_tickets"].value
+    assert meta["quarantine_reasons"].value.records, "the dataset's malformed lines show up by reason"
+    assert isinstance(meta["unmatched_agents"].value, int)
+
+    # one self-contained HTML file: plotly.js inlined exactly once, nothing from the network
+    html_path = meta["report_html"].value
+    html = open(html_path, encoding="utf-8").read()
+    assert html.count("* plotly.js v") == 1 and html.count('class="plotly-graph-div"') >= 3
+    assert "<script src=" not in html and 'src="http' not in html
+    assert "Items per day" in html and "Ticket size distribution" in html and "Unmatched agents" in html
+    for name in OUR_CHECKS:
+        assert name in html
+    run_copy = meta["report_html_url"].value
+    assert run_copy.startswith("file://") and result.run_id in run_copy
+    assert open(run_copy.removeprefix("file://"), encoding="utf-8").read() == html
+    data = json.loads(open(html_path.replace(".html", ".json"), encoding="utf-8").read())
+    assert data["conversations_checked"] == n_tickets and data["attribution_mismatches"] == []
+
+
+def test_attribution_check_fails_when_a_message_author_or_customer_changes_on_unthread(rehearsal, tmp_path):
+    rehearsal.run()
+    conversations = _conversations(rehearsal)
+    ticket_id, conversation_id, _ = conversations[0]
+    message = next(m for m in _messages(rehearsal, conversation_id) if "gladly-item:" in m["text"])
+    assert message["onBehalfOf"], "the loader says who each message is from"
+
+    # Unthread has no message-edit endpoint: change the stored author in the emulator's state file
+    state = sqlite3.connect(tmp_path / "unthread.sqlite")
+    try:
+        (raw,) = state.execute("select doc from messages where id = ?", (message["id"],)).fetchone()
+        doc = json.loads(raw)
+        doc.update(onBehalfOf={"name": "Mallory Impostor", "email": "mallory@impostor.example"}, user=None, userId=None)
+        with state:
+            state.execute("update messages set doc = ? where id = ?", (json.dumps(doc), message["id"]))
+    finally:
+        state.close()
+    checks = _checks(_report_again(rehearsal))
+    attribution = checks[ATTRIBUTION_CHECK]
+    assert not attribution.passed
+    assert attribution.metadata["mismatches"].value == 1
+    assert attribution.metadata["examples"].value[0]["found"] == "email:mallory@impostor.example"
+    assert all(checks[n].passed for n in OUR_CHECKS - {ATTRIBUTION_CHECK})
+
+    # a conversation moved under another customer through the API is caught too
+    other = next(c for c in conversations if c[2] != conversations[0][2])
+    other_customer = httpx.get(f"{rehearsal.unthread.url}/api/conversations/{other[1]}", headers=HEADERS).json()["customerId"]
+    httpx.patch(
+        f"{rehearsal.unthread.url}/api/conversations/{conversation_id}", json={"customerId": other_customer}, headers=HEADERS
+    ).raise_for_status()
+    attribution = _checks(_report_again(rehearsal))[ATTRIBUTION_CHECK]
+    assert not attribution.passed
+    assert attribution.metadata["conversation_customer_mismatches"].value == 1
+    wrong = [e for e in attribution.metadata["examples"].value if "ticket_id" in e]
+    assert wrong == [{
+        "ticket_id": ticket_id, "conversation_id": conversation_id, "gladly_customer": conversations[0][2],
+        "expected_customer": wrong[0]["expected_customer"], "found_customer": other_customer,
+    }] and wrong[0]["expected_customer"] != other_customer
+
+
+def test_merged_profiles_check_fails_on_duplicate_merged_away_or_deleted_customers(rehearsal):
+    rehearsal.run()
+    merge = read_json(DatasetLayout(rehearsal.dataset).manifest)["mess"]["merged_profiles"]["where"][0]
+    surviving, merged_away = merge["survivingId"], merge["mergedId"]
+    assert surviving in {c[2] for c in _conversations(rehearsal)}
+
+    # a second Unthread customer for the same Gladly person, made directly on the emulator
+    httpx.post(
+        f"{rehearsal.unthread.url}/api/customers",
+        json={"name": "duplicate", "externalCrmMetadata": {"id": f"gladly:{surviving}"}}, headers=HEADERS,
+    ).raise_for_status()
+    check = _checks(_report_again(rehearsal))[MERGED_PROFILES_CHECK]
+    assert not check.passed
+    assert check.metadata["duplicate_customers"].value == 1 and check.metadata["merged_customers_on_target"].value == 0
+    assert check.metadata["examples"].value[0]["gladly_id"] == surviving
+
+    # an Unthread customer for the merged-away profile: the merge was not applied
+    httpx.post(
+        f"{rehearsal.unthread.url}/api/customers",
+        json={"name": "merged away", "externalCrmMetadata": {"id": f"gladly:{merged_away}"}}, headers=HEADERS,
+    ).raise_for_status()
+    check = _checks(_report_again(rehearsal))[MERGED_PROFILES_CHECK]
+    assert not check.passed and check.metadata["merged_customers_on_target"].value == 1
+
+
+def test_checks_fail_when_a_loaded_customer_is_deleted_from_unthread(rehearsal):
+    """The issue's case: a record deleted from the Unthread emulator after the load (here a
+    customer; test_graph.py deletes a conversation) fails the report's checks."""
+    rehearsal.run()
+    _, _, gladly_customer = _conversations(rehearsal)[0]
+    found = httpx.post(
+        f"{rehearsal.unthread.url}/api/customers/list",
+        json={"where": [{"field": "externalCrmMetadata.id", "operator": "==", "value": f"gladly:{gladly_customer}"}]},
+        headers=HEADERS,
+    ).json()["data"]
+    assert len(found) == 1
+    httpx.delete(f"{rehearsal.unthread.url}/api/customers/{found[0]['id']}", headers=HEADERS).raise_for_status()
+    checks = _checks(_report_again(rehearsal))
+    assert not checks[MERGED_PROFILES_CHECK].passed
+    assert checks[MERGED_PROFILES_CHECK].metadata["customers_missing_on_target"].value == 1
+    # its conversations now point at a customer that is gone
+    assert not checks[ATTRIBUTION_CHECK].passed
+    counts = Counter(c.passed for c in checks.values())
+    assert counts[False] == 2

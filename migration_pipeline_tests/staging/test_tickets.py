@@ -1,0 +1,152 @@
+"""Splitting staged items into tickets on SQLite and PostgreSQL: the rules' state survives
+between runs (day by day = all at once), a loaded ticket is never extended backwards, and a
+database made by an earlier release gets the new ticket columns."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from migration_pipeline.core.split_rules import ChannelSwitchRule, ReopenRule, RuleSet, SizeCapRule, SplitRules, TimeGapRule
+from migration_pipeline.staging import tickets as tickets_module
+from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, now_text, ticket_items, tickets, utc_text
+from migration_pipeline.staging.tickets import split_window
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+RULES = SplitRules(
+    version="t",
+    rules=RuleSet(
+        time_gap=TimeGapRule(days=4),
+        reopen_after_dormancy=ReopenRule(enabled=True, closed_days=1),
+        channel_switch=ChannelSwitchRule(enabled=True),
+        max_items_per_ticket=SizeCapRule(enabled=True, limit=6),
+    ),
+)
+KINDS = [("EMAIL", "email"), ("CHAT_MESSAGE", "chat"), ("CONVERSATION_NOTE", "note"), ("CONVERSATION_STATUS_CHANGE", "system")]
+
+
+def _items(seed: int, conversations: int = 12, per: int = 30) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for c in range(conversations):
+        for n in range(per):
+            kind, channel = rng.choice(KINDS)
+            content = {"type": kind}
+            if kind == "CONVERSATION_STATUS_CHANGE":
+                content["status"] = rng.choice(["OPEN", "CLOSED"])
+            rows.append(
+                {
+                    "source_id": f"it{c:02d}{n:03d}",
+                    "customer_id": f"cust{c % 5}",
+                    "conversation_id": f"conv{c:02d}" if c % 4 else None,  # some items outside any conversation
+                    "ts": utc_text(T0 + timedelta(hours=rng.randrange(0, 24 * 30))),
+                    "kind": kind,
+                    "author_type": "customer",
+                    "author_id": None,
+                    "channel": channel,
+                    "subject": None,
+                    "text": "hi",
+                    "html": None,
+                    "attachments": [],
+                    "payload": {"content": content},
+                    "job_id": "job",
+                    "file_name": "conversation_items.jsonl",
+                    "line_no": n,
+                    "staged_at": now_text(),
+                }
+            )
+    return rows
+
+
+def _db(url: str, rows: list[dict]) -> StagingDatabase:
+    db = StagingDatabase(url)
+    db.create_schema()
+    with db.begin() as conn:
+        db.upsert(conn, conversation_items, rows)
+    return db
+
+
+def _cut(db: StagingDatabase) -> dict[str, tuple]:
+    with db.engine.connect() as conn:
+        members = conn.execute(sa.select(ticket_items.c.item_id, ticket_items.c.ticket_id)).all()
+        rows = conn.execute(sa.select(tickets)).mappings().all()
+    by_ticket: dict[str, list[str]] = {}
+    for item, ticket in members:
+        by_ticket.setdefault(ticket, []).append(item)
+    return {
+        r["ticket_id"]: (sorted(by_ticket[r["ticket_id"]]), r["cut_reason"], r["previous_ticket_id"], r["rule_version"])
+        for r in rows
+    }
+
+
+def test_day_by_day_equals_all_at_once_and_records_the_rules(staging_url, tmp_path, monkeypatch):
+    rows = _items(seed=5)
+    once = _db(f"sqlite:///{tmp_path / 'once.db'}", rows)
+    split_window(once, utc_text(T0), utc_text(T0 + timedelta(days=31)), RULES)
+    daily = _db(staging_url, rows)
+    monkeypatch.setattr(tickets_module, "BATCH_ITEMS", 25)  # many small batches, each committed
+    for day in range(31):
+        split_window(daily, utc_text(T0 + timedelta(days=day)), utc_text(T0 + timedelta(days=day + 1)), RULES)
+    expected, got = _cut(once), _cut(daily)
+    assert got == expected
+    assert sum(len(m) for m, *_ in got.values()) == len(rows)
+    reasons = {reason for _, reason, _, _ in got.values()}
+    assert {"first", "time_gap", "channel_switch", "max_items_per_ticket"} <= reasons
+    assert {version for *_, version in got.values()} == {RULES.rule_version}
+    # a reopen links back to a ticket of the same timeline
+    with daily.engine.connect() as conn:
+        links = conn.execute(
+            sa.select(tickets.c.conversation_id, tickets.c.previous_ticket_id).where(tickets.c.previous_ticket_id.is_not(None))
+        ).all()
+        conv_of = dict(conn.execute(sa.select(tickets.c.ticket_id, tickets.c.conversation_id)).all())
+    assert links and all(conv_of[previous] == conv for conv, previous in links)
+    # re-running any window assigns nothing new
+    again = split_window(daily, utc_text(T0), utc_text(T0 + timedelta(days=31)), RULES)
+    assert again.items_assigned == 0 and _cut(daily) == expected
+    daily.dispose()
+    once.dispose()
+
+
+def test_a_loaded_ticket_is_not_extended_backwards_by_a_late_item(staging_url):
+    rows = _items(seed=9, conversations=1, per=3)
+    for n, row in enumerate(rows):
+        row.update(conversation_id="conv", kind="EMAIL", channel="email", ts=utc_text(T0 + timedelta(days=10, hours=n)))
+    db = _db(staging_url, rows)
+    split_window(db, utc_text(T0), utc_text(T0 + timedelta(days=31)), RULES)
+    (ticket_id,) = _cut(db)
+    with db.begin() as conn:
+        db.upsert(conn, ledger, [{"source_key": f"ticket:{ticket_id}", "entity_type": "conversation", "parent_key": None,
+                                  "target_id": "u1", "state": "done", "attempts": 1, "last_error": None, "run_id": "r",
+                                  "updated_at": now_text()}])
+    late = dict(rows[0], source_id="late", ts=utc_text(T0 + timedelta(days=9)))
+    with db.begin() as conn:
+        db.upsert(conn, conversation_items, [late])
+    split_window(db, utc_text(T0), utc_text(T0 + timedelta(days=31)), RULES)
+    cut = _cut(db)
+    assert cut[ticket_id][0] == sorted(r["source_id"] for r in rows)  # the loaded ticket kept its items
+    assert [members for t, (members, *_) in cut.items() if t != ticket_id] == [["late"]]
+    db.dispose()
+
+
+def test_an_earlier_release_database_gets_the_new_ticket_columns(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the tickets table as the first release made it
+        conn.execute(sa.text(
+            "create table tickets (ticket_id varchar(64) primary key, conversation_id varchar(128) not null, "
+            "customer_id varchar(64) not null, first_ts varchar(27) not null, last_ts varchar(27) not null, "
+            "first_item_id varchar(64) not null, item_count integer not null, rule_version varchar(32) not null, "
+            "cut_at varchar(27) not null)"
+        ))
+        conn.execute(sa.text(
+            "insert into tickets values ('tkt_old', 'conv', 'c', '2026-03-01T00:00:00.000000Z', "
+            "'2026-03-01T00:00:00.000000Z', 'it0', 1, 'timegap-v1', '2026-03-02T00:00:00.000000Z')"
+        ))
+    engine.dispose()
+    db = StagingDatabase(url)
+    db.create_schema()
+    db.create_schema()
+    with db.engine.connect() as conn:
+        row = conn.execute(sa.select(tickets)).mappings().one()
+    assert row["ticket_id"] == "tkt_old" and row["rule_version"] == "timegap-v1" and row["cut_reason"] is None
+    db.dispose()
