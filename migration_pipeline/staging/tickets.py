@@ -93,19 +93,21 @@ def split_window(db: StagingDatabase, lo: str, hi: str, rules: SplitRules | None
             batch.append(timeline)
             size += len(timeline.items)
             if size >= BATCH_ITEMS:
-                _split_batch(db, batch, rules, counts)
+                _split_batch(db, batch, rules, counts, lo, hi)
                 batch, size = [], 0
-        _split_batch(db, batch, rules, counts)
+        _split_batch(db, batch, rules, counts, lo, hi)
     return counts
 
 
-def _split_batch(db: StagingDatabase, batch: list[Timeline], rules: SplitRules, counts: SplitCounts) -> None:
+def _split_batch(
+    db: StagingDatabase, batch: list[Timeline], rules: SplitRules, counts: SplitCounts, lo: str, hi: str
+) -> None:
     if not batch:
         return
     ticket_rows: list[dict] = []
     item_rows: list[dict] = []
     with db.begin() as conn:
-        existing = existing_tickets(conn, [t.key for t in batch])
+        existing = existing_tickets(conn, [t.key for t in batch], lo, hi)
         for timeline in batch:
             spans, assignments = assign_items(timeline.key, existing.get(timeline.key, []), timeline.items, rules)
             counts.conversations += 1
@@ -140,17 +142,42 @@ def insert_new_rows(conn: sa.Connection, table: sa.Table, rows: list[tuple]) -> 
     )
 
 
-def existing_tickets(conn: sa.Connection, keys: Iterable[str]) -> dict[str, list[TicketSpan]]:
-    """The tickets already cut for these timelines, loaded ones flagged from the ledger."""
+def existing_tickets(conn: sa.Connection, keys: Iterable[str], lo: str, hi: str) -> dict[str, list[TicketSpan]]:
+    """The tickets of these timelines that items of [lo, hi) can meet, loaded ones flagged from the
+    ledger: those overlapping the window, the last one starting before it (the ticket a new item
+    continues, or the one a reopen links back to) and the first one starting after it. Older
+    tickets cannot receive an item of the window, so a delta's cost does not grow with history."""
     loaded = sa.exists().where(ledger.c.source_key == sa.literal("ticket:") + tickets.c.ticket_id, ledger.c.state == "done")
     found: dict[str, list[TicketSpan]] = {}
     keys = list(keys)
     for start in range(0, len(keys), KEYS_PER_QUERY):
         chunk = keys[start : start + KEYS_PER_QUERY]
-        query = sa.select(tickets, loaded.label("loaded")).where(tickets.c.conversation_id.in_(chunk))
+        mine = tickets.c.conversation_id.in_(chunk)
+        query = sa.select(tickets, loaded.label("loaded")).where(
+            mine,
+            sa.or_(
+                sa.and_(tickets.c.first_ts < hi, tickets.c.last_ts >= lo),
+                tickets.c.ticket_id.in_(_nearest(chunk, tickets.c.first_ts < lo, latest=True)),
+                tickets.c.ticket_id.in_(_nearest(chunk, tickets.c.first_ts >= hi, latest=False)),
+            ),
+        )
         for r in conn.execute(query).mappings():
             found.setdefault(r["conversation_id"], []).append(span_from_row(r))
     return found
+
+
+def _nearest(keys: list[str], where: Any, latest: bool) -> sa.Select:
+    """Per timeline, the latest (or earliest) ticket in (first_ts, first item) order matching `where`."""
+    order = (tickets.c.first_ts.desc(), tickets.c.first_item_id.desc()) if latest else (tickets.c.first_ts, tickets.c.first_item_id)
+    ranked = (
+        sa.select(
+            tickets.c.ticket_id,
+            sa.func.row_number().over(partition_by=tickets.c.conversation_id, order_by=order).label("rank"),
+        )
+        .where(tickets.c.conversation_id.in_(keys), where)
+        .subquery()
+    )
+    return sa.select(ranked.c.ticket_id).where(ranked.c.rank == 1)
 
 
 def span_from_row(r: Any) -> TicketSpan:

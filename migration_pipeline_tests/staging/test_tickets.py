@@ -150,3 +150,31 @@ def test_an_earlier_release_database_gets_the_new_ticket_columns(tmp_path):
         row = conn.execute(sa.select(tickets)).mappings().one()
     assert row["ticket_id"] == "tkt_old" and row["rule_version"] == "timegap-v1" and row["cut_reason"] is None
     db.dispose()
+
+
+def test_only_the_windows_neighbour_tickets_are_read_and_the_cut_is_the_same(staging_url, tmp_path, monkeypatch):
+    """Windows split in a shuffled order (late items, tickets on both sides of a window): reading
+    only the tickets a window's items can meet gives exactly the cut that reading every ticket of
+    the timeline gives."""
+    rows = _items(seed=21)
+    days = list(range(31))
+    random.Random(4).shuffle(days)
+
+    def run(db):
+        for day in days:
+            split_window(db, utc_text(T0 + timedelta(days=day)), utc_text(T0 + timedelta(days=day + 1)), RULES)
+        return _cut(db)
+
+    def every_ticket(conn, keys, lo, hi):
+        with_window = original(conn, keys, lo, hi)
+        everything = original(conn, keys, "0000", "9999")  # a window covering all history
+        assert all({t.ticket_id for t in with_window.get(k, [])} <= {t.ticket_id for t in v} for k, v in everything.items())
+        read.append(sum(map(len, with_window.values())) / max(1, sum(map(len, everything.values()))))
+        return everything
+
+    subset = run(_db(staging_url, rows))
+    original, read = tickets_module.existing_tickets, []
+    monkeypatch.setattr(tickets_module, "existing_tickets", every_ticket)
+    full = run(_db(f"sqlite:///{tmp_path / 'full.db'}", rows))
+    assert subset == full
+    assert min(read) < 1  # the window's neighbours are fewer than the whole history
