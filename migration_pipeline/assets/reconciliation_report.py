@@ -12,6 +12,7 @@ from pydantic import Field
 from migration_pipeline.checks.fidelity import attachment_checksum_mismatches, tag_coverage
 from migration_pipeline.checks.reconciliation import Reconciliation, reconcile
 from migration_pipeline.checks.report_html import CheckOutcome, write_html
+from migration_pipeline.core.files import atomic_write_text
 from migration_pipeline.core.mappings import load_mappings
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage
@@ -102,9 +103,9 @@ def reconciliation_report(
     reports = storage.root / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     stem = f"reconciliation-{window.start:%Y-%m-%d}_{window.end:%Y-%m-%d}"
-    (reports / f"{stem}.json").write_text(json.dumps(rec.as_dict(), indent=1, default=str), encoding="utf-8")
+    atomic_write_text(reports / f"{stem}.json", json.dumps(rec.as_dict(), indent=1, default=str))
     summary = render_markdown(rec, outcomes)
-    (reports / f"{stem}.md").write_text(summary, encoding="utf-8")
+    atomic_write_text(reports / f"{stem}.md", summary)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     html_path = write_html(reports / f"{stem}.html", rec, checks=outcomes, run_id=context.run.run_id, generated_at=generated)
     # the range's file is replaced by the next run; this run's copy stays for sign-off

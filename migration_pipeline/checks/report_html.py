@@ -19,6 +19,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from migration_pipeline.checks.reconciliation import Reconciliation
+from migration_pipeline.core.files import atomic_write_text
 
 STAGES = ("source", "staged", "in_tickets", "loaded", "read_back")
 MAX_ROWS = 1000  # rows per HTML table; the JSON report beside it holds up to its own cap
@@ -154,11 +155,7 @@ def render_html(
 
 def write_html(path: Path, rec: Reconciliation, **kwargs: Any) -> Path:
     """Render the report and write it atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_html(rec, **kwargs), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, render_html(rec, **kwargs))
 
 
 def _short(text: str, limit: int = 80) -> str:

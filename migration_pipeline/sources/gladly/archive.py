@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import uuid
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from migration_pipeline.core.files import atomic_write_text, unique_sibling
 from migration_pipeline.core.http import VendorAPIError
 from migration_pipeline.sources.gladly.client import ExportJob, GladlyClient
 
@@ -102,7 +101,7 @@ class ExportArchive:
             return existing, False
         directory = self.job_dir(job.id)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "job.json").write_text(job.model_dump_json(by_alias=True, indent=1), encoding="utf-8")
+        atomic_write_text(directory / "job.json", job.model_dump_json(by_alias=True, indent=1))
         files: dict[str, dict[str, Any]] = {}
         for name in job.files:
             try:
@@ -121,9 +120,7 @@ class ExportArchive:
             "archivedAt": datetime.now(UTC).isoformat(),
             "files": files,
         }
-        tmp = directory / _unique(ARCHIVE_MARKER + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-        tmp.replace(directory / ARCHIVE_MARKER)
+        atomic_write_text(directory / ARCHIVE_MARKER, json.dumps(meta, indent=1, sort_keys=True))
         archived = self.load(job.id)
         assert archived is not None
         return archived, True
@@ -152,7 +149,7 @@ class ExportArchive:
                 directory.mkdir(parents=True, exist_ok=True)
                 files = {}
                 for name, meta in members.items():
-                    staged_copy = directory / _unique(name)
+                    staged_copy = unique_sibling(directory / name)
                     shutil.copyfile(meta["path"], staged_copy)
                     staged_copy.replace(directory / name)
                     files[name] = {k: meta[k] for k in ("bytes", "sha256", "lines")}
@@ -167,9 +164,7 @@ class ExportArchive:
                 "archivedAt": datetime.now(UTC).isoformat(),
                 "files": files,
             }
-            tmp = directory / _unique(ARCHIVE_MARKER + ".tmp")
-            tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-            tmp.replace(directory / ARCHIVE_MARKER)
+            atomic_write_text(directory / ARCHIVE_MARKER, json.dumps(meta, indent=1, sort_keys=True))
             archived = self.load(job_id)
             assert archived is not None
             results.append((archived, True))
@@ -233,7 +228,7 @@ class _Members:
         path = self.export.path
         found: dict[str, Path] = {}
         if path.suffix.lower() == ".zip":
-            self.tmp = path.with_name(_unique(f".{path.name}.unpacked"))
+            self.tmp = unique_sibling(path, ".unpacked")
             self.tmp.mkdir()
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
@@ -277,11 +272,6 @@ def _file_facts(path: Path) -> dict[str, Any]:
     if size and last != b"\n":
         lines += 1
     return {"bytes": size, "sha256": digest.hexdigest(), "lines": lines}
-
-
-def _unique(name: str) -> str:
-    """A temp-file name no concurrent run shares (writes land by atomic rename)."""
-    return f"{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def sha256_file(path: Path) -> str:
