@@ -1,14 +1,15 @@
 -- int_timeline_items: every staged item of one customer (merged profiles included, through
--- customer_lookups) or of one conversation, as the splitter sees it, for split previews.
+-- customer_lookups) or of one conversation, as the splitter sees it (int_unassigned_items'
+-- columns, plus the kind), for split previews.
 -- Pass customer_id or conversation_id; the other is null.
 select
     i.source_id,
+    i.ts,
+    i.channel,
+    i.split_change,
     coalesce(i.conversation_id, 'activity:' || coalesce(l.surviving_id, i.customer_id)) as conversation_key,
     coalesce(l.surviving_id, i.customer_id) as surviving_id,
-    i.ts,
-    i.kind,
-    i.channel,
-    case when i.kind in ('TOPIC_CHANGE', 'CONVERSATION_STATUS_CHANGE') then i.payload end as payload
+    i.kind
 from stg_conversation_items i
 left join customer_lookups l
     on l.customer_id = i.customer_id

@@ -67,3 +67,7 @@ class Item:
     html: str | None = None
     attachments: tuple[Attachment, ...] = ()
     payload: dict[str, Any] = field(default_factory=dict)  # the source record, for fidelity later
+    # What a status or topic change changed, as the splitting rules read it.
+    status_change: str | None = None  # the new status, upper case (OPEN / WAITING / CLOSED ...)
+    topics_added: tuple[str, ...] = ()
+    topics_removed: tuple[str, ...] = ()

@@ -25,17 +25,20 @@ again assigns nothing new, and for the pure time-gap rules one batch equals the 
 from __future__ import annotations
 
 import hashlib
+import json
 from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from migration_pipeline.core.split_rules import SplitRules
+from migration_pipeline.core.timestamps import utc_text
 
 DEFAULT_GAP = timedelta(days=7)
 
 
-@dataclass
+@dataclass(slots=True)
 class TicketSpan:
     ticket_id: str
     conversation_id: str
@@ -45,7 +48,7 @@ class TicketSpan:
     item_count: int = 0
     loaded: bool = False
     is_new: bool = False
-    changed: bool = False
+    changed: bool = False  # took an item in this run
     rule_version: str = ""
     cut_reason: str = "first"  # the rule that started this ticket ("first": nothing before it)
     previous_ticket_id: str | None = None  # the closed ticket a reopen links back to
@@ -68,6 +71,38 @@ class ItemRef(NamedTuple):
     status: str | None = None  # the new status of a status-change item, upper case
 
 
+# Items whose content the rules read (status for reopen, topics for topic change).
+CHANGE_KINDS = ("TOPIC_CHANGE", "CONVERSATION_STATUS_CHANGE")
+
+
+def encode_change(status: str | None, added: tuple[str, ...] = (), removed: tuple[str, ...] = ()) -> str | None:
+    """A change item's effect as stored for the splitter: the new status (upper case) as is, or
+    the topic ids as JSON `[added, removed]`; None when nothing changed that a rule reads."""
+    if added or removed:
+        return json.dumps([list(added), list(removed)])
+    return status.upper() if status else None
+
+
+def decode_change(text: str | None) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """(status, added topic ids, removed topic ids) from `encode_change`'s text."""
+    if not text:
+        return None, (), ()
+    if text[0] == "[":
+        added, removed = json.loads(text)
+        return None, tuple(added), tuple(removed)
+    return text, (), ()
+
+
+def change_from_payload(kind: str, payload: Any) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """The same from a stored payload (`{"content": {...}}`), for items staged before the
+    splitter's column existed."""
+    content = ((json.loads(payload) if isinstance(payload, str) else payload) or {}).get("content") or {}
+    if kind == "TOPIC_CHANGE":
+        ids = lambda key: tuple(str(t) for t in content.get(key) or () if t is not None)  # noqa: E731
+        return None, ids("addedTopicIds"), ids("removedTopicIds")
+    return (str(content["status"]).upper() if content.get("status") else None), (), ()
+
+
 def ticket_id_for(conversation_id: str, first_item_id: str) -> str:
     """Deterministic: the same conversation and first item always give the same ticket id."""
     return "tkt_" + hashlib.sha256(f"{conversation_id}\x00{first_item_id}".encode()).hexdigest()[:20]
@@ -82,71 +117,176 @@ def assign_items(
     """Assign items to tickets. Returns (every ticket of the conversation in time order,
     [(item_id, ticket_id)] for the new items). `existing` spans are updated in place.
     `rules` defaults to the time-gap rule alone (7 days); a timedelta means that gap alone."""
-    rules = _coerce(rules)
-    if not existing:
-        return _first_cut(conversation_id, new_items, rules)
-    tickets = sorted(existing, key=lambda t: (t.first_ts, t.first_item_id))
-    starts = [t.first_ts for t in tickets]  # kept in step with `tickets`, not rebuilt per item
-    assignments: list[tuple[str, str]] = []
-    for item in sorted(new_items, key=lambda i: (i.ts, i.item_id)):
+    cutter = TimelineCutter(conversation_id, existing, _coerce(rules))
+    assignments = [(item.item_id, cutter.add(*item).ticket_id) for item in sorted(new_items, key=_order)]
+    return cutter.tickets, assignments
+
+
+def _order(item: ItemRef) -> tuple[datetime, str]:
+    return (item.ts, item.item_id)
+
+
+class TimelineCutter:
+    """One timeline's tickets, taking new items one at a time (`add`) or as staging streams them
+    (`cut_staged`). Items may come in any order (a late item falls into the ticket covering it);
+    in (timestamp, item id) order, as a backfill brings them, each is the timeline's newest, so
+    only the last ticket's state is read."""
+
+    __slots__ = ("conversation_id", "rules", "tickets", "_starts", "_gap", "_cap", "_switch", "_ignore")
+
+    def __init__(self, conversation_id: str, existing: list[TicketSpan], rules: SplitRules):
+        self.conversation_id = conversation_id
+        self.rules = rules
+        self.tickets = sorted(existing, key=lambda t: (t.first_ts, t.first_item_id))
+        self._starts = [t.first_ts for t in self.tickets]  # kept in step with `tickets`
+        r = rules.rules
+        self._gap = rules.gap if r.time_gap.enabled else None
+        self._cap = r.max_items_per_ticket.limit if r.max_items_per_ticket.enabled else None
+        self._switch = r.channel_switch.enabled
+        self._ignore = frozenset(r.channel_switch.ignore_channels)
+
+    def add(
+        self,
+        item_id: str,
+        ts: datetime,
+        kind: str | None = None,
+        channel: str | None = None,
+        added_topics: tuple[str, ...] = (),
+        removed_topics: tuple[str, ...] = (),
+        status: str | None = None,
+    ) -> TicketSpan:
+        """Put the item (the fields of an `ItemRef`) in its ticket — an existing one, or a new
+        one it starts — and return that ticket."""
+        tickets = self.tickets
+        last = tickets[-1] if tickets else None
+        if last is not None and ts < last.last_ts:
+            return self._add_anywhere(ItemRef(item_id, ts, kind, channel, added_topics, removed_topics, status))
+        # The newest item of the timeline: it continues the last ticket unless a rule cuts.
+        change = status is not None or added_topics or removed_topics
+        reason: str | None = None
+        if last is None:
+            reason = "first"
+        elif change:  # reopen and topic change read what the item changed: the full rule check
+            reason = cut_reason(last, ItemRef(item_id, ts, kind, channel, added_topics, removed_topics, status), self.rules)
+        elif self._gap is not None and ts - last.last_ts > self._gap:  # cut_reason's order, inlined
+            reason = "time_gap"
+        elif self._cap is not None and last.item_count >= self._cap:
+            reason = "max_items_per_ticket"
+        elif (self._switch and channel is not None and channel not in self._ignore
+              and last.last_channel is not None and channel != last.last_channel):
+            reason = "channel_switch"
+        if reason is None:
+            ticket = last
+        else:
+            ticket = _new_ticket(self.conversation_id, item_id, ts, self.rules, reason, last)
+            tickets.append(ticket)
+            self._starts.append(ts)
+        # `_absorb`, inlined for the common item
+        ticket.item_count += 1
+        ticket.last_ts = ts
+        if channel is not None and channel not in self._ignore:
+            ticket.last_channel = channel
+        if change:
+            _absorb_change(ticket, ts, added_topics, removed_topics, status)
+        ticket.changed = True
+        return ticket
+
+    def cut_staged(self, rows: Iterable[Sequence[Any]]) -> list[tuple[str, str, str]]:
+        """Add a timeline's items as staging streams them — rows starting (item id, timestamp
+        as `utc_text`, channel, change as `encode_change` text) — in (ts, id) order. Returns
+        (item id, ticket id, timestamp text) per item.
+
+        The same cut as `add`, item by item; a backfill sends a million items through here, so
+        the common item (the newest, no rule firing) stays in this loop's locals: times are
+        compared as text (the encoding orders as time does), and the time-gap rule against a
+        deadline (the last item's time plus the gap when the ticket was picked up), which can
+        only be early. Anything else — a late item, a rule that may fire, an item past the
+        deadline — takes the exact path through `add`."""
+        out: list[tuple[str, str, str]] = []
+        append, parse = out.append, datetime.fromisoformat
+        gap, cap, switch, ignore = self._gap, self._cap, self._switch, self._ignore
+        r = self.rules.rules
+        reopen_on, topic_on = r.reopen_after_dormancy.enabled, r.topic_change.enabled
+        tickets = self.tickets
+        never = "\uffff"  # sorts after every timestamp: no deadline when the time-gap rule is off
+        last: TicketSpan | None = None
+        # The newest ticket's state while items join it, written back before `add` and at the end.
+        ticket_id, count, joined, last_text, last_channel, deadline = "", 0, 0, "", None, never
+
+        def pick_up(ticket: TicketSpan, text: str | None = None) -> None:
+            nonlocal last, ticket_id, count, joined, last_text, last_channel, deadline
+            last, ticket_id, count, joined, last_channel = ticket, ticket.ticket_id, ticket.item_count, 0, ticket.last_channel
+            last_text = text or utc_text(ticket.last_ts)
+            deadline = utc_text(ticket.last_ts + gap) if gap is not None else never
+
+        if tickets:
+            pick_up(tickets[-1])
+        for row in rows:
+            item_id, ts_text, channel, change = row[0], row[1], row[2], row[3]
+            if (
+                last is not None
+                and last_text <= ts_text <= deadline
+                and (cap is None or count < cap)
+                and not (switch and channel is not None and channel not in ignore
+                         and last_channel is not None and channel != last_channel)
+            ):
+                if change is None:
+                    fast = True
+                else:  # a change joins here unless reopen or topic change might cut at it
+                    status, added, removed = decode_change(change)
+                    fast = not ((reopen_on and status == "OPEN") or (topic_on and added))
+                    if fast:
+                        _absorb_change(last, parse(ts_text), added, removed, status)
+                if fast:
+                    count += 1
+                    joined += 1
+                    last_text = ts_text
+                    if channel is not None and channel not in ignore:
+                        last_channel = channel
+                    append((item_id, ticket_id, ts_text))
+                    continue
+            if joined:
+                last.item_count, last.last_ts, last.last_channel, last.changed = count, parse(last_text), last_channel, True
+            ts = parse(ts_text)
+            status, added, removed = decode_change(change)
+            ticket = self.add(item_id, ts, None, channel, added, removed, status)
+            append((item_id, ticket.ticket_id, ts_text))
+            newest = tickets[-1]
+            pick_up(newest, ts_text if newest.last_ts == ts else None)
+        if joined:
+            last.item_count, last.last_ts, last.last_channel, last.changed = count, parse(last_text), last_channel, True
+        return out
+
+    def _add_anywhere(self, item: ItemRef) -> TicketSpan:
+        tickets, starts = self.tickets, self._starts
         index = bisect_right(starts, item.ts) - 1
-        ticket, reason = _home(tickets, index, item, rules)
+        ticket, reason = _home(tickets, index, item, self.rules)
         if ticket is None:
-            ticket = _new_ticket(conversation_id, item, rules, reason, tickets[index] if index >= 0 else None)
+            ticket = _new_ticket(self.conversation_id, item.item_id, item.ts, self.rules, reason,
+                                 tickets[index] if index >= 0 else None)
             tickets.insert(index + 1, ticket)
             starts.insert(index + 1, item.ts)
-            _absorb(ticket, item, rules)
+            _absorb(ticket, item, self.rules)
         elif item.ts >= ticket.last_ts:
-            _absorb(ticket, item, rules)
+            _absorb(ticket, item, self.rules)
         else:
             if item.ts < ticket.first_ts:  # only the ticket right after the item moves its start
                 ticket.first_ts = item.ts
                 starts[index + 1] = item.ts
             ticket.item_count += 1  # a late item inside the span leaves the ticket's state alone
         ticket.changed = True
-        assignments.append((item.item_id, ticket.ticket_id))
-    return tickets, assignments
+        return ticket
 
 
-def _first_cut(conversation_id: str, new_items: list[ItemRef], rules: SplitRules) -> tuple[list[TicketSpan], list[tuple[str, str]]]:
-    """A timeline with no tickets yet (every item of a backfill): the same rules as the general
-    path in one tight loop, since every item is then the newest. The property tests hold the two
-    paths equal (one batch vs chronological appends)."""
-    tickets: list[TicketSpan] = []
-    assignments: list[tuple[str, str]] = []
-    ticket: TicketSpan | None = None
-    gap_on = rules.rules.time_gap.enabled
-    cap_on, cap = rules.rules.max_items_per_ticket.enabled, rules.rules.max_items_per_ticket.limit
-    gap = rules.gap
-    simple = not (rules.rules.reopen_after_dormancy.enabled or rules.rules.channel_switch.enabled or rules.rules.topic_change.enabled)
-    for item in sorted(new_items, key=lambda i: (i.ts, i.item_id)):
-        reason = None
-        if ticket is None:
-            reason = "first"
-        elif simple:
-            if gap_on and item.ts - ticket.last_ts > gap:
-                reason = "time_gap"
-            elif cap_on and ticket.item_count >= cap:
-                reason = "max_items_per_ticket"
-        else:
-            reason = cut_reason(ticket, item, rules)
-        if reason is not None:
-            ticket = _new_ticket(conversation_id, item, rules, reason, ticket)
-            ticket.changed = True
-            tickets.append(ticket)
-        _absorb(ticket, item, rules)  # state kept even when no rule reads it: rules may change later
-        assignments.append((item.item_id, ticket.ticket_id))
-    return tickets, assignments
-
-
-def _new_ticket(conversation_id: str, item: ItemRef, rules: SplitRules, reason: str, before: TicketSpan | None) -> TicketSpan:
-    """A ticket starting at `item`; a reopen links back to the ticket before it."""
+def _new_ticket(conversation_id: str, item_id: str, ts: datetime, rules: SplitRules, reason: str,
+                before: TicketSpan | None) -> TicketSpan:
+    """A ticket starting at the item; a reopen links back to the ticket before it."""
     return TicketSpan(
-        ticket_id=ticket_id_for(conversation_id, item.item_id),
+        ticket_id=ticket_id_for(conversation_id, item_id),
         conversation_id=conversation_id,
-        first_ts=item.ts,
-        last_ts=item.ts,
-        first_item_id=item.item_id,
+        first_ts=ts,
+        last_ts=ts,
+        first_item_id=item_id,
         is_new=True,
         rule_version=rules.rule_version,
         cut_reason=reason,
@@ -206,10 +346,16 @@ def _absorb(ticket: TicketSpan, item: ItemRef, rules: SplitRules) -> None:
     ticket.last_ts = item.ts
     if rules.counts_as_channel(item.channel):
         ticket.last_channel = item.channel
-    if item.added_topics or item.removed_topics:
-        ticket.topics = (ticket.topics - set(item.removed_topics)) | set(item.added_topics)
-    if item.status is not None:
-        ticket.status, ticket.status_ts = item.status, item.ts
+    _absorb_change(ticket, item.ts, item.added_topics, item.removed_topics, item.status)
+
+
+def _absorb_change(ticket: TicketSpan, ts: datetime, added: tuple[str, ...], removed: tuple[str, ...],
+                   status: str | None) -> None:
+    # State is kept even when no rule reads it: the rules may change before the next item.
+    if added or removed:
+        ticket.topics = (ticket.topics - set(removed)) | set(added)
+    if status is not None:
+        ticket.status, ticket.status_ts = status, ts
 
 
 def _coerce(rules: SplitRules | timedelta | None) -> SplitRules:

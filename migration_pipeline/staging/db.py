@@ -8,6 +8,8 @@ Rows are upserted by source id, so staging the same file twice changes nothing. 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,6 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+
+from migration_pipeline.core.timestamps import utc_text  # noqa: F401  (the staging encoding; re-exported)
 
 metadata = sa.MetaData()
 
@@ -60,7 +64,7 @@ conversation_items = sa.Table(
     sa.Column("source_id", sa.String(64), primary_key=True),
     sa.Column("customer_id", sa.String(64), nullable=False, index=True),
     sa.Column("conversation_id", sa.String(64), index=True),
-    sa.Column("ts", sa.String(27), nullable=False, index=True),
+    sa.Column("ts", sa.String(27), nullable=False),  # indexed by TIMELINE_INDEX (below)
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("author_type", sa.String(16), nullable=False),
     sa.Column("author_id", sa.String(64)),
@@ -74,7 +78,18 @@ conversation_items = sa.Table(
     sa.Column("file_name", sa.String(128), nullable=False),
     sa.Column("line_no", sa.Integer, nullable=False),
     sa.Column("staged_at", sa.String(27), nullable=False),
+    # What a status or topic change changed, as the splitting rules read it (core.splitting.
+    # encode_change), so the splitter never parses payloads. Null for every other kind.
+    sa.Column("split_change", sa.Text),
 )
+
+# The splitter streams a window's items in (ts, source_id) order with exactly these columns: an
+# index holding all of them turns that into one ordered index scan, with no sort and no row
+# lookups. PostgreSQL caps an index entry at ~2.7 kB, so there the variable-length change stays
+# in the table. Created by create_schema, also on databases made before it existed.
+TIMELINE_INDEX = "ix_stg_conversation_items_timeline"
+_TIMELINE_COLUMNS = "ts, source_id, conversation_id, customer_id, kind, channel"
+TIMELINE_INDEX_COLUMNS = {"sqlite": f"{_TIMELINE_COLUMNS}, split_change", "postgresql": _TIMELINE_COLUMNS}
 
 quarantine = sa.Table(
     "quarantine",
@@ -201,9 +216,23 @@ def _copy_upsert(conn: Connection, table: sa.Table, rows: list[Mapping[str, Any]
         cur.execute(sql.SQL("TRUNCATE {}").format(temp))
 
 
-def utc_text(value: datetime) -> str:
-    """The one timestamp encoding in staging: fixed-width UTC, lexically ordered."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def stream_rows(conn: Connection, sql: str, params: Mapping[str, Any], size: int) -> Iterator[list[tuple]]:
+    """Rows of a query as plain driver tuples, `size` at a time, through the driver's own
+    cursor (server-side on PostgreSQL): for the few queries that read a million rows, where
+    SQLAlchemy's per-row Result processing would cost more than the database does."""
+    compiled = sa.text(sql).bindparams(**params).compile(dialect=conn.dialect)
+    if conn.dialect.paramstyle in ("qmark", "numeric", "format"):
+        args: Any = [compiled.params[name] for name in compiled.positiontup or ()]
+    else:
+        args = compiled.params
+    raw = conn.connection.driver_connection
+    cursor = raw.cursor(name=f"stream_{uuid.uuid4().hex[:12]}") if conn.dialect.name == "postgresql" else raw.cursor()
+    try:
+        cursor.execute(compiled.string, args)
+        while rows := cursor.fetchmany(size):
+            yield rows
+    finally:
+        cursor.close()
 
 
 def now_text() -> str:
@@ -227,7 +256,12 @@ class StagingDatabase:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("select pg_advisory_xact_lock(7270513)"))  # arbitrary, project-wide
             metadata.create_all(conn)
-            _add_missing_columns(conn)
+            added = _add_missing_columns(conn)
+            if "stg_conversation_items.split_change" in added:
+                _fill_split_changes(conn)
+            conn.execute(sa.text(
+                f"create index if not exists {TIMELINE_INDEX} on stg_conversation_items ({TIMELINE_INDEX_COLUMNS[self.dialect]})"
+            ))
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -334,16 +368,34 @@ class StagingDatabase:
         self.engine.dispose()
 
 
-def _add_missing_columns(conn: Connection) -> None:
+def _add_missing_columns(conn: Connection) -> set[str]:
     """Columns added in a later release (all nullable) are added to a database made by an earlier
-    one, so upgrading keeps the staged history instead of asking for a fresh database."""
+    one, so upgrading keeps the staged history instead of asking for a fresh database. Returns
+    the `table.column` names added."""
     inspector = sa.inspect(conn)
+    added = set()
     for table in metadata.sorted_tables:
         present = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name not in present and column.nullable:
                 kind = column.type.compile(dialect=conn.dialect)
                 conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+                added.add(f"{table.name}.{column.name}")
+    return added
+
+
+def _fill_split_changes(conn: Connection) -> None:
+    """Items staged before `split_change` existed: derive it once from their stored payloads."""
+    from migration_pipeline.core.splitting import CHANGE_KINDS, change_from_payload, encode_change
+
+    c = conversation_items.c
+    rows = conn.execute(sa.select(c.source_id, c.kind, c.payload).where(c.kind.in_(CHANGE_KINDS))).all()
+    updates = [{"id": sid, "change": encode_change(*change_from_payload(kind, payload))} for sid, kind, payload in rows]
+    if updates:
+        conn.execute(
+            conversation_items.update().where(c.source_id == sa.bindparam("id")).values(split_change=sa.bindparam("change")),
+            updates,
+        )
 
 
 def _engine(url: str) -> Engine:
@@ -361,6 +413,8 @@ def _engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=60000")
+            # Let SQLite's sorter use more than one core (the splitter sorts a window by timeline).
+            cursor.execute(f"PRAGMA threads={min(4, os.cpu_count() or 1)}")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")

@@ -42,7 +42,7 @@ def timeline_items(db: StagingDatabase, customer_id: str | None, conversation_id
     params = {"customer_id": customer_id, "conversation_id": conversation_id}
     with db.engine.connect() as conn:
         rows = conn.execute(sa.text(model_sql("int_timeline_items")), params)
-        return {key: [item_ref(r) for r in group] for key, group in groupby(rows, key=lambda r: r.conversation_key)}
+        return {key: [item_ref(r, r.kind) for r in group] for key, group in groupby(rows, key=lambda r: r.conversation_key)}
 
 
 def preview(timelines: dict[str, list[ItemRef]], rules: SplitRules) -> list[TimelinePreview]:

@@ -1,32 +1,38 @@
 """Cut staged items into tickets (stage 3), persisting the cut so it is never redone.
 
 Streams the staged items of a window that no ticket holds yet, one timeline (conversation, or a
-customer's items outside any conversation) at a time, in the order the database returns them.
-Timelines are processed in batches: one query loads the batch's existing tickets (loaded ones
-flagged from the ledger), `core.splitting` assigns the items, and new and extended tickets are
-written in one transaction per batch. A crash loses at most the batch in flight: its items are
-still unassigned and the next run cuts them the same way. Memory is bounded by the batch, not by
-the window. No Dagster import.
+customer's items outside any conversation) at a time, read from one covering index with no row
+lookups. Timelines are cut in batches: one query loads the batch's existing tickets (loaded ones
+flagged from the ledger), `core.splitting` assigns the items, and the batch's item rows and
+new or extended tickets are written in one transaction. A crash loses at most the batch in
+flight: its items are still unassigned and the next run cuts them the same way. Memory holds a
+batch (and the longest timeline of the window), not the window. No Dagster import.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import groupby
+from itertools import chain, groupby
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 
 from migration_pipeline.core.split_rules import SplitRules
-from migration_pipeline.core.splitting import ItemRef, TicketSpan, assign_items
-from migration_pipeline.staging.db import StagingDatabase, ledger, now_text, ticket_items, tickets, utc_text
+from migration_pipeline.core.splitting import ItemRef, TicketSpan, TimelineCutter, decode_change
+from migration_pipeline.staging.db import StagingDatabase, ledger, now_text, stream_rows, ticket_items, tickets, utc_text
 from migration_pipeline.staging.sql import model_sql
 
-BATCH_ITEMS = 20_000
+_parse = datetime.fromisoformat
+
+BATCH_ITEMS = 50_000  # items per transaction; a batch's rows are a few tens of MB
 KEYS_PER_QUERY = 500
+
+# int_unassigned_items columns: the splitter's four per-item fields, then the timeline's
+SOURCE_ID, TS, CHANNEL, CHANGE, KEY, CUSTOMER = range(6)
 
 
 @dataclass
@@ -35,50 +41,25 @@ class SplitCounts:
     tickets_created: int = 0
     tickets_extended: int = 0
     conversations: int = 0
-    cut_reasons: dict[str, int] = field(default_factory=dict)  # new tickets by the rule that cut them
-
-
-@dataclass
-class Timeline:
-    key: str
-    customer_id: str
-    items: list[ItemRef]
-    ts_text: list[str]  # the staged timestamps, as stored, in step with `items`
+    cut_reasons: dict[str, int] = field(default_factory=dict)  # new tickets by the rule that cut it
 
 
 def conversation_key(conversation_id: str | None, customer_id: str) -> str:
     return conversation_id or f"activity:{customer_id}"
 
 
-def _parse(ts: str) -> datetime:
-    return datetime.fromisoformat(ts)
+def item_ref(row: Any, kind: str | None = None) -> ItemRef:
+    """A staged item as the rules see it, from a row (source_id, ts, channel, split_change, ...)."""
+    status, added, removed = decode_change(row[CHANGE])
+    return ItemRef(row[SOURCE_ID], _parse(row[TS]), kind, row[CHANNEL], added, removed, status)
 
 
-def item_ref(row: Any) -> ItemRef:
-    """A staged item as the splitter sees it: time, channel, and for status/topic changes what changed."""
-    source_id, _key, _customer, ts, kind, channel, payload = row
-    if payload is None:
-        return ItemRef(source_id, _parse(ts), kind, channel)
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    status = None
-    content = (json.loads(payload) if isinstance(payload, str) else payload).get("content") or {}
-    if kind == "TOPIC_CHANGE":
-        added = tuple(str(t) for t in content.get("addedTopicIds") or ())
-        removed = tuple(str(t) for t in content.get("removedTopicIds") or ())
-    elif content.get("status"):
-        status = str(content["status"]).upper()
-    return ItemRef(source_id, _parse(ts), kind, channel, added, removed, status)
-
-
-def unassigned_timelines(conn: sa.Connection, lo: str, hi: str) -> Iterator[Timeline]:
-    """Unassigned items of [lo, hi), streamed one timeline at a time."""
-    rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
-        sa.text(model_sql("int_unassigned_items")), {"lo": lo, "hi": hi}
-    )
-    for key, group in groupby(rows, key=lambda r: r[1]):
-        group = list(group)
-        yield Timeline(key, group[0][2], [item_ref(r) for r in group], [r[3] for r in group])
+def unassigned_timelines(conn: sa.Connection, lo: str, hi: str) -> Iterator[list[tuple]]:
+    """The unassigned items of [lo, hi), one timeline's rows at a time (int_unassigned_items)."""
+    chunks = stream_rows(conn, model_sql("int_unassigned_items"), {"lo": lo, "hi": hi}, 10_000)
+    rows = chain.from_iterable(chunks)
+    for _key, group in groupby(rows, key=itemgetter(KEY)):
+        yield list(group)
 
 
 def split_window(db: StagingDatabase, lo: str, hi: str, rules: SplitRules | None = None) -> SplitCounts:
@@ -87,32 +68,36 @@ def split_window(db: StagingDatabase, lo: str, hi: str, rules: SplitRules | None
     counts = SplitCounts()
     # The reader keeps its own snapshot (its own connection) while batches commit beside it.
     with db.engine.connect() as reader:
-        batch: list[Timeline] = []
+        any_tickets = reader.execute(sa.select(sa.exists().where(tickets.c.ticket_id.is_not(None)))).scalar()
+        batch: list[list[tuple]] = []
         size = 0
         for timeline in unassigned_timelines(reader, lo, hi):
             batch.append(timeline)
-            size += len(timeline.items)
+            size += len(timeline)
             if size >= BATCH_ITEMS:
-                _split_batch(db, batch, rules, counts, lo, hi)
+                _split_batch(db, batch, rules, counts, lo, hi, any_tickets)
                 batch, size = [], 0
-        _split_batch(db, batch, rules, counts, lo, hi)
+        _split_batch(db, batch, rules, counts, lo, hi, any_tickets)
     return counts
 
 
 def _split_batch(
-    db: StagingDatabase, batch: list[Timeline], rules: SplitRules, counts: SplitCounts, lo: str, hi: str
+    db: StagingDatabase, batch: list[list[tuple]], rules: SplitRules, counts: SplitCounts, lo: str, hi: str,
+    any_tickets: bool,
 ) -> None:
     if not batch:
         return
-    ticket_rows: list[dict] = []
-    item_rows: list[dict] = []
+    ticket_rows: list[tuple] = []
+    item_rows: list[tuple[str, str, str]] = []
+    cut_at = now_text()
     with db.begin() as conn:
-        existing = existing_tickets(conn, [t.key for t in batch], lo, hi)
+        existing = existing_tickets(conn, [t[0][KEY] for t in batch], lo, hi) if any_tickets else {}
         for timeline in batch:
-            spans, assignments = assign_items(timeline.key, existing.get(timeline.key, []), timeline.items, rules)
+            key, customer = timeline[0][KEY], timeline[0][CUSTOMER]
+            cutter = TimelineCutter(key, existing.get(key, []), rules)
+            item_rows += cutter.cut_staged(timeline)
             counts.conversations += 1
-            counts.items_assigned += len(assignments)
-            for span in spans:
+            for span in cutter.tickets:
                 if not span.changed:
                     continue
                 if span.is_new:
@@ -120,24 +105,28 @@ def _split_batch(
                     counts.cut_reasons[span.cut_reason] = counts.cut_reasons.get(span.cut_reason, 0) + 1
                 else:
                     counts.tickets_extended += 1
-                ticket_rows.append(ticket_row(span, timeline.customer_id))
-            when = {i.item_id: text for i, text in zip(timeline.items, timeline.ts_text)}
-            item_rows.extend((i, t, when[i]) for i, t in assignments)
-        db.upsert(conn, tickets, ticket_rows)
-        insert_new_rows(conn, ticket_items, item_rows)
+                ticket_rows.append(ticket_row(span, customer, cut_at))
+        counts.items_assigned += len(item_rows)
+        # in key order: each index page is visited once per batch, not once per row
+        write_rows(conn, tickets, sorted(ticket_rows), update=True)
+        write_rows(conn, ticket_items, sorted(item_rows))
 
 
-def insert_new_rows(conn: sa.Connection, table: sa.Table, rows: list[tuple]) -> None:
-    """Plain multi-row insert of whole rows in column order, skipping keys already present: the
-    driver's executemany without per-row SQLAlchemy processing (a million item rows per run)."""
+def write_rows(conn: sa.Connection, table: sa.Table, rows: list[Sequence[Any]], update: bool = False) -> None:
+    """Multi-row insert of whole rows in column order through the driver's executemany, without
+    per-row SQLAlchemy processing (a million item rows a run). On a key already present the row
+    is kept (`update=False`) or replaced column by column."""
     if not rows:
         return
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     columns = [c.name for c in table.columns]
-    keys = ", ".join(c.name for c in table.primary_key.columns)
+    keys = [c.name for c in table.primary_key.columns]
+    action = "do nothing"
+    if update:
+        action = "do update set " + ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
     conn.exec_driver_sql(
         f"insert into {table.name} ({', '.join(columns)}) values ({', '.join([mark] * len(columns))}) "
-        f"on conflict ({keys}) do nothing",
+        f"on conflict ({', '.join(keys)}) {action}",
         rows,
     )
 
@@ -202,21 +191,22 @@ def span_from_row(r: Any) -> TicketSpan:
     )
 
 
-def ticket_row(span: TicketSpan, customer_id: str) -> dict:
-    return {
-        "ticket_id": span.ticket_id,
-        "conversation_id": span.conversation_id,
-        "customer_id": customer_id,
-        "first_ts": utc_text(span.first_ts),
-        "last_ts": utc_text(span.last_ts),
-        "first_item_id": span.first_item_id,
-        "item_count": span.item_count,
-        "rule_version": span.rule_version,
-        "cut_at": now_text(),
-        "cut_reason": span.cut_reason,
-        "previous_ticket_id": span.previous_ticket_id,
-        "last_channel": span.last_channel,
-        "topics": sorted(span.topics),
-        "status": span.status,
-        "status_ts": utc_text(span.status_ts) if span.status_ts else None,
-    }
+def ticket_row(span: TicketSpan, customer_id: str, cut_at: str) -> tuple:
+    """The ticket's row in `tickets` column order (see `write_rows`)."""
+    return (
+        span.ticket_id,
+        span.conversation_id,
+        customer_id,
+        utc_text(span.first_ts),
+        utc_text(span.last_ts),
+        span.first_item_id,
+        span.item_count,
+        span.rule_version,
+        cut_at,
+        span.cut_reason,
+        span.previous_ticket_id,
+        span.last_channel,
+        json.dumps(sorted(span.topics)),
+        span.status,
+        utc_text(span.status_ts) if span.status_ts else None,
+    )

@@ -6,7 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migration_pipeline.core.splitting import ItemRef, assign_items, reference_time_gap_split, ticket_id_for
+from migration_pipeline.core.timestamps import utc_text
+from migration_pipeline.core.splitting import (
+    ItemRef,
+    TimelineCutter,
+    assign_items,
+    change_from_payload,
+    decode_change,
+    encode_change,
+    reference_time_gap_split,
+    ticket_id_for,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GAP = timedelta(days=7)
@@ -276,3 +286,42 @@ def test_rules_file_errors_name_the_file_and_the_field(tmp_path, monkeypatch):
     good.write_text("version: 9\nrules:\n  time_gap: {days: 2}\n")
     monkeypatch.setenv("MIGRATION_SPLIT_RULES", str(good))
     assert SplitRules.load().rules.time_gap.days == 2
+
+
+def _staged_rows(items):
+    """The items as staging streams them to `cut_staged`: (id, ISO time, channel, change text)."""
+    return [(i.item_id, utc_text(i.ts), i.channel, encode_change(i.status, i.added_topics, i.removed_topics))
+            for i in sorted(items, key=_order)]
+
+
+@given(timelines(), st.integers(min_value=0, max_value=50), st.sampled_from(["all", "gap", "cap", "switch"]))
+@settings(max_examples=300)
+def test_the_staged_fast_path_cuts_exactly_as_assign_items(items, cut, which):
+    """`cut_staged` (the loop a backfill runs) against `assign_items` (one item at a time through
+    the general path): the same tickets, states and assignments, also after an earlier run."""
+    rules = {
+        "all": ALL_RULES,
+        "gap": SplitRules.time_gap_only(timedelta(days=2)),
+        "cap": SplitRules(version="t", rules=RuleSet(max_items_per_ticket=SizeCapRule(enabled=True, limit=3))),
+        "switch": _only(channel_switch=ChannelSwitchRule(enabled=True)),
+    }[which]
+    ordered = sorted(items, key=_order)
+    first, rest = ordered[:cut], ordered[cut:]
+    expected_tickets, a1 = assign_items("conv", [], first, rules)
+    expected_tickets, a2 = assign_items("conv", expected_tickets, rest, rules)
+    earlier, _ = assign_items("conv", [], first, rules)
+    cutter = TimelineCutter("conv", earlier, rules)
+    got = cutter.cut_staged(_staged_rows(rest))
+    assert [(i, t) for i, t, _ in got] == a2
+    assert [ts for _, _, ts in got] == [utc_text(i.ts) for i in rest]
+    state = lambda t: (t.ticket_id, t.first_ts, t.last_ts, t.item_count, t.cut_reason, t.previous_ticket_id,  # noqa: E731
+                       t.last_channel, t.topics, t.status, t.status_ts)
+    assert [state(t) for t in cutter.tickets] == [state(t) for t in expected_tickets]
+
+
+def test_changes_round_trip_through_their_staged_text():
+    assert decode_change(encode_change("closed")) == ("CLOSED", (), ())
+    assert decode_change(encode_change(None, ("a", "b"), ("c",))) == (None, ("a", "b"), ("c",))
+    assert encode_change(None) is None and decode_change(None) == (None, (), ())
+    assert change_from_payload("TOPIC_CHANGE", '{"content": {"addedTopicIds": ["a"], "removedTopicIds": null}}') == (None, ("a",), ())
+    assert change_from_payload("CONVERSATION_STATUS_CHANGE", {"content": {"status": "open"}}) == ("OPEN", (), ())

@@ -110,6 +110,7 @@ def _item_row(source_id: str, **over) -> dict:
         "file_name": "conversation_items.jsonl",
         "line_no": 1,
         "staged_at": now_text(),
+        "split_change": None,
     }
     row.update(over)
     return row

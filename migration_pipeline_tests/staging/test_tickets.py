@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from migration_pipeline.core.split_rules import ChannelSwitchRule, ReopenRule, RuleSet, SizeCapRule, SplitRules, TimeGapRule
+from migration_pipeline.core.splitting import ItemRef, assign_items, encode_change
 from migration_pipeline.staging import tickets as tickets_module
 from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, now_text, ticket_items, tickets, utc_text
 from migration_pipeline.staging.tickets import split_window
@@ -53,6 +54,7 @@ def _items(seed: int, conversations: int = 12, per: int = 30) -> list[dict]:
                     "file_name": "conversation_items.jsonl",
                     "line_no": n,
                     "staged_at": now_text(),
+                    "split_change": encode_change(content.get("status")),
                 }
             )
     return rows
@@ -107,6 +109,40 @@ def test_day_by_day_equals_all_at_once_and_records_the_rules(staging_url, tmp_pa
     once.dispose()
 
 
+def test_the_interleaved_stream_cuts_each_timeline_as_the_engine_cuts_it_alone(staging_url, monkeypatch):
+    """split_window reads every timeline of the window at once in (ts, id) order; each timeline
+    must come out exactly as `assign_items` cuts its items on their own."""
+    rows = _items(seed=13, conversations=20, per=40)
+    for row in rows[::7]:
+        row["ts"] = rows[0]["ts"]  # ties across timelines and within one, broken by item id
+    db = _db(staging_url, rows)
+    monkeypatch.setattr(tickets_module, "BATCH_ITEMS", 37)  # many batches
+    split_window(db, utc_text(T0), utc_text(T0 + timedelta(days=31)), RULES)
+    by_key: dict[str, list[ItemRef]] = {}
+    for r in rows:
+        key = r["conversation_id"] or f"activity:{r['customer_id']}"
+        status = r["payload"]["content"].get("status")
+        by_key.setdefault(key, []).append(ItemRef(r["source_id"], datetime.fromisoformat(r["ts"]), r["kind"], r["channel"],
+                                                  status=status))
+    expected = {}
+    for key, items in by_key.items():
+        spans, assignments = assign_items(key, [], items, RULES)
+        members: dict[str, list[str]] = {}
+        for item_id, ticket_id in assignments:
+            members.setdefault(ticket_id, []).append(item_id)
+        for span in spans:
+            expected[span.ticket_id] = (sorted(members[span.ticket_id]), span.cut_reason, span.previous_ticket_id,
+                                        RULES.rule_version)
+    assert _cut(db) == expected
+    with db.engine.connect() as conn:
+        stored = {r["ticket_id"]: r for r in conn.execute(sa.select(tickets)).mappings()}
+    for span in (s for key, items in by_key.items() for s in assign_items(key, [], items, RULES)[0]):
+        row = stored[span.ticket_id]
+        assert (row["first_ts"], row["last_ts"], row["item_count"], row["status"]) == (
+            utc_text(span.first_ts), utc_text(span.last_ts), span.item_count, span.status)
+    db.dispose()
+
+
 def test_a_loaded_ticket_is_not_extended_backwards_by_a_late_item(staging_url):
     rows = _items(seed=9, conversations=1, per=3)
     for n, row in enumerate(rows):
@@ -149,6 +185,24 @@ def test_an_earlier_release_database_gets_the_new_ticket_columns(tmp_path):
     with db.engine.connect() as conn:
         row = conn.execute(sa.select(tickets)).mappings().one()
     assert row["ticket_id"] == "tkt_old" and row["rule_version"] == "timegap-v1" and row["cut_reason"] is None
+    db.dispose()
+
+
+def test_items_staged_before_split_change_existed_get_it_from_their_payloads(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db = StagingDatabase(url)
+    db.create_schema()
+    rows = [dict(r, split_change=None) for r in _items(seed=2, conversations=2, per=10)]
+    with db.begin() as conn:
+        db.upsert(conn, conversation_items, rows)
+        conn.execute(sa.text("drop index ix_stg_conversation_items_timeline"))
+        conn.execute(sa.text("alter table stg_conversation_items drop column split_change"))  # the earlier release
+    db.create_schema()
+    with db.engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(conversation_items.c.source_id, conversation_items.c.split_change)).all())
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("stg_conversation_items")}
+    assert stored == {r["source_id"]: encode_change(r["payload"]["content"].get("status")) for r in rows}
+    assert any(stored.values()) and "ix_stg_conversation_items_timeline" in indexes
     db.dispose()
 
 

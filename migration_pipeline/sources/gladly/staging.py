@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from migration_pipeline.core.model import Item
+from migration_pipeline.core.splitting import encode_change
 from migration_pipeline.sources.gladly.archive import ArchivedJob
 from migration_pipeline.sources.gladly.parse import (
     RecordError,
@@ -73,6 +74,7 @@ def _item_row(item: Item, job_id: str, file_name: str, line_no: int, staged_at: 
         "file_name": file_name,
         "line_no": line_no,
         "staged_at": staged_at,
+        "split_change": encode_change(item.status_change, item.topics_added, item.topics_removed),
     }
 
 
