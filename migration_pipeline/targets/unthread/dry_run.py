@@ -96,9 +96,6 @@ class DryRunUnthreadClient:
         )
         return {"id": conversation_id, **payload}
 
-    def create_tag(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return {"id": self._record("tags", {"key": payload.get("name"), "payload": payload}), **payload}
-
     # -- reads: answered locally, or by the reader when one is allowed -------------------------
     def list_users(self) -> list[dict[str, Any]]:
         return self.reader.list_users() if self.reader is not None else []

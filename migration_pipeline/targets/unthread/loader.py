@@ -308,7 +308,7 @@ class UnthreadLoader:
             return
         key = f"ticket:{ticket_id}"
         self._prepared.clear()
-        first, rest = items[0], items[1:]
+        first = items[0]
         first_parts = self.render(first)
         first_groups = self.attachment_groups(first)
         topic_ids = self.ticket_topics(ticket, items)
