@@ -95,12 +95,23 @@ def decode_change(text: str | None) -> tuple[str | None, tuple[str, ...], tuple[
 
 def change_from_payload(kind: str, payload: Any) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
     """The same from a stored payload (`{"content": {...}}`), for items staged before the
-    splitter's column existed."""
+    splitter's column existed: what the Gladly parser derives at staging (`change_from_content`)."""
     content = ((json.loads(payload) if isinstance(payload, str) else payload) or {}).get("content") or {}
+    return change_from_content(kind, content)
+
+
+def change_from_content(kind: str, content: dict[str, Any]) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """(status, added topic ids, removed topic ids) of an item's content in Gladly's shape
+    (`status`; `addedTopicIds` / `removedTopicIds`); nothing for kinds the rules do not read."""
     if kind == "TOPIC_CHANGE":
-        ids = lambda key: tuple(str(t) for t in content.get(key) or () if t is not None)  # noqa: E731
+        def ids(key: str) -> tuple[str, ...]:
+            value = content.get(key)
+            return tuple(str(t) for t in value if t is not None) if isinstance(value, list) else ()
+
         return None, ids("addedTopicIds"), ids("removedTopicIds")
-    return (str(content["status"]).upper() if content.get("status") else None), (), ()
+    if kind == "CONVERSATION_STATUS_CHANGE" and content.get("status"):
+        return str(content["status"]).upper(), (), ()
+    return None, (), ()
 
 
 def ticket_id_for(conversation_id: str, first_item_id: str) -> str:
@@ -132,18 +143,13 @@ class TimelineCutter:
     in (timestamp, item id) order, as a backfill brings them, each is the timeline's newest, so
     only the last ticket's state is read."""
 
-    __slots__ = ("conversation_id", "rules", "tickets", "_starts", "_gap", "_cap", "_switch", "_ignore")
+    __slots__ = ("conversation_id", "rules", "tickets", "_starts")
 
     def __init__(self, conversation_id: str, existing: list[TicketSpan], rules: SplitRules):
         self.conversation_id = conversation_id
         self.rules = rules
         self.tickets = sorted(existing, key=lambda t: (t.first_ts, t.first_item_id))
         self._starts = [t.first_ts for t in self.tickets]  # kept in step with `tickets`
-        r = rules.rules
-        self._gap = rules.gap if r.time_gap.enabled else None
-        self._cap = r.max_items_per_ticket.limit if r.max_items_per_ticket.enabled else None
-        self._switch = r.channel_switch.enabled
-        self._ignore = frozenset(r.channel_switch.ignore_channels)
 
     def add(
         self,
@@ -156,108 +162,8 @@ class TimelineCutter:
         status: str | None = None,
     ) -> TicketSpan:
         """Put the item (the fields of an `ItemRef`) in its ticket — an existing one, or a new
-        one it starts — and return that ticket."""
-        tickets = self.tickets
-        last = tickets[-1] if tickets else None
-        if last is not None and ts < last.last_ts:
-            return self._add_anywhere(ItemRef(item_id, ts, kind, channel, added_topics, removed_topics, status))
-        # The newest item of the timeline: it continues the last ticket unless a rule cuts.
-        change = status is not None or added_topics or removed_topics
-        reason: str | None = None
-        if last is None:
-            reason = "first"
-        elif change:  # reopen and topic change read what the item changed: the full rule check
-            reason = cut_reason(last, ItemRef(item_id, ts, kind, channel, added_topics, removed_topics, status), self.rules)
-        elif self._gap is not None and ts - last.last_ts > self._gap:  # cut_reason's order, inlined
-            reason = "time_gap"
-        elif self._cap is not None and last.item_count >= self._cap:
-            reason = "max_items_per_ticket"
-        elif (self._switch and channel is not None and channel not in self._ignore
-              and last.last_channel is not None and channel != last.last_channel):
-            reason = "channel_switch"
-        if reason is None:
-            ticket = last
-        else:
-            ticket = _new_ticket(self.conversation_id, item_id, ts, self.rules, reason, last)
-            tickets.append(ticket)
-            self._starts.append(ts)
-        # `_absorb`, inlined for the common item
-        ticket.item_count += 1
-        ticket.last_ts = ts
-        if channel is not None and channel not in self._ignore:
-            ticket.last_channel = channel
-        if change:
-            _absorb_change(ticket, ts, added_topics, removed_topics, status)
-        ticket.changed = True
-        return ticket
-
-    def cut_staged(self, rows: Iterable[Sequence[Any]]) -> list[tuple[str, str, str]]:
-        """Add a timeline's items as staging streams them — rows starting (item id, timestamp
-        as `utc_text`, channel, change as `encode_change` text) — in (ts, id) order. Returns
-        (item id, ticket id, timestamp text) per item.
-
-        The same cut as `add`, item by item; a backfill sends a million items through here, so
-        the common item (the newest, no rule firing) stays in this loop's locals: times are
-        compared as text (the encoding orders as time does), and the time-gap rule against a
-        deadline (the last item's time plus the gap when the ticket was picked up), which can
-        only be early. Anything else — a late item, a rule that may fire, an item past the
-        deadline — takes the exact path through `add`."""
-        out: list[tuple[str, str, str]] = []
-        append, parse = out.append, datetime.fromisoformat
-        gap, cap, switch, ignore = self._gap, self._cap, self._switch, self._ignore
-        r = self.rules.rules
-        reopen_on, topic_on = r.reopen_after_dormancy.enabled, r.topic_change.enabled
-        tickets = self.tickets
-        never = "\uffff"  # sorts after every timestamp: no deadline when the time-gap rule is off
-        last: TicketSpan | None = None
-        # The newest ticket's state while items join it, written back before `add` and at the end.
-        ticket_id, count, joined, last_text, last_channel, deadline = "", 0, 0, "", None, never
-
-        def pick_up(ticket: TicketSpan, text: str | None = None) -> None:
-            nonlocal last, ticket_id, count, joined, last_text, last_channel, deadline
-            last, ticket_id, count, joined, last_channel = ticket, ticket.ticket_id, ticket.item_count, 0, ticket.last_channel
-            last_text = text or utc_text(ticket.last_ts)
-            deadline = utc_text(ticket.last_ts + gap) if gap is not None else never
-
-        if tickets:
-            pick_up(tickets[-1])
-        for row in rows:
-            item_id, ts_text, channel, change = row[0], row[1], row[2], row[3]
-            if (
-                last is not None
-                and last_text <= ts_text <= deadline
-                and (cap is None or count < cap)
-                and not (switch and channel is not None and channel not in ignore
-                         and last_channel is not None and channel != last_channel)
-            ):
-                if change is None:
-                    fast = True
-                else:  # a change joins here unless reopen or topic change might cut at it
-                    status, added, removed = decode_change(change)
-                    fast = not ((reopen_on and status == "OPEN") or (topic_on and added))
-                    if fast:
-                        _absorb_change(last, parse(ts_text), added, removed, status)
-                if fast:
-                    count += 1
-                    joined += 1
-                    last_text = ts_text
-                    if channel is not None and channel not in ignore:
-                        last_channel = channel
-                    append((item_id, ticket_id, ts_text))
-                    continue
-            if joined:
-                last.item_count, last.last_ts, last.last_channel, last.changed = count, parse(last_text), last_channel, True
-            ts = parse(ts_text)
-            status, added, removed = decode_change(change)
-            ticket = self.add(item_id, ts, None, channel, added, removed, status)
-            append((item_id, ticket.ticket_id, ts_text))
-            newest = tickets[-1]
-            pick_up(newest, ts_text if newest.last_ts == ts else None)
-        if joined:
-            last.item_count, last.last_ts, last.last_channel, last.changed = count, parse(last_text), last_channel, True
-        return out
-
-    def _add_anywhere(self, item: ItemRef) -> TicketSpan:
+        one it starts — and return that ticket. The exact rule path (`cut_reason`)."""
+        item = ItemRef(item_id, ts, kind, channel, added_topics, removed_topics, status)
         tickets, starts = self.tickets, self._starts
         index = bisect_right(starts, item.ts) - 1
         ticket, reason = _home(tickets, index, item, self.rules)
@@ -276,6 +182,71 @@ class TimelineCutter:
             ticket.item_count += 1  # a late item inside the span leaves the ticket's state alone
         ticket.changed = True
         return ticket
+
+    def cut_staged(self, rows: Iterable[Sequence[Any]]) -> list[tuple[str, str, str]]:
+        """Add a timeline's items as staging streams them — rows starting (item id, timestamp
+        as `utc_text`, channel, change as `encode_change` text) — in (ts, id) order. Returns
+        (item id, ticket id, timestamp text) per item.
+
+        The same cut as `add`, item by item; a backfill sends a million items through here, so
+        the common item (the newest, no rule firing) stays in this loop's locals: times are
+        compared as text (the encoding orders as time does), and the time-gap rule against a
+        deadline (the last item's time plus the gap when the ticket was picked up), which can
+        only be early. Anything else — a late item, a rule that may fire, an item past the
+        deadline — takes the exact path through `add`."""
+        out: list[tuple[str, str, str]] = []
+        append, parse = out.append, datetime.fromisoformat
+        r = self.rules.rules
+        gap = self.rules.gap if r.time_gap.enabled else None
+        cap = r.max_items_per_ticket.limit if r.max_items_per_ticket.enabled else None
+        switch, ignore = r.channel_switch.enabled, frozenset(r.channel_switch.ignore_channels)
+        reopen_on, topic_on = r.reopen_after_dormancy.enabled, r.topic_change.enabled
+        tickets = self.tickets
+        never = "\uffff"  # sorts after every timestamp: no deadline when the time-gap rule is off
+        last: TicketSpan | None = None
+        # The newest ticket's state while items join it, written back before `add` and at the end.
+        ticket_id, count, last_text, last_channel, deadline = "", 0, "", None, never
+
+        def pick_up(ticket: TicketSpan, text: str | None = None) -> None:
+            nonlocal last, ticket_id, count, last_text, last_channel, deadline
+            last, ticket_id, count, last_channel = ticket, ticket.ticket_id, ticket.item_count, ticket.last_channel
+            last_text = text or utc_text(ticket.last_ts)
+            deadline = utc_text(ticket.last_ts + gap) if gap is not None else never
+
+        def put_back() -> None:  # items joined `last` since it was picked up
+            if last is not None and count != last.item_count:
+                last.item_count, last.last_ts, last.last_channel, last.changed = count, parse(last_text), last_channel, True
+
+        if tickets:
+            pick_up(tickets[-1])
+        for row in rows:
+            item_id, ts_text, channel, change = row[0], row[1], row[2], row[3]
+            status, added, removed = decode_change(change) if change is not None else (None, (), ())
+            if (
+                last is not None
+                and last_text <= ts_text <= deadline
+                and (cap is None or count < cap)
+                and not (switch and channel is not None and channel not in ignore
+                         and last_channel is not None and channel != last_channel)
+                # a change joins here unless reopen or topic change might cut at it
+                and not ((reopen_on and status == "OPEN") or (topic_on and added))
+            ):
+                if change is not None:
+                    _absorb_change(last, parse(ts_text), added, removed, status)
+                count += 1
+                last_text = ts_text
+                if channel is not None and channel not in ignore:
+                    last_channel = channel
+                append((item_id, ticket_id, ts_text))
+                continue
+            put_back()
+            ts = parse(ts_text)
+            ticket = self.add(item_id, ts, None, channel, added, removed, status)
+            append((item_id, ticket.ticket_id, ts_text))
+            newest = tickets[-1]
+            pick_up(newest, ts_text if newest.last_ts == ts else None)
+        put_back()
+        return out
 
 
 def _new_ticket(conversation_id: str, item_id: str, ts: datetime, rules: SplitRules, reason: str,

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from migration_pipeline.core.splitting import CHANGE_KINDS, change_from_payload, encode_change
 from migration_pipeline.core.timestamps import utc_text  # noqa: F401  (the staging encoding; re-exported)
 
 metadata = sa.MetaData()
@@ -83,10 +84,10 @@ conversation_items = sa.Table(
     sa.Column("split_change", sa.Text),
 )
 
-# The splitter streams a window's items in (ts, source_id) order with exactly these columns: an
-# index holding all of them turns that into one ordered index scan, with no sort and no row
-# lookups. PostgreSQL caps an index entry at ~2.7 kB, so there the variable-length change stays
-# in the table. Created by create_schema, also on databases made before it existed.
+# The splitter reads a window's items (a ts range) with exactly these columns: an index holding
+# all of them answers it with one range scan and no row lookups (the window is then sorted by
+# timeline). PostgreSQL caps an index entry at ~2.7 kB, so there the variable-length change
+# stays in the table. Created by create_schema, also on databases made before it existed.
 TIMELINE_INDEX = "ix_stg_conversation_items_timeline"
 _TIMELINE_COLUMNS = "ts, source_id, conversation_id, customer_id, kind, channel"
 TIMELINE_INDEX_COLUMNS = {"sqlite": f"{_TIMELINE_COLUMNS}, split_change", "postgresql": _TIMELINE_COLUMNS}
@@ -386,8 +387,6 @@ def _add_missing_columns(conn: Connection) -> set[str]:
 
 def _fill_split_changes(conn: Connection) -> None:
     """Items staged before `split_change` existed: derive it once from their stored payloads."""
-    from migration_pipeline.core.splitting import CHANGE_KINDS, change_from_payload, encode_change
-
     c = conversation_items.c
     rows = conn.execute(sa.select(c.source_id, c.kind, c.payload).where(c.kind.in_(CHANGE_KINDS))).all()
     updates = [{"id": sid, "change": encode_change(*change_from_payload(kind, payload))} for sid, kind, payload in rows]

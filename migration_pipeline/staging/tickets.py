@@ -41,7 +41,7 @@ class SplitCounts:
     tickets_created: int = 0
     tickets_extended: int = 0
     conversations: int = 0
-    cut_reasons: dict[str, int] = field(default_factory=dict)  # new tickets by the rule that cut it
+    cut_reasons: dict[str, int] = field(default_factory=dict)  # new tickets by the rule that cut them
 
 
 def conversation_key(conversation_id: str | None, customer_id: str) -> str:

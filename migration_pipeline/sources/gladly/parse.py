@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from migration_pipeline.core.model import Agent, Attachment, AuthorType, Customer, Item, Topic
+from migration_pipeline.core.splitting import change_from_content
 
 AUTHOR_TYPES: dict[str, AuthorType] = {
     "CUSTOMER": "customer",
@@ -79,7 +80,7 @@ def parse_item(obj: dict[str, Any]) -> Item:
         raise RecordError(f"item {item_id} has a non-string conversationId")
     initiator = obj.get("initiator") if isinstance(obj.get("initiator"), dict) else {}
     text, html, subject = _content_text(kind, content)
-    status = content.get("status") if kind == "CONVERSATION_STATUS_CHANGE" else None
+    status, topics_added, topics_removed = change_from_content(kind, content)
     return Item(
         source_id=item_id,
         customer_id=customer_id,
@@ -94,14 +95,10 @@ def parse_item(obj: dict[str, Any]) -> Item:
         html=html,
         attachments=_attachments(item_id, content.get("attachments")),
         payload=obj,
-        status_change=str(status).upper() if status else None,
-        topics_added=_topic_ids(content.get("addedTopicIds")) if kind == "TOPIC_CHANGE" else (),
-        topics_removed=_topic_ids(content.get("removedTopicIds")) if kind == "TOPIC_CHANGE" else (),
+        status_change=status,
+        topics_added=topics_added,
+        topics_removed=topics_removed,
     )
-
-
-def _topic_ids(value: Any) -> tuple[str, ...]:
-    return tuple(str(t) for t in value) if isinstance(value, list) else ()
 
 
 def _looks_like_html(value: str) -> bool:
