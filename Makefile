@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench ui venv clean
+.PHONY: demo test test-fast bench ui venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -18,8 +18,16 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/migration-pipeline demo
 
+# pytest-xdist with work stealing, one worker more than there are cores (the end-to-end tests spend
+# part of their time waiting on emulators, PostgreSQL and Dagster processes); the 15 slowest tests
+# are listed at the end of each run. TEST_WORKERS=1 runs in one process.
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
+
+# The inner loop: unit and contract tests, no whole migrations, Dagster processes or browser.
+test-fast: $(STAMP)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=10 -m "not e2e"
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,15 +19,54 @@ DATASET_END = date(2026, 11, 20)
 DATASET_NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 
 
+# -- built once per test session, shared by every xdist worker ----------------------------------
+def session_root(tmp_path_factory) -> Path:
+    """The folder every worker of this test session shares (xdist gives each worker a subfolder)."""
+    import os
+
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def session_lock(tmp_path_factory, name: str) -> Iterator[Path]:
+    """An exclusive lock across the session's worker processes; yields the shared root."""
+    import fcntl
+
+    root = session_root(tmp_path_factory)
+    with open(root / f".{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield root
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def shared_folder(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(folder)` once for the whole session (the first worker to ask builds, the others wait
+    and reuse); a build that failed half way is redone."""
+    import shutil
+
+    with session_lock(tmp_path_factory, name) as root:
+        folder, complete = root / name, root / f".{name}.complete"
+        if not complete.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            complete.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory) -> Path:
     """50 customers x 20 days ending DATASET_END (every kind of mess the generator makes): daily
-    jobs plus a one-time job for the history older than Gladly's 14 days."""
+    jobs plus a one-time job for the history older than Gladly's 14 days. Read-only: a test that
+    changes it works on a copy."""
     from migration_pipeline.synth.generator import generate
 
-    out = tmp_path_factory.mktemp("dataset")
-    generate(out, customers=50, days=20, seed=11, end=DATASET_END)
-    return out
+    return shared_folder(
+        tmp_path_factory, "dataset", lambda out: generate(out, customers=50, days=20, seed=11, end=DATASET_END)
+    )
 
 
 @pytest.fixture
@@ -46,8 +87,23 @@ def gladly_server_factory():
         server.stop()
 
 
+def must_run() -> bool:
+    """Under CI (any truthy CI value: `true`, `1`, `True`, `yes`) nothing may skip for a missing
+    service or tool: the test fails instead."""
+    import os
+
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no", "off"}
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip with the reason, or fail with it where the test must run (see `must_run`)."""
+    if must_run():
+        pytest.fail(f"CI is set, so this must run: {reason}")
+    pytest.skip(reason)
+
+
 # -- staging databases -----------------------------------------------------------------------
-def _pg_admin_url() -> str:
+def pg_admin_url() -> str:
     import os
 
     return os.environ.get("MIGRATION_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -55,35 +111,46 @@ def _pg_admin_url() -> str:
 
 @pytest.fixture(scope="session")
 def pg_admin():
-    """A connection to the test PostgreSQL server; skips without one, except under CI=true."""
-    import os
-
+    """A connection to the test PostgreSQL server; skips without one, except under CI."""
     import psycopg
 
-    url = _pg_admin_url()
+    url = pg_admin_url()
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true requires PostgreSQL at {url}: {exc}")
-        pytest.skip(f"no PostgreSQL at {url} ({exc.__class__.__name__}); set MIGRATION_TEST_PG_URL")
+        skip_or_fail(f"no PostgreSQL at {url} ({exc.__class__.__name__}: {exc}); set MIGRATION_TEST_PG_URL")
     yield conn, url
     conn.close()
 
 
 @pytest.fixture
-def pg_database(pg_admin):
-    """A fresh database for one test, dropped afterwards; yields its URL."""
+def pg_databases(pg_admin):
+    """Make fresh databases for one test (`make()` or `make(template=name)` for a copy of another
+    database); every one is dropped afterwards. Returns URLs."""
     import uuid
 
     conn, url = pg_admin
-    name = f"mp_test_{uuid.uuid4().hex[:12]}"
-    conn.execute(f'CREATE DATABASE "{name}"')
     base, _, _ = url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
+    made: list[str] = []
+
+    def make(template: str | None = None) -> str:
+        name = f"mp_test_{uuid.uuid4().hex[:12]}"
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        made.append(name)
+        # A throwaway database need not wait for its WAL to reach the disk at each commit: only a
+        # crash of the PostgreSQL server itself (which no test makes) could tell the difference.
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        return f"{base}/{name}"
+
+    yield make
+    for name in made:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database(pg_databases):
+    """A fresh database for one test, dropped afterwards; yields its URL."""
+    return pg_databases()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -113,3 +180,46 @@ def unthread_server_factory(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+# The rehearsal fixtures for every test package (defined after the constants they import).
+from migration_pipeline_tests.rehearsal import loaded_states, migrated, rehearsal  # noqa: E402, F401
+
+
+# -- the fast inner loop -----------------------------------------------------------------------
+# `make test-fast` deselects end-to-end tests: whole migrations through the graph, Dagster runs in
+# other processes, the deployed topology and the browser. Marked here by what they use, so a new
+# test is classified without anyone remembering to mark it.
+E2E_FIXTURES = {"rehearsal", "migrated", "launch", "loaded_states", "ui_rehearsal"}
+E2E_FOLDERS = {"deploy", "ui"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        folder = item.path.parent.name
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or folder in E2E_FOLDERS or "Rehearsal(" in _source(item):
+            item.add_marker(pytest.mark.e2e)
+    # Long tests first (a stable sort: same order on every xdist worker), so the parallel run does
+    # not end waiting on one long test picked up last while the other workers sit idle.
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
+def _source(item) -> str:
+    import inspect
+
+    try:
+        return inspect.getsource(item.function)
+    except (AttributeError, OSError, TypeError):
+        return ""
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drop the shared PostgreSQL template databases once every worker is done (on xdist's
+    controller, or in a run without workers)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from migration_pipeline_tests.rehearsal import drop_pg_templates
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        drop_pg_templates(factory.getbasetemp())

@@ -29,27 +29,18 @@ from migration_pipeline.staging.db import (
 )
 from migration_pipeline.synth.dataset import DatasetLayout, read_json
 from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.resources import UnthreadResource
 from migration_pipeline_tests.conftest import UNTHREAD_KEY
-from migration_pipeline_tests.test_graph import FIRST, LAST, Rehearsal
+from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal
 
 HEADERS = {"X-Api-Key": UNTHREAD_KEY}
 
 
 @pytest.fixture
-def fidelity(small_dataset, gladly_server_factory, unthread_server_factory, tmp_path, staging_url):
-    """A rehearsal whose Unthread resource has the workspace's email inbox configured."""
-    workspace = read_json(DatasetLayout(small_dataset).unthread_workspace)
-    gladly = gladly_server_factory(small_dataset, rate_limit_per_second=1000)
-    unthread = unthread_server_factory(workspace)
-    r = Rehearsal(small_dataset, gladly, unthread, tmp_path / "pipeline", staging_url)
-    old = r.resources["unthread"]
-    r.resources["unthread"] = UnthreadResource(
-        base_url=old.base_url, api_key=old.api_key, triage_channel_id=old.triage_channel_id, requests_per_second=500,
-        backoff_initial_seconds=0.02, backoff_max_seconds=0.2, email_inbox_id=workspace["emailInboxes"][0]["id"],
-    )
-    r.files_dir = tmp_path / "unthread.sqlite.files"
-    return r
+def fidelity(migrated):
+    """The migrated rehearsal (its Unthread resource has the workspace's email inbox configured)
+    and where the Unthread emulator keeps uploaded files."""
+    migrated.files_dir = migrated.unthread_state.with_name("unthread.sqlite.files")
+    return migrated
 
 
 def _all_messages(r: Rehearsal, conversation_ids: list[str]) -> dict[str, dict]:
@@ -89,7 +80,7 @@ def _reference_topics(changes: list[tuple[str, dict]], inside: set[str]) -> set[
 
 def test_every_content_type_arrives_readable_with_tags_and_checksums(fidelity):
     r = fidelity
-    result = r.run()
+    result = r.first_run
     layout = DatasetLayout(r.dataset)
     manifest = read_json(layout.manifest)
     db = r.db()
@@ -282,7 +273,6 @@ def test_a_corrupted_upload_is_caught_by_the_checksum_read_back(fidelity):
     """Bytes changed on the target after upload: re-verifying reads them back and the check fails
     naming the file; the source side still matches the Gladly file."""
     r = fidelity
-    r.run()
     db = r.db()
     try:
         with db.engine.connect() as conn:

@@ -8,66 +8,15 @@ import re
 
 import dagster as dg
 import httpx
-import pytest
 import sqlalchemy as sa
 
 from migration_pipeline.assets.reconciliation_report import reconciliation_report
 from migration_pipeline.definitions import defs
 from migration_pipeline.emulators.common import FaultConfig
-from migration_pipeline.resources import MigrationStorage
-from migration_pipeline.sources.gladly.resources import GladlyResource
-from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
-from migration_pipeline.staging.resources import StagingResource
+from migration_pipeline.staging.db import conversation_items, ledger, ticket_items, tickets
 from migration_pipeline.synth.dataset import DatasetLayout, read_json
-from migration_pipeline.targets.unthread.resources import UnthreadResource
-from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, GLADLY_USER, UNTHREAD_KEY
-
-FIRST = (DATASET_END - timedelta(days=20)).isoformat()
-LAST = (DATASET_END - timedelta(days=1)).isoformat()
-
-
-class Rehearsal:
-    def __init__(self, dataset, gladly, unthread, data_dir, staging_url, **client_overrides):
-        self.dataset, self.gladly, self.unthread = dataset, gladly, unthread
-        workspace = read_json(DatasetLayout(dataset).unthread_workspace)
-        self.resources = {
-            "gladly": GladlyResource(
-                base_url=gladly.url, api_user=GLADLY_USER, api_token=GLADLY_TOKEN, requests_per_second=50,
-                backoff_initial_seconds=0.02, backoff_max_seconds=0.2, **client_overrides,
-            ),
-            "unthread": UnthreadResource(
-                base_url=f"{unthread.url}/api", api_key=UNTHREAD_KEY,
-                triage_channel_id=workspace["triageChannels"][0]["id"], requests_per_second=500,
-                backoff_initial_seconds=0.02, backoff_max_seconds=0.2, **client_overrides,
-            ),
-            "storage": MigrationStorage(data_dir=str(data_dir)),
-            "staging": StagingResource(url=staging_url),
-        }
-        self.staging_url = staging_url
-
-    def run(self, first=FIRST, last=LAST):
-        result = dg.materialize(
-            list(defs.assets),
-            resources=self.resources,
-            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-            raise_on_error=False,
-        )
-        assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        return result
-
-    def stats(self) -> dict:
-        return httpx.get(f"{self.unthread.url}/_emulator/stats").json()
-
-    def db(self) -> StagingDatabase:
-        return StagingDatabase(self.staging_url)
-
-
-@pytest.fixture
-def rehearsal(small_dataset, gladly_server_factory, unthread_server_factory, tmp_path, staging_url):
-    # Gladly's real limit is 10/s; the rehearsal lifts it so the suite stays quick.
-    gladly = gladly_server_factory(small_dataset, rate_limit_per_second=1000)
-    unthread = unthread_server_factory(read_json(DatasetLayout(small_dataset).unthread_workspace))
-    return Rehearsal(small_dataset, gladly, unthread, tmp_path / "pipeline", staging_url)
+from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, UNTHREAD_KEY
+from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal
 
 
 def _counts(r: Rehearsal) -> dict[str, int]:
@@ -85,8 +34,8 @@ def _counts(r: Rehearsal) -> dict[str, int]:
         db.dispose()
 
 
-def test_full_range_migrates_everything_once_and_a_rerun_changes_nothing(rehearsal):
-    rehearsal.run()
+def test_full_range_migrates_everything_once_and_a_rerun_changes_nothing(migrated):
+    rehearsal = migrated
     counts = _counts(rehearsal)
     manifest = read_json(DatasetLayout(rehearsal.dataset).manifest)
     assert counts["items"] == manifest["counts"]["items"]
@@ -126,8 +75,8 @@ def _quarantined(r: Rehearsal) -> set[tuple[str, str, int]]:
         db.dispose()
 
 
-def test_every_bad_input_is_staged_tolerated_or_quarantined(rehearsal):
-    result = rehearsal.run()
+def test_every_bad_input_is_staged_tolerated_or_quarantined(migrated):
+    rehearsal, result = migrated, migrated.first_run
     manifest = read_json(DatasetLayout(rehearsal.dataset).manifest)
     mess = manifest["mess"]
     archived = {j["id"] for j in manifest["jobs"] if not j["expired"]}
@@ -168,8 +117,8 @@ def test_every_bad_input_is_staged_tolerated_or_quarantined(rehearsal):
     } and all(checks.values()), checks
 
 
-def test_duplicate_check_fails_when_a_message_is_posted_twice(rehearsal):
-    rehearsal.run()
+def test_duplicate_check_fails_when_a_message_is_posted_twice(migrated):
+    rehearsal = migrated
     db = rehearsal.db()
     try:
         with db.engine.connect() as conn:
@@ -200,8 +149,8 @@ def test_duplicate_check_fails_when_a_message_is_posted_twice(rehearsal):
     assert checks["variance_within_tolerance"].passed
 
 
-def test_reconciliation_fails_when_a_loaded_conversation_disappears_from_unthread(rehearsal):
-    rehearsal.run()
+def test_reconciliation_fails_when_a_loaded_conversation_disappears_from_unthread(migrated):
+    rehearsal = migrated
     db = rehearsal.db()
     try:
         with db.engine.connect() as conn:
@@ -232,20 +181,25 @@ def test_reconciliation_fails_when_a_loaded_conversation_disappears_from_unthrea
     assert variance.metadata["missing_by_stage"].value.get("target") == lost_items > 0
 
 
-def test_secrets_never_reach_events_reports_or_the_staging_database(rehearsal, tmp_path):
+def test_secrets_never_reach_events_reports_the_run_snapshot_or_the_staging_database(migrated):
     from dagster._serdes import serialize_value
 
     from migration_pipeline.staging.db import metadata
 
-    result = rehearsal.run()
+    result = migrated.first_run
     secrets = [GLADLY_TOKEN, UNTHREAD_KEY]
     events = serialize_value(result.all_events)
     assert all(s not in events for s in secrets)
-    for path in (tmp_path / "pipeline").rglob("*"):
-        if path.is_file() and path.suffix in {".json", ".md", ".jsonl"}:
-            text = path.read_text(encoding="utf-8", errors="replace")
-            assert all(s not in text for s in secrets), path
-    db = rehearsal.db()
+    # what Dagster stored about the run: its config and the job snapshot with every resource's config
+    stored = migrated.stored_run
+    assert "GLADLY_API_TOKEN" in stored and "UNTHREAD_API_KEY" in stored, "the snapshot should name the variables"
+    assert all(s not in stored for s in secrets)
+    files = [p for p in migrated.data_dir.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} >= {".json", ".md", ".html", ".jsonl"}
+    for path in files:
+        data = path.read_bytes()
+        assert all(s.encode() not in data for s in secrets), path
+    db = migrated.db()
     try:
         with db.engine.connect() as conn:
             for table in metadata.sorted_tables:
@@ -256,12 +210,7 @@ def test_secrets_never_reach_events_reports_or_the_staging_database(rehearsal, t
 
 
 def test_single_customer_mode_puts_all_history_under_one_unthread_customer(rehearsal):
-    old = rehearsal.resources["unthread"]
-    rehearsal.resources["unthread"] = UnthreadResource(
-        base_url=old.base_url, api_key=old.api_key, triage_channel_id=old.triage_channel_id,
-        requests_per_second=500, customer_mode="single",
-    )
-    rehearsal.run()
+    rehearsal.with_unthread(customer_mode="single").run()
     stats = rehearsal.stats()
     assert stats["customers"] == 1 and stats["conversations"] == _counts(rehearsal)["tickets"]
 
@@ -278,15 +227,11 @@ def test_faults_on_both_apis_still_give_every_record_exactly_once(
         read_json(DatasetLayout(small_dataset).unthread_workspace),
         faults=FaultConfig(seed=4, rate_429=0.2, rate_5xx=0.05, lost_response=0.05),
     )
-    rate = 100
+    rate = 200  # well under what the client could send unpaced here, so a burst would show
     r = Rehearsal(
         small_dataset, gladly, unthread, tmp_path / "pipeline", staging_url, throttle_pause_seconds=0.01, max_attempts=12
     )
-    old = r.resources["unthread"]
-    r.resources["unthread"] = UnthreadResource(
-        base_url=old.base_url, api_key=old.api_key, triage_channel_id=old.triage_channel_id, requests_per_second=rate,
-        backoff_initial_seconds=0.02, backoff_max_seconds=0.2, throttle_pause_seconds=0.01, max_attempts=12,
-    )
+    r.with_unthread(requests_per_second=rate, throttle_pause_seconds=0.01, max_attempts=12)
     result = r.run()
     log = httpx.get(f"{unthread.url}/_emulator/requests").json()
     injected = {f: sum(1 for e in log if e["fault"] == f) for f in ("429", "lost_response")}
@@ -339,21 +284,20 @@ def test_refused_writes_become_dead_letters_and_a_rerun_retries_them_once_fixed(
     assert all(c.passed for c in result.get_asset_check_evaluations())
 
 
-def test_trace_follows_records_through_every_stage(rehearsal):
-    import subprocess
-    import sys
-    from pathlib import Path
+def test_trace_follows_records_through_every_stage(migrated):
+    from typer.testing import CliRunner
 
-    rehearsal.run()
+    from migration_pipeline.cli import app
+
+    rehearsal = migrated
     manifest = read_json(DatasetLayout(rehearsal.dataset).manifest)
     mess = manifest["mess"]
-    script = str(Path(sys.executable).with_name("migration-pipeline"))
+    runner = CliRunner()
 
     def trace(record_id: str) -> tuple[int, str]:
-        proc = subprocess.run(
-            [script, "trace", record_id, "--staging-url", rehearsal.staging_url], capture_output=True, text=True, timeout=120
-        )
-        return proc.returncode, proc.stdout
+        # the `migration-pipeline` command in-process (test_cli.py runs the installed script)
+        result = runner.invoke(app, ["trace", record_id, "--staging-url", rehearsal.staging_url], env={"COLUMNS": "200"})
+        return result.exit_code, result.output
 
     quarantined = next(m for m in mess["malformed_lines"]["where"] if m["reason"].startswith("missing_required_field"))
     code, out = trace(quarantined["itemId"])
@@ -388,11 +332,11 @@ def test_trace_follows_records_through_every_stage(rehearsal):
     assert code == 1 and "not found" in out
 
 
-def test_attachments_arrive_whole_on_the_right_message(rehearsal):
+def test_attachments_arrive_whole_on_the_right_message(migrated):
     import hashlib
     import json as jsonlib
 
-    result = rehearsal.run()
+    rehearsal, result = migrated, migrated.first_run
     db = rehearsal.db()
     try:
         with db.engine.connect() as conn:
@@ -442,12 +386,7 @@ def test_attachments_over_the_target_limit_are_listed_not_dropped(
     gladly = gladly_server_factory(small_dataset, rate_limit_per_second=1000)
     unthread = unthread_server_factory(read_json(DatasetLayout(small_dataset).unthread_workspace), max_file_bytes=limit)
     r = Rehearsal(small_dataset, gladly, unthread, tmp_path / "pipeline", staging_url)
-    old = r.resources["unthread"]
-    r.resources["unthread"] = UnthreadResource(
-        base_url=old.base_url, api_key=old.api_key, triage_channel_id=old.triage_channel_id,
-        requests_per_second=500, max_file_bytes=limit,
-    )
-    result = r.run()
+    result = r.with_unthread(max_file_bytes=limit).run()
     loaded = result.asset_materializations_for_node("unthread_loaded_records")[0].metadata
     assert loaded["attachments_over_limit"].value > 0 and loaded["failed"].value == 0
     assert all(c.passed for c in result.get_asset_check_evaluations())

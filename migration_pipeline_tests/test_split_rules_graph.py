@@ -3,7 +3,6 @@ given to split_tickets cuts the tickets (its version on every ticket), a reopen'
 conversation links back to the conversation of the ticket it reopens, and split-preview shows
 exactly the tickets the real run cut."""
 
-from datetime import UTC, datetime
 
 import dagster as dg
 import httpx
@@ -16,7 +15,7 @@ from migration_pipeline.staging.db import ledger, ticket_items, tickets
 from migration_pipeline.staging.preview import preview, timeline_items
 from migration_pipeline.synth.dataset import DatasetLayout, read_json
 from migration_pipeline_tests.conftest import UNTHREAD_KEY
-from migration_pipeline_tests.test_graph import FIRST, LAST, Rehearsal
+from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal
 
 RULES = """\
 version: 7

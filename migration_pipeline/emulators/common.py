@@ -195,6 +195,9 @@ class EmulatorState:
     # Headers an injected error carries, so it looks like the vendor's own (e.g. rate-limit headers).
     error_headers: Callable[[int], dict[str, str]] = lambda status: {}
     extra_admin: dict[str, Any] = field(default_factory=dict)
+    # While held, API requests wait (unanswered, connection open) until released: a vendor that
+    # stalls, and a way for a rehearsal to stop every client at a known point.
+    held: bool = False
 
 
 class _DropConnection(Exception):
@@ -235,6 +238,8 @@ class EmulatorMiddleware:
         is_api = path.startswith(self.state.api_prefix)
         is_download = bool(self.state.download_pattern and self.state.download_pattern.search(path))
 
+        while is_api and self.state.held:
+            await asyncio.sleep(0.02)
         if is_api and (cfg.latency_ms or cfg.latency_jitter_ms):
             delay = cfg.latency_ms + cfg.latency_jitter_ms * decider.draw("latency", key)
             await asyncio.sleep(delay / 1000)
@@ -323,7 +328,7 @@ class EmulatorMiddleware:
 
 
 def admin_routes(state: EmulatorState) -> list[Route]:
-    """Emulator-only endpoints (not part of any vendor API): request log, faults, health."""
+    """Emulator-only endpoints (not part of any vendor API): request log, faults, hold, health."""
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "emulator": state.name})
@@ -346,12 +351,27 @@ def admin_routes(state: EmulatorState) -> list[Route]:
         state.faults.reset(config)
         return JSONResponse(config.model_dump())
 
+    async def get_hold(_: Request) -> JSONResponse:
+        return JSONResponse({"held": state.held})
+
+    async def put_hold(request: Request) -> JSONResponse:
+        try:
+            held = (await request.json())["held"]
+        except (ValueError, KeyError, TypeError):
+            held = None
+        if not isinstance(held, bool):
+            return JSONResponse({"error": 'expected {"held": true|false}'}, status_code=400)
+        state.held = held
+        return JSONResponse({"held": state.held})
+
     return [
         Route(f"{ADMIN_PREFIX}/health", health, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/requests", requests_log, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/requests/clear", clear_log, methods=["POST"]),
         Route(f"{ADMIN_PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/faults", put_faults, methods=["PUT"]),
+        Route(f"{ADMIN_PREFIX}/hold", get_hold, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/hold", put_hold, methods=["PUT"]),
     ]
 
 

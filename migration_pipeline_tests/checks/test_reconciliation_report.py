@@ -20,10 +20,10 @@ from migration_pipeline.assets.reconciliation_report import (
     VARIANCE_CHECK,
     reconciliation_report,
 )
-from migration_pipeline.staging.db import ledger, tickets
+from migration_pipeline.staging.db import agents, conversation_items, ledger, tickets
 from migration_pipeline.synth.dataset import DatasetLayout, read_json
-from migration_pipeline_tests.conftest import UNTHREAD_KEY
-from migration_pipeline_tests.test_graph import FIRST, LAST, Rehearsal, rehearsal  # noqa: F401 (fixture)
+from migration_pipeline_tests.conftest import DATASET_END, UNTHREAD_KEY
+from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal
 
 OUR_CHECKS = {VARIANCE_CHECK, ORDER_CHECK, DUPLICATE_CHECK, ATTRIBUTION_CHECK, MERGED_PROFILES_CHECK}
 HEADERS = {"X-Api-Key": UNTHREAD_KEY}
@@ -64,8 +64,8 @@ def _messages(r: Rehearsal, conversation_id: str) -> list[dict]:
     ).json()["data"]
 
 
-def test_clean_run_passes_every_check_and_writes_an_offline_html_report(rehearsal):
-    result = rehearsal.run()
+def test_clean_run_passes_every_check_and_writes_an_offline_html_report(migrated):
+    rehearsal, result = migrated, migrated.first_run
     checks = _checks(result)
     assert OUR_CHECKS <= set(checks)
     assert all(checks[name].passed for name in OUR_CHECKS), {n: c.description for n, c in checks.items()}
@@ -92,7 +92,24 @@ def test_clean_run_passes_every_check_and_writes_an_offline_html_report(rehearsa
     assert sum(r.data["tickets"] for r in sizes) == meta["tickets"].value == n_tickets
     assert sum(r.data["items_per_ticket"] * r.data["tickets"] for r in sizes) >= meta["in_tickets"].value
     assert meta["quarantine_reasons"].value.records, "the dataset's malformed lines show up by reason"
-    assert isinstance(meta["unmatched_agents"].value, int)
+    # agents who wrote items in the range without an Unthread user of the same email, worked out
+    # here from the staged rows and the workspace's users
+    user_emails = {u["email"].lower() for u in rehearsal.workspace["users"] if u.get("email")}
+    db = rehearsal.db()
+    try:
+        with db.engine.connect() as conn:
+            authors = conn.execute(
+                sa.select(conversation_items.c.author_id, agents.c.email)
+                .join(agents, agents.c.source_id == conversation_items.c.author_id, isouter=True)
+                .where(conversation_items.c.author_type == "agent", conversation_items.c.author_id.is_not(None),
+                       conversation_items.c.ts >= FIRST, conversation_items.c.ts < DATASET_END.isoformat())
+            ).all()
+    finally:
+        db.dispose()
+    unmatched = {agent for agent, email in authors if (email or "").strip().lower() not in user_emails}
+    assert unmatched, "the dataset should carry agents with no Unthread user"
+    assert meta["unmatched_agents"].value == len(unmatched)
+    assert {r.data["agent_id"] for r in meta["unmatched_agent_list"].value.records} == unmatched
 
     # one self-contained HTML file: plotly.js inlined exactly once, nothing from the network
     html_path = meta["report_html"].value
@@ -109,8 +126,8 @@ def test_clean_run_passes_every_check_and_writes_an_offline_html_report(rehearsa
     assert data["conversations_checked"] == n_tickets and data["attribution_mismatches"] == []
 
 
-def test_attribution_check_fails_when_a_message_author_or_customer_changes_on_unthread(rehearsal, tmp_path):
-    rehearsal.run()
+def test_attribution_check_fails_when_a_message_author_or_customer_changes_on_unthread(migrated, tmp_path):
+    rehearsal = migrated
     conversations = _conversations(rehearsal)
     ticket_id, conversation_id, _ = conversations[0]
     message = next(m for m in _messages(rehearsal, conversation_id) if "gladly-item:" in m["text"])
@@ -149,8 +166,8 @@ def test_attribution_check_fails_when_a_message_author_or_customer_changes_on_un
     }] and wrong[0]["expected_customer"] != other_customer
 
 
-def test_merged_profiles_check_fails_on_duplicate_merged_away_or_deleted_customers(rehearsal):
-    rehearsal.run()
+def test_merged_profiles_check_fails_on_duplicate_merged_away_or_deleted_customers(migrated):
+    rehearsal = migrated
     merge = read_json(DatasetLayout(rehearsal.dataset).manifest)["mess"]["merged_profiles"]["where"][0]
     surviving, merged_away = merge["survivingId"], merge["mergedId"]
     assert surviving in {c[2] for c in _conversations(rehearsal)}
@@ -174,10 +191,10 @@ def test_merged_profiles_check_fails_on_duplicate_merged_away_or_deleted_custome
     assert not check.passed and check.metadata["merged_customers_on_target"].value == 1
 
 
-def test_checks_fail_when_a_loaded_customer_is_deleted_from_unthread(rehearsal):
+def test_checks_fail_when_a_loaded_customer_is_deleted_from_unthread(migrated):
     """The issue's case: a record deleted from the Unthread emulator after the load (here a
     customer; test_graph.py deletes a conversation) fails the report's checks."""
-    rehearsal.run()
+    rehearsal = migrated
     _, _, gladly_customer = _conversations(rehearsal)[0]
     found = httpx.post(
         f"{rehearsal.unthread.url}/api/customers/list",

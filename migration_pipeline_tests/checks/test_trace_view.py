@@ -1,26 +1,18 @@
-"""Trace with readback: the `trace_record` job renders a record's path as markdown in Dagster,
-the CLI reads the record back from Unthread, and an item loaded by the run that resumed after a
-crash is traced to its message with that run's id."""
+"""Trace with readback: the `trace_record` job renders a record's path as markdown in Dagster, and
+the CLI reads the record back from Unthread. (An item loaded by the run that resumed after a crash
+is traced in test_resilience.py, on the crash that test makes.)"""
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-
 import httpx
-import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from migration_pipeline.checks.trace import trace
 from migration_pipeline.cli import app
-from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
-from migration_pipeline.targets.unthread.client import UnthreadClient
+from migration_pipeline.staging.db import ledger, ticket_items, tickets
 from migration_pipeline.trace_view import trace_record
 from migration_pipeline_tests.conftest import UNTHREAD_KEY
-from migration_pipeline_tests.test_graph import Rehearsal, rehearsal  # noqa: F401 (fixture)
-from migration_pipeline_tests.test_resilience import _finish, _stats, launch  # noqa: F401 (fixture)
+from migration_pipeline_tests.rehearsal import Rehearsal
 
 
 def _trace_job(r: Rehearsal, record_id: str) -> tuple[str, dict]:
@@ -55,8 +47,8 @@ def _first_loaded(conn) -> tuple[str, str, str]:
     return key.removeprefix("message:"), ticket_id, conversation
 
 
-def test_trace_record_job_renders_the_trace_with_readback_as_markdown(rehearsal):
-    rehearsal.run()
+def test_trace_record_job_renders_the_trace_with_readback_as_markdown(migrated):
+    rehearsal = migrated
     item_id, ticket_id, conversation = _loaded_item(rehearsal)
 
     text, metadata = _trace_job(rehearsal, item_id)
@@ -85,57 +77,3 @@ def test_trace_record_job_renders_the_trace_with_readback_as_markdown(rehearsal)
 
     _, metadata = _trace_job(rehearsal, "no-such-record")
     assert metadata["found"].value is False and "not found" in metadata["trace"].value
-
-
-@pytest.mark.parametrize("staging_url", ["sqlite"], indirect=True)  # the crash itself is proven on both engines
-def test_trace_shows_an_item_loaded_after_a_crash_resume(launch):
-    first = launch(requests_per_second=40)
-    deadline = time.monotonic() + 300
-    while _stats(launch.unthread).get("messages", 0) < 60:
-        assert first.poll() is None, "the run finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=30)
-
-    db = StagingDatabase(launch.staging_url)
-    try:
-        with db.engine.connect() as conn:
-            crashed_run = conn.execute(
-                sa.select(ledger.c.run_id).where(ledger.c.state == "done", ledger.c.entity_type == "message")
-            ).scalars().first()
-            # an item the crash left in doubt (intent without an id), else one it never reached
-            in_doubt = conn.execute(
-                sa.select(ledger.c.source_key).where(
-                    ledger.c.state == "intent", ledger.c.entity_type == "message", ledger.c.source_key.not_like("%#%")
-                )
-            ).scalars().first()
-            if in_doubt is not None:
-                item_id = in_doubt.removeprefix("message:")
-            else:
-                done = sa.select(ledger.c.source_key).where(ledger.c.entity_type == "message")
-                item_id = conn.execute(
-                    sa.select(ticket_items.c.item_id)
-                    .where((sa.literal("message:") + ticket_items.c.item_id).not_in(done))
-                    .order_by(ticket_items.c.ts)
-                ).scalars().first()
-            assert item_id is not None and conn.execute(
-                sa.select(sa.func.count()).where(conversation_items.c.source_id == item_id)
-            ).scalar_one() == 1
-        before = trace(db, item_id).render()
-        assert ("in doubt" in before) or ("stopped" in before), before
-
-        _finish(launch(requests_per_second=500))
-        with UnthreadClient(f"{launch.unthread.url}/api", UNTHREAD_KEY) as client:
-            after = trace(db, item_id, client)
-        with db.engine.connect() as conn:
-            resumed_run = conn.execute(
-                sa.select(ledger.c.run_id).where(ledger.c.source_key.in_([f"message:{item_id}", f"message:{item_id}#1"]))
-            ).scalar_one()
-    finally:
-        db.dispose()
-    stages = dict(after.steps)
-    assert crashed_run and resumed_run and resumed_run != crashed_run
-    assert f"(ledger message:{item_id}" in stages["message"] and f"run {resumed_run[:8]}" in stages["message"]
-    assert "in doubt" not in after.render() and "stopped" not in after.render()
-    assert stages["readback"].startswith("found on Unthread now: message")

@@ -9,6 +9,10 @@ times at once (as an operator re-launching it, or a sensor and a person racing, 
 `gladly_api` / `unthread_api` pools must still hold each vendor to one step at a time. The ledger
 must make the second and third runs send nothing, so Unthread ends exactly as a single-process
 run of the same range leaves it.
+
+No timing is left to chance: the Unthread emulator is held (every API request waits unanswered)
+until two runs are seen in progress and the third waiting in the queue at the same moment, and
+only then released, so the overlap and the queue are observed, not hoped for.
 """
 
 from __future__ import annotations
@@ -27,10 +31,9 @@ import httpx
 import pytest
 import yaml
 
-from migration_pipeline.emulators.common import FaultConfig
 from migration_pipeline.synth.dataset import DatasetLayout, read_json
 from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, GLADLY_USER, UNTHREAD_KEY
-from migration_pipeline_tests.test_graph import Rehearsal
+from migration_pipeline_tests.rehearsal import Rehearsal
 
 pytestmark = pytest.mark.postgres
 
@@ -222,9 +225,7 @@ def test_backfills_through_the_webserver_queue_share_pools_and_match_a_single_pr
     workspace_seed = read_json(DatasetLayout(small_dataset).unthread_workspace)
     gladly = gladly_server_factory(small_dataset, rate_limit_per_second=1000)
     unthread_single = unthread_server_factory(workspace_seed, name="single")
-    # Latency makes each deployed run last long enough (tens of seconds) that the daemon, which
-    # turns backfills into runs a few seconds apart, has two in progress at once.
-    unthread_deployed = unthread_server_factory(workspace_seed, name="deployed", faults=FaultConfig(latency_ms=100))
+    unthread_deployed = unthread_server_factory(workspace_seed, name="deployed")
 
     began = time.monotonic()
     # 1. The reference: one process, one run of the same range (as `make demo` / test_graph do).
@@ -320,22 +321,36 @@ def test_backfills_through_the_webserver_queue_share_pools_and_match_a_single_pr
             )["launchPartitionBackfill"]
             assert result["__typename"] == "LaunchBackfillSuccess", result
             backfill_ids.append(result["backfillId"])
-        # The daemon starts once every backfill is requested, so its first tick turns all of them
-        # into runs at once: the queue then holds more runs than the limit, and two start together
-        # (started earlier, a short run could finish before the next backfill's run even exists).
+        # Unthread stalls every request until the queue has been seen doing its job (below).
+        httpx.put(f"{unthread_deployed.url}/_emulator/hold", json={"held": True}).raise_for_status()
         processes.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")], env, tmp_path)
 
-        # 5. Watch the instance (the same PostgreSQL database) until every backfill is done.
+        # 5. Watch the instance (the same PostgreSQL database): with Unthread held, no run can
+        #    finish, so the daemon must end up with `limit` runs in progress and the rest queued.
         for key, value in pg.items():
             monkeypatch.setenv(key, value)
         instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-        seen_queued: set[str] = set()
+        limit = yaml.safe_load((home / "dagster.yaml").read_text())["concurrency"]["runs"]["max_concurrent_runs"]
+        seen_together: dict[str, list[str]] = {}
+
+        def queue_full() -> bool:
+            runs = [r for b in backfill_ids for r in instance.get_runs(RunsFilter(tags={"dagster/backfill": b}))]
+            seen_together.update(
+                started=[r.run_id for r in runs if r.status == DagsterRunStatus.STARTED],
+                queued=[r.run_id for r in runs if r.status == DagsterRunStatus.QUEUED],
+                finished=[f"{r.run_id} {r.status.value}" for r in runs if r.is_finished],
+            )
+            return bool(seen_together["finished"]) or (len(seen_together["started"]) == limit and bool(seen_together["queued"]))
+
+        _wait_for(f"{limit} runs in progress and one queued", queue_full, processes, timeout=DEADLINE_SECONDS, interval=0.5)
+        assert not seen_together["finished"], f"runs ended while Unthread was held: {seen_together}"
+        httpx.put(f"{unthread_deployed.url}/_emulator/hold", json={"held": False}).raise_for_status()
+        seen_queued = set(seen_together["queued"])
         done_states = {BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED, BulkActionStatus.FAILED,
                        BulkActionStatus.CANCELED, BulkActionStatus.COMPLETED}
 
         def all_done() -> bool:
             runs = [r for b in backfill_ids for r in instance.get_runs(RunsFilter(tags={"dagster/backfill": b}))]
-            seen_queued.update(r.run_id for r in runs if r.status == DagsterRunStatus.QUEUED)
             backfills = [instance.get_backfill(b) for b in backfill_ids]
             return all(b.status in done_states for b in backfills) and all(r.is_finished for r in runs)
 
@@ -364,14 +379,14 @@ def test_backfills_through_the_webserver_queue_share_pools_and_match_a_single_pr
 
         # The runs went through the queue, and at most max_concurrent_runs were in progress at once
         # -- while two of them really did overlap, which is what makes the pool check below bite.
-        limit = yaml.safe_load((home / "dagster.yaml").read_text())["concurrency"]["runs"]["max_concurrent_runs"]
         assert len(runs) > limit, "the test needs more runs than the limit to exercise the queue"
         for run in runs:
             assert instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_ENQUEUED), run.run_id
         run_windows = [(rec.start_time, rec.end_time) for rec in records.values()]
         assert all(start and end for start, end in run_windows)
+        # never more than the limit at once; and the limit was reached (seen above, held there)
         assert _max_in_flight(run_windows) == limit, run_windows
-        assert seen_queued, "no run was ever observed waiting in the queue"
+        assert seen_queued <= {r.run_id for r in runs}
 
         # Pools: across all runs, no two steps of the same pool were ever executing together.
         pools = _step_pools()

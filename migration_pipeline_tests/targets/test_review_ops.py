@@ -20,9 +20,8 @@ from migration_pipeline.staging.sample import messiest_customers
 from migration_pipeline.synth.dataset import DatasetLayout, read_json
 from migration_pipeline.targets.unthread.client import UnthreadClient
 from migration_pipeline.targets.unthread.preflight import run_preflight
-from migration_pipeline.targets.unthread.resources import UnthreadResource
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER, UNTHREAD_KEY
-from migration_pipeline_tests.test_graph import FIRST, LAST, Rehearsal, rehearsal  # noqa: F401  (fixture)
+from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal, target_keys
 
 SCRIPT = str(Path(sys.executable).with_name("migration-pipeline"))
 STAGING_KEYS = ["gladly_export_jobs", "staged_customers", "staged_agents", "staged_topics",
@@ -42,29 +41,8 @@ def _requests(r: Rehearsal) -> list[dict]:
     return httpx.get(f"{r.unthread.url}/_emulator/requests").json()
 
 
-def _api(r: Rehearsal, path: str, body: dict) -> list[dict]:
-    """Every row of an Unthread list endpoint, read straight from the emulator."""
-    rows, body = [], {"limit": 100, **body}
-    while True:
-        page = httpx.post(f"{r.unthread.url}/api{path}", json=body, headers={"X-Api-Key": UNTHREAD_KEY}).json()
-        rows += page["data"]
-        if not page["cursors"].get("hasNext"):
-            return rows
-        body["cursor"] = page["cursors"]["next"]
-
-
 def _target_keys(r: Rehearsal) -> dict[str, list[str]]:
-    """Source keys of everything on the emulator: customer stamps, conversation keys, message markers."""
-    conversations = _api(r, "/conversations/list", {"order": ["createdAt", "id"]})
-    markers = []
-    for c in conversations:
-        for m in _api(r, f"/conversations/{c['id']}/messages/list", {"order": ["ts", "id"]}):
-            markers += re.findall(r"`(gladly-item:[^`]+)`", m.get("text") or "")
-    return {
-        "customers": sorted(c["externalCrmMetadata"]["id"] for c in _api(r, "/customers/list", {"order": ["createdAt", "id"]})),
-        "conversations": sorted(c["metadata"]["sourceKey"] for c in conversations),
-        "messages": sorted(markers),
-    }
+    return target_keys(r.unthread.url)
 
 
 def _dry_run_keys(out_dir: Path) -> dict[str, list[str]]:
@@ -214,10 +192,7 @@ def test_preflight_blocks_the_load_and_names_the_reason(rehearsal):
 
     # a bad key: the preflight fails with the reason, the load never runs, the key is not shown
     bad_key = "not-the-key-0123456789"
-    r.resources["unthread"] = UnthreadResource(
-        base_url=old.base_url, api_key=bad_key, triage_channel_id=old.triage_channel_id, requests_per_second=500,
-        backoff_initial_seconds=0.02, backoff_max_seconds=0.2,
-    )
+    r.with_unthread(api_key=bad_key)
     result = _materialize(r, LOAD_KEYS)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
@@ -265,13 +240,13 @@ def test_preflight_blocks_the_load_and_names_the_reason(rehearsal):
     assert meta["unmatched_agents"].value == len(expected)
 
 
+# The CLI path is engine-independent; the Dagster path runs on both engines above.
+@pytest.mark.parametrize("staging_url", ["sqlite"], indirect=True)
 def test_cli_sample_dry_run_sample_and_rollback_by_range_and_run(rehearsal):
     """The CLI path end to end on one engine: dry run (nothing sent), real sample with progress and
     readback, rollback of one day's tickets, then of the rest by run id, then the same sample again
     recreates exactly the same objects, once."""
     r = rehearsal
-    if not r.staging_url.startswith("sqlite"):
-        pytest.skip("the CLI path is engine-independent; the Dagster path runs on both engines above")
     assert _materialize(r, STAGING_KEYS).success
 
     dry = _cli(["sample", "--customers", "2", "--dry-run"], r)

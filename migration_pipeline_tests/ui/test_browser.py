@@ -7,7 +7,8 @@ instance's default QueuedRunCoordinator needs the daemon to start a queued run) 
 workspace.yaml with a temporary DAGSTER_HOME holding the project's dagster.yaml, and Debian's
 chromium driven through its matching chromedriver by Selenium.
 
-Skips when chromium, chromedriver or selenium are missing, except under CI=true, where it fails.
+Skips when chromium, chromedriver or selenium are missing (checked before the UI starts), except
+under CI (any truthy value), where it fails.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pytest
 
 from migration_pipeline.demo import rehearsal_environment
 from migration_pipeline.synth.dataset import read_json
+from migration_pipeline_tests.conftest import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 # Every stage of the graph, source to target (README "The asset graph").
@@ -56,9 +58,14 @@ pytestmark = pytest.mark.slow
 
 # -- prerequisites ----------------------------------------------------------------------------
 def _missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true requires {what} for the browser test (.ci/run installs it)")
-    pytest.skip(f"{what} not installed; `apt-get install chromium chromium-driver` and `make venv`")
+    skip_or_fail(f"{what} not installed for the browser test; `apt-get install chromium chromium-driver` "
+                 "and `make venv` (.ci/run installs them)")
+
+
+@pytest.fixture
+def browser_binaries() -> tuple[str, str]:
+    """chromium and chromedriver, looked for before anything is started."""
+    return _browser_binaries()
 
 
 def _browser_binaries() -> tuple[str, str]:
@@ -198,7 +205,7 @@ class UIRehearsal:
 
 
 @pytest.fixture
-def ui_rehearsal(tmp_path) -> Iterator[UIRehearsal]:
+def ui_rehearsal(browser_binaries, tmp_path) -> Iterator[UIRehearsal]:
     """The `make ui` rehearsal on a small dataset, served by dagster-webserver + dagster-daemon."""
     with rehearsal_environment(tmp_path / "rehearsal", customers=12, days=3, seed=5) as (env, layout):
         manifest = read_json(layout.manifest)
@@ -234,8 +241,8 @@ def ui_rehearsal(tmp_path) -> Iterator[UIRehearsal]:
 
 
 @pytest.fixture
-def browser(tmp_path):
-    chromium, chromedriver = _browser_binaries()
+def browser(browser_binaries, tmp_path):
+    chromium, chromedriver = browser_binaries
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -22,7 +22,8 @@ import binascii
 import hmac
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -579,8 +580,10 @@ def create_app(
     now: datetime | None = None,
     rate_limit_per_second: int = 10,
     request_log_path: Path | None = None,
+    rate_limit_clock: Callable[[], float] = time.time,
 ) -> ASGIApp:
-    """The Gladly emulator over the dataset folder `data_dir`, ready for uvicorn."""
+    """The Gladly emulator over the dataset folder `data_dir`, ready for uvicorn. The org budget
+    counts per second of `rate_limit_clock` (the wall clock; tests may hold it still)."""
     store = GladlyStore(Path(data_dir))
     clock = Clock(now)
     state = EmulatorState(
@@ -593,7 +596,7 @@ def create_app(
         extra_admin={"clock": clock, "store": store},
     )
     api = GladlyApi(store, clock, state.faults)
-    limiter = OrgRateLimiter(rate_limit_per_second)
+    limiter = OrgRateLimiter(rate_limit_per_second, clock=rate_limit_clock)
     # An injected 429 or 5xx carries the org budget headers like every real Gladly API answer.
     state.error_headers = lambda status: {
         "Ratelimit-Limit-Second": str(rate_limit_per_second),

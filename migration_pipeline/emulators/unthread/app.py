@@ -378,7 +378,7 @@ def create_app(
 ) -> ASGIApp:
     """An Unthread-compatible API under /api, persisting to `state_path` (SQLite; a temporary
     location when None). `workspace` ({users, triageChannels, emailInboxes, slackChannels}) is what
-    already exists in the target workspace. Admin routes: /_emulator/{health,requests,faults,stats}."""
+    already exists in the target workspace. Admin routes: /_emulator/{health,requests,faults,hold,stats}."""
     store = Store(state_path)
     _seed(store, workspace)
     limits = Limits(max_files_per_message, max_file_bytes, max_markdown_chars)

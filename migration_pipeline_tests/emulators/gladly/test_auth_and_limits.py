@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -67,28 +67,39 @@ def test_wrong_method_is_405(client: httpx.Client) -> None:
     assert "GET" in response.headers["Allow"]
 
 
+def _held_clock() -> tuple[list[float], Callable[[], float]]:
+    """A rate-limit clock that stands still until the test moves it."""
+    now = [1_000_000.25]
+    return now, lambda: now[0]
+
+
 def test_burst_over_the_limit_gets_429_without_retry_after(make_server: ServerFactory) -> None:
-    server = make_server(rate_limit_per_second=10)
+    now, clock = _held_clock()
+    server = make_server(rate_limit_per_second=10, rate_limit_clock=clock)
     with client_for(server) as client:
-        time.sleep(1.02 - time.time() % 1)  # start at the top of a wall-clock second
         responses = [client.get("/agents") for _ in range(11)]
+        now[0] += 0.7  # still the same second: still refused
+        assert client.get("/agents").status_code == 429
+        now[0] += 0.1  # the next second: a fresh budget
+        again = client.get("/agents")
     assert [r.status_code for r in responses] == [200] * 10 + [429]
     assert [r.headers["Ratelimit-Remaining-Second"] for r in responses] == [str(n) for n in range(9, -1, -1)] + ["0"]
     refused = responses[-1]
     assert refused.headers["Ratelimit-Limit-Second"] == "10"
     assert "Retry-After" not in refused.headers
     assert errors(refused)[0]["code"] == "rate_limited"
+    assert again.status_code == 200 and again.headers["Ratelimit-Remaining-Second"] == "9"
 
 
 def test_unauthenticated_requests_do_not_spend_the_budget(make_server: ServerFactory) -> None:
-    server = make_server(rate_limit_per_second=3)
-    time.sleep(1.02 - time.time() % 1)
+    _, clock = _held_clock()
+    server = make_server(rate_limit_per_second=3, rate_limit_clock=clock)
     for _ in range(5):
         refused = httpx.get(server.url + "/api/v1/agents")
         assert refused.status_code == 401
         assert refused.headers["Ratelimit-Limit-Second"] == "3"
     with client_for(server) as client:
-        assert [client.get("/agents").status_code for _ in range(3)] == [200, 200, 200]
+        assert [client.get("/agents").status_code for _ in range(4)] == [200, 200, 200, 429]
 
 
 def test_admin_and_file_routes_are_outside_auth(shared_server: RunningServer) -> None:
