@@ -199,9 +199,15 @@ def pytest_collection_modifyitems(config, items):
         folder = item.path.parent.name
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or folder in E2E_FOLDERS or "Rehearsal(" in _source(item):
             item.add_marker(pytest.mark.e2e)
-    # Long tests first (a stable sort: same order on every xdist worker), so the parallel run does
-    # not end waiting on one long test picked up last while the other workers sit idle.
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+    # Longest first (a stable sort: the same order on every xdist worker), so the parallel run does
+    # not end waiting on one long test picked up last while the other workers sit idle: Dagster in
+    # other processes, then other end-to-end tests, then the rest.
+    def weight(item) -> int:
+        if "launch" in getattr(item, "fixturenames", ()) or item.path.parent.name in E2E_FOLDERS:
+            return 0
+        return 1 if item.get_closest_marker("e2e") else 2
+
+    items.sort(key=weight)
 
 
 def _source(item) -> str:
