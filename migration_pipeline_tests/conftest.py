@@ -69,18 +69,32 @@ def small_dataset(tmp_path_factory) -> Path:
     )
 
 
+def start_gladly(data_dir: Path, faults: FaultConfig | None = None, now: datetime | None = DATASET_NOW, **kw) -> RunningServer:
+    """A Gladly emulator on a dataset with the tests' credentials (the caller stops it)."""
+    from migration_pipeline.emulators.gladly import create_app
+
+    app = create_app(data_dir, api_user=GLADLY_USER, api_token=GLADLY_TOKEN, faults=faults, now=now, **kw)
+    return RunningServer(app).start()
+
+
+def start_unthread(state_path: Path, workspace: dict | None = None, faults: FaultConfig | None = None, **kw) -> RunningServer:
+    """An Unthread emulator with its state in `state_path`, seeded with a dataset's workspace, no
+    rate limit unless asked (the caller stops it)."""
+    from migration_pipeline.emulators.unthread import create_app
+
+    kw.setdefault("rate_limit_per_second", None)
+    app = create_app(api_key=UNTHREAD_KEY, state_path=state_path, workspace=workspace, faults=faults, **kw)
+    return RunningServer(app).start()
+
+
 @pytest.fixture
 def gladly_server_factory():
     """Start Gladly emulators on a dataset; stopped at the end of the test."""
-    from migration_pipeline.emulators.gladly import create_app
-
     servers: list[RunningServer] = []
 
-    def start(data_dir: Path, faults: FaultConfig | None = None, now: datetime | None = DATASET_NOW, **kw):
-        app = create_app(data_dir, api_user=GLADLY_USER, api_token=GLADLY_TOKEN, faults=faults, now=now, **kw)
-        server = RunningServer(app).start()
-        servers.append(server)
-        return server
+    def start(data_dir: Path, **kw):
+        servers.append(start_gladly(data_dir, **kw))
+        return servers[-1]
 
     yield start
     for server in servers:
@@ -109,6 +123,19 @@ def pg_admin_url() -> str:
     return os.environ.get("MIGRATION_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def create_pg_database(conn, prefix: str = "mp_test", template: str | None = None) -> str:
+    """A new database (a copy of `template` if given) through an autocommit admin connection;
+    returns its name."""
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    # A throwaway database need not wait for its WAL to reach the disk at each commit: only a
+    # crash of the PostgreSQL server itself (which no test makes) could tell the difference.
+    conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    return name
+
+
 @pytest.fixture(scope="session")
 def pg_admin():
     """A connection to the test PostgreSQL server; skips without one, except under CI."""
@@ -127,20 +154,13 @@ def pg_admin():
 def pg_databases(pg_admin):
     """Make fresh databases for one test (`make()` or `make(template=name)` for a copy of another
     database); every one is dropped afterwards. Returns URLs."""
-    import uuid
-
     conn, url = pg_admin
     base, _, _ = url.rpartition("/")
     made: list[str] = []
 
     def make(template: str | None = None) -> str:
-        name = f"mp_test_{uuid.uuid4().hex[:12]}"
-        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-        made.append(name)
-        # A throwaway database need not wait for its WAL to reach the disk at each commit: only a
-        # crash of the PostgreSQL server itself (which no test makes) could tell the difference.
-        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
-        return f"{base}/{name}"
+        made.append(create_pg_database(conn, template=template))
+        return f"{base}/{made[-1]}"
 
     yield make
     for name in made:
@@ -163,19 +183,12 @@ def staging_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def unthread_server_factory(tmp_path):
-    """Start Unthread emulators (state in tmp_path) seeded with a dataset's workspace."""
-    from migration_pipeline.emulators.unthread import create_app
-
+    """Start Unthread emulators (state in tmp_path/<name>.sqlite); stopped at the end of the test."""
     servers: list[RunningServer] = []
 
     def start(workspace: dict | None = None, faults: FaultConfig | None = None, name: str = "unthread", **kw):
-        kw.setdefault("rate_limit_per_second", None)
-        app = create_app(
-            api_key=UNTHREAD_KEY, state_path=tmp_path / f"{name}.sqlite", workspace=workspace, faults=faults, **kw
-        )
-        server = RunningServer(app).start()
-        servers.append(server)
-        return server
+        servers.append(start_unthread(tmp_path / f"{name}.sqlite", workspace, faults, **kw))
+        return servers[-1]
 
     yield start
     for server in servers:
@@ -190,14 +203,14 @@ from migration_pipeline_tests.rehearsal import loaded_states, migrated, rehearsa
 # `make test-fast` deselects end-to-end tests: whole migrations through the graph, Dagster runs in
 # other processes, the deployed topology and the browser. Marked here by what they use, so a new
 # test is classified without anyone remembering to mark it.
-E2E_FIXTURES = {"rehearsal", "migrated", "launch", "loaded_states", "ui_rehearsal"}
+E2E_FIXTURES = {"rehearsal", "migrated", "launch", "loaded_states", "unthread_server_factory", "ui_rehearsal"}
 E2E_FOLDERS = {"deploy", "ui"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         folder = item.path.parent.name
-        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or folder in E2E_FOLDERS or "Rehearsal(" in _source(item):
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or folder in E2E_FOLDERS:
             item.add_marker(pytest.mark.e2e)
     # Longest first (a stable sort: the same order on every xdist worker), so the parallel run does
     # not end waiting on one long test picked up last while the other workers sit idle: Dagster in
@@ -208,15 +221,6 @@ def pytest_collection_modifyitems(config, items):
         return 1 if item.get_closest_marker("e2e") else 2
 
     items.sort(key=weight)
-
-
-def _source(item) -> str:
-    import inspect
-
-    try:
-        return inspect.getsource(item.function)
-    except (AttributeError, OSError, TypeError):
-        return ""
 
 
 def pytest_sessionfinish(session, exitstatus):

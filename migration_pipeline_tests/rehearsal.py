@@ -3,8 +3,8 @@
 `Rehearsal` bundles a Gladly emulator, an Unthread emulator, a staging database and a data folder
 with the resources that point at them. Most end-to-end tests start from "the whole range migrated
 cleanly" and then read, tamper or re-run: they take the `migrated` fixture, which gives each test
-its own copy of a state migrated once per engine for the whole session and shared by every xdist worker (staging database copied as a
-file on SQLite and with `CREATE DATABASE ... TEMPLATE` on PostgreSQL, the Unthread emulator's
+its own copy of a state migrated once per engine for the whole session and shared by every xdist
+worker (staging database copied as a file on SQLite and with `CREATE DATABASE ... TEMPLATE` on PostgreSQL, the Unthread emulator's
 state file and uploads, the data folder with its archive and reports), so every test still talks
 to real servers and real databases, and none sees another's writes. `first_run` is the result of
 the run that made the state, as a test doing that run itself would have seen it.
@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import sqlite3
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -158,28 +157,18 @@ def _build_state(engine: str, root: Path, dataset: Path) -> None:
     import psycopg
     from dagster._serdes import serialize_value
 
-    from migration_pipeline.emulators.common import RunningServer
-    from migration_pipeline.emulators.gladly import create_app as gladly_app
-    from migration_pipeline.emulators.unthread import create_app as unthread_app
-    from migration_pipeline_tests.conftest import DATASET_NOW, pg_admin_url
+    from migration_pipeline_tests.conftest import create_pg_database, pg_admin_url, start_gladly, start_unthread
 
     if engine == "sqlite":
         staging_url = f"sqlite:///{root / 'staging.db'}"
     else:
-        name = f"mp_template_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(pg_admin_url(), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')  # see pg_databases
+            name = create_pg_database(conn, prefix="mp_template")
         with (root.parent / PG_TEMPLATES_FILE).open("a") as fh:
             fh.write(name + "\n")
         staging_url = f"{pg_admin_url().rpartition('/')[0]}/{name}"
-    workspace = read_json(DatasetLayout(dataset).unthread_workspace)
-    gladly = RunningServer(gladly_app(
-        dataset, api_user=GLADLY_USER, api_token=GLADLY_TOKEN, now=DATASET_NOW, rate_limit_per_second=1000
-    )).start()
-    unthread = RunningServer(unthread_app(
-        api_key=UNTHREAD_KEY, state_path=root / "unthread.sqlite", workspace=workspace, rate_limit_per_second=None
-    )).start()
+    gladly = start_gladly(dataset, rate_limit_per_second=1000)
+    unthread = start_unthread(root / "unthread.sqlite", read_json(DatasetLayout(dataset).unthread_workspace))
     instance = dg.DagsterInstance.ephemeral()
     try:
         result = Rehearsal(dataset, gladly, unthread, root / "pipeline", staging_url).run(instance=instance)

@@ -22,7 +22,7 @@ LAST_DAY = (DATASET_END - timedelta(days=1)).isoformat()
 
 
 @pytest.fixture
-def start_gladly(gladly_server_factory):
+def fast_gladly(gladly_server_factory):
     """Pacing is not under test here (the client's pacing tests keep real rates): the emulator's
     budget is lifted and the client paces far below it."""
     return lambda data, **kw: gladly_server_factory(data, rate_limit_per_second=1000, **kw)
@@ -58,8 +58,8 @@ def _file_downloads(server):
     return [r for r in log if "/files/" in r["path"]]
 
 
-def test_range_archives_every_job_byte_for_byte_and_reuses_them(small_dataset, start_gladly, tmp_path):
-    server = start_gladly(small_dataset)
+def test_range_archives_every_job_byte_for_byte_and_reuses_them(small_dataset, fast_gladly, tmp_path):
+    server = fast_gladly(small_dataset)
     first = _materialize(server, tmp_path)
     assert first.success
     meta = _metadata(first)
@@ -80,8 +80,8 @@ def test_range_archives_every_job_byte_for_byte_and_reuses_them(small_dataset, s
     assert len(_file_downloads(server)) == downloads_before, "a second run must not download again"
 
 
-def test_truncated_downloads_are_retried_until_whole(small_dataset, start_gladly, tmp_path):
-    server = start_gladly(small_dataset, faults=FaultConfig(seed=5, truncate_downloads=0.5))
+def test_truncated_downloads_are_retried_until_whole(small_dataset, fast_gladly, tmp_path):
+    server = fast_gladly(small_dataset, faults=FaultConfig(seed=5, truncate_downloads=0.5))
     result = _materialize(server, tmp_path)
     assert result.success
     assert any(r["fault"] == "truncated" for r in _file_downloads(server))
@@ -92,7 +92,7 @@ def test_truncated_downloads_are_retried_until_whole(small_dataset, start_gladly
     assert not list(tmp_path.rglob("*.partial"))
 
 
-def test_missing_window_fails_with_what_to_do(small_dataset, start_gladly, tmp_path):
+def test_missing_window_fails_with_what_to_do(small_dataset, fast_gladly, tmp_path):
     # Without the one-time job, history older than 14 days is covered by no visible job.
     data = tmp_path / "dataset"
     shutil.copytree(small_dataset, data)
@@ -101,7 +101,7 @@ def test_missing_window_fails_with_what_to_do(small_dataset, start_gladly, tmp_p
     assert one_time
     for job_id in one_time:
         shutil.rmtree(layout.job_dir(job_id))
-    server = start_gladly(data)
+    server = fast_gladly(data)
     result = _materialize(server, tmp_path / "pipeline", first=FIRST_DAY, last=FIRST_DAY)
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -109,7 +109,7 @@ def test_missing_window_fails_with_what_to_do(small_dataset, start_gladly, tmp_p
     assert FIRST_DAY in message and "Gladly Support" in message and "landing" in message
 
 
-def test_landing_folder_export_is_an_equal_input(small_dataset, start_gladly, tmp_path):
+def test_landing_folder_export_is_an_equal_input(small_dataset, fast_gladly, tmp_path):
     """The one-time job is gone from the API; Support's ZIP of it in the landing folder covers the gap."""
     import zipfile
 
@@ -124,7 +124,7 @@ def test_landing_folder_export_is_an_equal_input(small_dataset, start_gladly, tm
             archive.write(layout.job_file(one_time, name), f"export/{name}")
     shutil.rmtree(layout.job_dir(one_time))
 
-    server = start_gladly(data)
+    server = fast_gladly(data)
     result = _materialize(server, tmp_path / "pipeline", first=FIRST_DAY, last=FIRST_DAY)
     assert result.success
     assert _metadata(result)["landing_exports"] == 1
@@ -136,11 +136,11 @@ def test_landing_folder_export_is_an_equal_input(small_dataset, start_gladly, tm
     assert again.success and len([j for j in ExportArchive(tmp_path / "pipeline").all_jobs() if j.source == "landing"]) == 1
 
 
-def test_landing_export_without_a_knowable_window_is_refused_by_name(small_dataset, start_gladly, tmp_path):
+def test_landing_export_without_a_knowable_window_is_refused_by_name(small_dataset, fast_gladly, tmp_path):
     landing = tmp_path / "pipeline" / "landing" / "gladly" / "agents-only"
     landing.mkdir(parents=True)
     (landing / "agents.jsonl").write_text('{"id": "a1", "name": "Amy", "emailAddress": "amy@x.com"}\n')
-    server = start_gladly(small_dataset)
+    server = fast_gladly(small_dataset)
     result = _materialize(server, tmp_path / "pipeline", first=LAST_DAY, last=LAST_DAY)
     assert result.success  # the API jobs still cover the window; the bad export is reported
     assert _metadata(result)["exports_unusable"] == 1

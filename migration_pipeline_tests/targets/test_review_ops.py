@@ -41,10 +41,6 @@ def _requests(r: Rehearsal) -> list[dict]:
     return httpx.get(f"{r.unthread.url}/_emulator/requests").json()
 
 
-def _target_keys(r: Rehearsal) -> dict[str, list[str]]:
-    return target_keys(r.unthread.url)
-
-
 def _dry_run_keys(out_dir: Path) -> dict[str, list[str]]:
     def lines(kind: str) -> list[dict]:
         return [json.loads(line) for line in (out_dir / f"{kind}.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -129,7 +125,7 @@ def test_dry_run_then_sample_then_rollback_then_full_run_gives_everything_exactl
     assert sample.success
     meta = sample.asset_materializations_for_node("unthread_loaded_records")[0].metadata
     assert meta["sample_readback_passed"].value is True
-    assert _target_keys(r) == planned
+    assert target_keys(r.unthread.url) == planned
     db = r.db()
     try:
         with db.engine.connect() as conn:
@@ -177,7 +173,7 @@ def test_dry_run_then_sample_then_rollback_then_full_run_gives_everything_exactl
             tickets = conn.execute(sa.text("select count(*) from tickets")).scalar_one()
     finally:
         db.dispose()
-    keys = _target_keys(r)
+    keys = target_keys(r.unthread.url)
     assert len(keys["conversations"]) == len(set(keys["conversations"])) == tickets
     assert len(keys["messages"]) == len(set(keys["messages"]))
     assert len(keys["customers"]) == len(set(keys["customers"]))
@@ -259,7 +255,7 @@ def test_cli_sample_dry_run_sample_and_rollback_by_range_and_run(rehearsal):
     real = _cli(["sample", "--customers", "2"], r)
     assert real.returncode == 0, real.stderr + real.stdout
     assert "preflight PASSED" in real.stdout and "0 missing, 0 duplicated" in real.stdout
-    assert _target_keys(r) == planned
+    assert target_keys(r.unthread.url) == planned
     run_id = re.search(r"ledger run id (\S+)", real.stdout).group(1)
     assert run_id.startswith("sample:")
 
@@ -287,7 +283,7 @@ def test_cli_sample_dry_run_sample_and_rollback_by_range_and_run(rehearsal):
 
     again = _cli(["sample", "--customers", "2"], r)
     assert again.returncode == 0, again.stderr + again.stdout
-    assert _target_keys(r) == planned
+    assert target_keys(r.unthread.url) == planned
 
 
 @pytest.mark.parametrize("command", [["preflight"], ["sample"], ["dry-run"], ["rollback"]], ids=" ".join)

@@ -126,11 +126,10 @@ class GladlyClient(VendorHttpClient):
         )
         # The file host behind Gladly's 303 gets no credentials: a client of its own, made once
         # (a client per download would build a TLS context for every file).
-        self._file_client: httpx.Client | None = None
+        self._file_client = httpx.Client(timeout=self._client.timeout)
 
     def close(self) -> None:
-        if self._file_client is not None:
-            self._file_client.close()
+        self._file_client.close()
         super().close()
 
     # Gladly reports the org-wide budget left in this second; other clients of the same org
@@ -234,8 +233,6 @@ class GladlyClient(VendorHttpClient):
         if response.status_code != 303 or not location:
             raise VendorAPIError(self.vendor, "GET", f"attachment {attachment_id}", response.status_code, "no redirect")
         target = httpx.URL(str(self._client.base_url)).join(location)
-        if self._file_client is None:
-            self._file_client = httpx.Client(timeout=self._client.timeout)
         bare = self._file_client
         file_response = self.retrying("GET", "attachment file")(lambda: bare.get(target).raise_for_status())
         return file_response.content
