@@ -18,16 +18,19 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/migration-pipeline demo
 
-# pytest-xdist with work stealing, one worker more than there are cores (the end-to-end tests spend
-# part of their time waiting on emulators, PostgreSQL and Dagster processes); the 15 slowest tests
-# are listed at the end of each run. TEST_WORKERS=1 runs in one process.
+# pytest-xdist, one worker more than there are cores (the end-to-end tests spend part of their time
+# waiting on emulators, PostgreSQL and Dagster processes). `--dist load --maxschedchunk 1` hands the
+# (longest-first) collection out one test at a time to whichever worker is free, so the long tests
+# spread over every worker from the start (work stealing, or bigger chunks, give one worker the
+# contiguous head of long tests to run one after another while the others run the short ones).
+# The 15 slowest tests are listed at the end of each run. TEST_WORKERS=1 runs in one process.
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1 --durations=15
 
 # The inner loop: unit and contract tests, no whole migrations, Dagster processes or browser.
 test-fast: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=10 -m "not e2e"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1 --durations=10 -m "not e2e"
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

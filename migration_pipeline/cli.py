@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from migration_pipeline.cli_ops import StagingUrl
+
 app = typer.Typer(
     help="Helpdesk history migration (Gladly -> Unthread) on Dagster, with vendor emulators.",
     no_args_is_help=True,
@@ -221,9 +223,7 @@ def ui_cmd(
 @app.command("trace")
 def trace_cmd(
     record_id: Annotated[str, typer.Argument(help="Gladly item / customer / conversation id, an email, or an Unthread conversation id")],
-    staging_url: Annotated[
-        Optional[str], typer.Option("--staging-url", help="Staging database (default: MIGRATION_STAGING_URL or the data dir's)")
-    ] = None,
+    staging_url: StagingUrl = None,
     readback: Annotated[
         bool,
         typer.Option("--readback/--no-readback", help="Read the record back from Unthread (UNTHREAD_BASE_URL, UNTHREAD_API_KEY)"),
@@ -262,9 +262,7 @@ def split_preview_cmd(
         Optional[Path], typer.Option("--current-rules", help="Current rules (default: MIGRATION_SPLIT_RULES or the shipped file)")
     ] = None,
     show_items: Annotated[bool, typer.Option("--items", help="List every item id of every ticket")] = False,
-    staging_url: Annotated[
-        Optional[str], typer.Option("--staging-url", help="Staging database (default: MIGRATION_STAGING_URL or the data dir's)")
-    ] = None,
+    staging_url: StagingUrl = None,
 ) -> None:
     """Show how one customer's or conversation's staged timeline would be cut into tickets under
     the current rules and, with --rules, under a candidate rules file. Writes nothing."""

@@ -19,8 +19,39 @@ if TYPE_CHECKING:
     from migration_pipeline.staging.db import StagingDatabase
     from migration_pipeline.targets.unthread.resources import UnthreadResource
 
+
+def _passwordless_url(value: str | None) -> str | None:
+    """Refuse a staging URL with a password: a command line is readable by every user of the
+    machine (`ps`, /proc) and lands in shell history. The environment is not."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    import sqlalchemy as sa
+
+    try:
+        password = sa.make_url(value).password
+    except (sa.exc.ArgumentError, ValueError):  # malformed: StagingDatabase says so; look for a password anyway
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            password = None
+    if password:
+        raise typer.BadParameter(
+            "this URL carries a password, which a command line shows to every user of the machine; "
+            "put the URL in the MIGRATION_STAGING_URL environment variable instead and leave out --staging-url"
+        )
+    return value
+
+
 StagingUrl = Annotated[
-    Optional[str], typer.Option("--staging-url", help="Staging database (default: MIGRATION_STAGING_URL or the data dir's)")
+    Optional[str],
+    typer.Option(
+        "--staging-url",
+        help="Staging database without a password (default: MIGRATION_STAGING_URL, the place for a URL "
+        "with a password, or the data dir's SQLite file)",
+        callback=_passwordless_url,
+    ),
 ]
 Range = Annotated[
     Optional[str],
@@ -153,6 +184,7 @@ def _load(
             )
             source = stack.enter_context(gladly.client())
             loader = UnthreadLoader(db, client, settings, fetch_attachment=source.download_attachment)  # type: ignore[arg-type]
+            stack.callback(loader.close)  # stops the lease heartbeat
         with _progress() as bar:
             task = bar.add_task(label, total=len(ticket_ids))
             for ticket_id in ticket_ids:

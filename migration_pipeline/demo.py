@@ -52,6 +52,8 @@ def rehearsal_environment(
         f"[bold]dataset[/] {dataset_dir}: {counts['customers']} customers, {counts['items']} items, "
         f"{len(manifest['jobs'])} export jobs"
     )
+    accepted = accept_planted_mess(dataset_dir, data_dir)
+    console.print(f"[bold]accepted losses[/] the {accepted} malformed lines the generator planted (a reviewer's sign-off)")
     end = datetime.fromisoformat(manifest["params"]["end"]).date()
     start = end - timedelta(days=int(manifest["params"]["days"]))
     creds = {
@@ -77,6 +79,20 @@ def rehearsal_environment(
             },
             layout,
         )
+
+
+def accept_planted_mess(dataset_dir: Path, data_dir: Path) -> int:
+    """The rehearsal's reviewer: the generator's manifest names every malformed line it planted
+    in the export, and exactly those are written to the accepted-losses file. The reconciliation
+    then passes only if nothing else is missing (in a real migration a person writes the file
+    after reading the report's list of losses)."""
+    from migration_pipeline.checks.reconciliation import ACCEPTED_LOSSES_FILE, line_key, write_accepted_losses
+
+    planted = read_json(DatasetLayout(dataset_dir).manifest)["mess"]["malformed_lines"]["where"]
+    accepted = {line_key(m["job"], m["file"], m["line"]): f"planted by the generator: {m['reason']}" for m in planted}
+    write_accepted_losses(data_dir / ACCEPTED_LOSSES_FILE, accepted,
+                          header="Written by the rehearsal from the dataset manifest's malformed_lines.")
+    return len(accepted)
 
 
 def run_demo(*, workdir: Path | None, customers: int, days: int, seed: int) -> int:

@@ -35,11 +35,18 @@ def default_staging_url() -> str:
     return os.getenv("MIGRATION_STAGING_URL") or f"sqlite:///{Path(default_data_dir()) / 'staging.db'}"
 
 
+def staging_url_config() -> str:
+    """The staging URL as `defs` configure it: MIGRATION_STAGING_URL as an EnvVar when set (it
+    may carry a password, which must not land in Dagster's run config or UI), else the SQLite
+    file under the data dir."""
+    return dg.EnvVar("MIGRATION_STAGING_URL") if os.getenv("MIGRATION_STAGING_URL") else default_staging_url()
+
+
 def build_resources() -> dict[str, object]:
     """Resources for `defs`: secrets as EnvVar (resolved at launch, never shown in the UI)."""
     return {
         "storage": MigrationStorage(data_dir=default_data_dir()),
-        "staging": StagingResource(url=default_staging_url()),
+        "staging": StagingResource(url=staging_url_config()),
         "gladly": GladlyResource(
             base_url=dg.EnvVar("GLADLY_BASE_URL"),
             api_user=dg.EnvVar("GLADLY_API_USER"),

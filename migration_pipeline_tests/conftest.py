@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -17,6 +18,13 @@ UNTHREAD_KEY = "unthread-test-key-0123456789"
 DATASET_END = date(2026, 11, 20)
 # Emulator clock for tests: early morning after the last day, once its daily job has landed.
 DATASET_NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+
+
+# Only a power loss could tell FULL from NORMAL on the tests' throwaway SQLite staging databases,
+# and with every worker syncing each ledger write the disk becomes the suite's bottleneck (as
+# `synchronous_commit = off` on the PostgreSQL test databases). Production keeps FULL; one test
+# checks that default.
+os.environ.setdefault("MIGRATION_SQLITE_SYNCHRONOUS", "NORMAL")
 
 
 # -- built once per test session, shared by every xdist worker ----------------------------------
@@ -179,6 +187,17 @@ def staging_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'staging.db'}"
     return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+def staging_db(staging_url):
+    """A StagingDatabase with its schema on each engine, disposed afterwards."""
+    from migration_pipeline.staging.db import StagingDatabase
+
+    db = StagingDatabase(staging_url)
+    db.create_schema()
+    yield db
+    db.dispose()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from migration_pipeline.checks.trace import trace
+from migration_pipeline.demo import accept_planted_mess
 from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
 from migration_pipeline.synth.dataset import DatasetLayout, read_json
 from migration_pipeline.targets.unthread.client import UnthreadClient
@@ -39,6 +40,7 @@ def launch(small_dataset, gladly_server_factory, unthread_server_factory, tmp_pa
     # The instance's own SQLite storage exists before runs race (as on any real deployment);
     # two processes creating it at once is Dagster's race, not the pipeline's.
     dg.DagsterInstance.from_config(str(home)).dispose()
+    accept_planted_mess(small_dataset, tmp_path / "pipeline")  # only the generator's planted lines may be lost
     base_env = os.environ | {
         "GLADLY_BASE_URL": gladly.url,
         "GLADLY_API_USER": GLADLY_USER,

@@ -10,8 +10,8 @@ from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.sources.gladly.archive import (
     ExportArchive,
     ExportFilesGone,
-    LandingExportError,
     MissingExportWindow,
+    UnsafeExportName,
     coverage_gaps,
 )
 from migration_pipeline.sources.gladly.resources import GladlyResource
@@ -33,31 +33,31 @@ def gladly_export_jobs(
     plus every export dropped in the landing folder (ZIP, folder or loose JSONL from Gladly Support).
 
     Gladly deletes export files after 14 days, so each job is downloaded once, as soon as it is
-    seen, and reused by every partition it covers. Fails, naming the uncovered window, when no
-    job covers part of the partition.
+    seen, and reused by every partition it covers. A landing export that cannot be used (no window,
+    a link, an unsafe or bomb-like ZIP, ...) and a listed job that cannot be archived are logged
+    as errors with their reason and listed in the metadata, while every other one is archived.
+    Fails, naming the uncovered window and those reasons, when no job covers part of the partition.
     """
     started = time.monotonic()
     window = context.partition_time_window
     archive = ExportArchive(storage.root)
     downloaded = reused = 0
-    gone: list[Exception] = []
-    try:
-        landed = archive.archive_from_landing(storage.landing_dir)
-    except LandingExportError as exc:
-        gone.append(exc)
-        context.log.error(str(exc))
-        landed = []
-    for job, fresh in landed:
+    gone: list[object] = []  # exports that could not be used, each printable with its reason
+    landing = archive.archive_from_landing(storage.landing_dir)
+    for refused in landing.rejected:
+        gone.append(refused)
+        context.log.error(f"landing export refused, not archived: {refused}")
+    for job, fresh in landing.archived:
         downloaded += fresh
         reused += not fresh
-        context.log.info(f"landing export {job.job_id} [{job.start_at:%Y-%m-%d} .. {job.end_at:%Y-%m-%d}): "
-                         f"{'archived' if fresh else 'already archived'}")
+        context.log.info(f"landing export {job.job_id} from {job.origin} [{job.start_at:%Y-%m-%d} .. "
+                         f"{job.end_at:%Y-%m-%d}): {'archived' if fresh else 'already archived'}")
     with gladly.client() as client:
         listed = [j for j in client.list_export_jobs(status="COMPLETED") if j.overlaps(window.start, window.end)]
         for job in listed:
             try:
                 archived, fresh = archive.archive_from_api(client, job)
-            except ExportFilesGone as exc:
+            except (ExportFilesGone, UnsafeExportName) as exc:
                 # Keep archiving the others: whatever can still be saved must be, before it expires.
                 gone.append(exc)
                 context.log.error(str(exc))
@@ -73,12 +73,11 @@ def gladly_export_jobs(
 
     covering = archive.jobs_overlapping(window.start, window.end)
     gaps = coverage_gaps([(j.start_at, j.end_at) for j in covering], window.start, window.end)
-    if gaps and gone:
-        raise MissingExportWindow(" ".join(str(g) for g in gone))
     if gaps:
         missing = ", ".join(f"{a:%Y-%m-%d %H:%M}..{b:%Y-%m-%d %H:%M} UTC" for a, b in gaps)
+        unusable = f" Exports that could not be used: {' | '.join(str(g) for g in gone)}." if gone else ""
         raise MissingExportWindow(
-            f"No Gladly export job covers {missing}. Gladly keeps export jobs for 14 days only: ask "
+            f"No Gladly export job covers {missing}.{unusable} Gladly keeps export jobs for 14 days only: ask "
             f"Gladly Support for a one-time export of that window, or drop its files (ZIP or JSONL) "
             f"in {storage.landing_dir}, then materialize this partition again."
         )
@@ -91,7 +90,10 @@ def gladly_export_jobs(
             "jobs_downloaded": dg.MetadataValue.int(downloaded),
             "jobs_reused": dg.MetadataValue.int(reused),
             "exports_unusable": dg.MetadataValue.int(len(gone)),
-            "landing_exports": dg.MetadataValue.int(len(landed)),
+            "landing_exports": dg.MetadataValue.int(len(landing.archived)),
+            "landing_refused": dg.MetadataValue.json(
+                [{"source": r.source, "reason": r.reason} for r in landing.rejected]
+            ),
             "bytes": dg.MetadataValue.int(total_bytes),
             "lines": dg.MetadataValue.int(total_lines),
             "api_calls": dg.MetadataValue.int(calls["requests"]),

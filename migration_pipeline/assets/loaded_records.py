@@ -2,11 +2,14 @@
 
 import time
 from contextlib import ExitStack
+from functools import partial
 
 import dagster as dg
 from pydantic import Field
 
 from migration_pipeline.checks.sample import sample_readback
+from migration_pipeline.core.content import describe_neutralized
+from migration_pipeline.core.markdown import md_row
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.sources.gladly.resources import GladlyResource
@@ -16,6 +19,9 @@ from migration_pipeline.staging.sample import messiest_customers, sample_run_id,
 from migration_pipeline.targets.unthread.dry_run import DryRunLoader, DryRunUnthreadClient
 from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader, tickets_touching
 from migration_pipeline.targets.unthread.resources import UnthreadResource
+
+
+REFUSED_CHECK = "no_writes_refused"
 
 
 class LoadConfig(dg.Config):
@@ -42,6 +48,13 @@ class LoadConfig(dg.Config):
     group_name="load",
     kinds={"unthread"},
     pool="unthread_api",
+    check_specs=[
+        # Not blocking: the reconciliation downstream is what lists every item those writes held
+        # back; its blocking check turns red for them (a failed load step would skip it).
+        dg.AssetCheckSpec(REFUSED_CHECK, asset="unthread_loaded_records", blocking=False,
+                          description="No write was refused by Unthread in this run (each refusal is a dead letter, "
+                                      "retried by the next run; reconciliation_report names the items it holds back)"),
+    ],
 )
 def unthread_loaded_records(
     context: dg.AssetExecutionContext,
@@ -84,8 +97,8 @@ def unthread_loaded_records(
             chosen = messiest_customers(db, config.sample_customers)
             ticket_ids = tickets_of_customers(db, [c["customer_id"] for c in chosen], lo, hi)
             rows = "\n".join(
-                f"| {c['customer_id']} | {c['score']} | {c['items']} | {c['channels']} | {c['merged_profiles']} | "
-                f"{c['bad_email']} | {c['items_with_attachments']} |"
+                md_row([c["customer_id"], c["score"], c["items"], c["channels"], c["merged_profiles"],
+                        c["bad_email"], c["items_with_attachments"]])
                 for c in chosen
             )
             extra["sample_customers"] = dg.MetadataValue.md(
@@ -107,9 +120,11 @@ def unthread_loaded_records(
         else:
             client = stack.enter_context(unthread.client())
             source = stack.enter_context(gladly.client())
-            loader = UnthreadLoader(
-                db, client, settings, fetch_attachment=source.download_attachment, fetch_transcript=source.voice_transcript
-            )
+            # Attachments are streamed to anonymous temp files on the data volume (nothing is left
+            # behind even by a crash), never held whole in memory.
+            fetch = partial(source.download_attachment, scratch_dir=storage.root / "tmp" / "attachments")
+            loader = UnthreadLoader(db, client, settings, fetch_attachment=fetch, fetch_transcript=source.voice_transcript)
+            stack.callback(loader.close)  # stops the lease heartbeat
         last_log = time.monotonic()
         for n, ticket_id in enumerate(ticket_ids, start=1):
             loader.load_ticket(ticket_id, window.end)
@@ -157,15 +172,34 @@ def unthread_loaded_records(
             "api_retries": dg.MetadataValue.int(calls["retries"]),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
             **extra,
-        }
+        },
+        check_results=[refused_writes_result(counts)],
+    )
+
+
+def refused_writes_result(counts) -> dg.AssetCheckResult:
+    """The run's refused writes as a warning on the load: the materialization still records
+    everything that was loaded, and the next run retries each refusal."""
+    return dg.AssetCheckResult(
+        check_name=REFUSED_CHECK,
+        passed=counts.failed == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{counts.failed} writes refused by Unthread (dead letters, retried by the next run); "
+        f"{counts.tickets_blocked} tickets stopped at the refusal to keep source order",
+        metadata={
+            "failed": dg.MetadataValue.int(counts.failed),
+            "tickets_blocked": dg.MetadataValue.int(counts.tickets_blocked),
+            "refusals": dg.MetadataValue.json(counts.errors[:100]),
+        },
     )
 
 
 def fidelity_metadata(counts, unmatched: list[dict], loader: UnthreadLoader) -> dict[str, dg.MetadataValue]:
     """What content fidelity looked like in this run: content types sent (unknown ones named),
-    trimmed quotes, inline images, transcripts, tags, conversation types (and fallbacks), upload
-    read-back checksums, and every Gladly agent that matched no Unthread user."""
-    rows = "\n".join(f"| {a['id']} | {a['name'] or ''} | {a['email'] or ''} | {a['stand_in']} |" for a in unmatched)
+    trimmed quotes, content made inert (mentions, unsafe links, raw HTML), inline images,
+    transcripts, tags, conversation types (and fallbacks), upload read-back checksums, and every
+    Gladly agent that matched no Unthread user."""
+    rows = "\n".join(md_row([a["id"], a["name"], a["email"], a["stand_in"]]) for a in unmatched)
     return {
         "unmatched_agent_list": dg.MetadataValue.md(
             "| Gladly agent id | name | email | shown as |\n|---|---|---|---|\n" + rows if unmatched else "every agent matched an Unthread user"
@@ -175,6 +209,10 @@ def fidelity_metadata(counts, unmatched: list[dict], loader: UnthreadLoader) -> 
         "unknown_content_type_names": dg.MetadataValue.json(dict(sorted(counts.unknown_types.items()))),
         "quoted_replies_trimmed": dg.MetadataValue.int(counts.quotes_trimmed),
         "signatures_trimmed": dg.MetadataValue.int(counts.signatures_trimmed),
+        # mentions, unsafe links, raw HTML and forged markers made inert before they reached Slack
+        "content_neutralized": dg.MetadataValue.int(sum(counts.neutralized.values())),
+        "content_neutralized_by_kind": dg.MetadataValue.json(dict(sorted(counts.neutralized.items()))),
+        "content_neutralized_summary": dg.MetadataValue.text(describe_neutralized(counts.neutralized)),
         "inline_images_uploaded": dg.MetadataValue.int(counts.inline_images_uploaded),
         "transcripts_included": dg.MetadataValue.int(counts.transcripts_included),
         "private_notes": dg.MetadataValue.int(counts.private_notes),

@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from migration_pipeline.core.markdown import md_row
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.staging.resources import StagingResource
 from migration_pipeline.targets.unthread.preflight import run_preflight
@@ -42,7 +43,7 @@ def unthread_preflight(
         )
     for warning in report.warnings:
         context.log.warning(warning)
-    unmatched = "\n".join(f"| {a['id']} | {a['name'] or ''} | {a['email'] or ''} |" for a in report.unmatched_agents)
+    unmatched = "\n".join(md_row([a["id"], a["name"], a["email"]]) for a in report.unmatched_agents)
     metadata = {
         "passed": dg.MetadataValue.bool(report.passed),
         "report": dg.MetadataValue.md("```\n" + report.render() + "```"),

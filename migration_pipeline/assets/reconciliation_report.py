@@ -5,14 +5,22 @@ import shutil
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from migration_pipeline.checks.fidelity import attachment_checksum_mismatches, tag_coverage
-from migration_pipeline.checks.reconciliation import Reconciliation, reconcile
+from migration_pipeline.checks.reconciliation import (
+    ACCEPTED_LOSSES_FILE,
+    MAX_LISTED,
+    Reconciliation,
+    load_accepted_losses,
+    reconcile,
+)
 from migration_pipeline.checks.report_html import CheckOutcome, write_html
 from migration_pipeline.core.files import atomic_write_text
+from migration_pipeline.core.markdown import md_row
 from migration_pipeline.core.mappings import load_mappings
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage
@@ -28,11 +36,17 @@ ATTRIBUTION_CHECK = "customer_attribution"
 MERGED_PROFILES_CHECK = "merged_profiles_no_duplicate_customers"
 TAG_CHECK = "tag_coverage"
 ATTACHMENT_CHECK = "attachment_checksums"
+ACCOUNTED_CHECK = "every_source_item_accounted_for"
 METADATA_ROWS = 100  # rows per metadata table; the full lists are in the report files
 
 
 class ReconciliationConfig(dg.Config):
     max_variance: float = Field(default=0.001, description="Largest tolerated share of source items missing")
+    accepted_losses_file: str = Field(
+        default="",
+        description=f"Reviewed YAML list of losses accepted for sign-off (key and why each); empty: "
+        f"MIGRATION_DATA_DIR/{ACCEPTED_LOSSES_FILE}",
+    )
 
 
 @dg.asset(
@@ -44,7 +58,14 @@ class ReconciliationConfig(dg.Config):
     pool="unthread_api",
     check_specs=[
         dg.AssetCheckSpec(VARIANCE_CHECK, asset="reconciliation_report", blocking=True,
-                          description="Source items missing from Unthread on readback stay within max_variance (0.1%)"),
+                          description="Source items (and export lines that cannot be placed in a day) missing from "
+                                      "Unthread on readback stay within max_variance (0.1%)"),
+        dg.AssetCheckSpec(ACCOUNTED_CHECK, asset="reconciliation_report", blocking=True,
+                          description="Nothing lost silently: every line of the window's export files is read back "
+                                      "from Unthread as an item, or is named here with the stage where it stopped and "
+                                      "why (quarantined and the reason, refused by Unthread and the vendor's message, "
+                                      "not in a ticket, not loaded, gone on readback), as is every refused write. "
+                                      f"Passes when each is accepted in MIGRATION_DATA_DIR/{ACCEPTED_LOSSES_FILE}"),
         dg.AssetCheckSpec(ORDER_CHECK, asset="reconciliation_report", blocking=True,
                           description="Every loaded conversation of the window (all of them, not a sample) has its "
                                       "messages in source order"),
@@ -81,10 +102,12 @@ def reconciliation_report(
     started = time.monotonic()
     window = context.partition_time_window
     jobs = ExportArchive(storage.root).jobs_overlapping(window.start, window.end)
+    accepted_file = Path(config.accepted_losses_file or storage.root / ACCEPTED_LOSSES_FILE)
+    accepted = load_accepted_losses(accepted_file)
     with staging.database() as db, unthread.client() as client:
         rec = reconcile(
             db, client, jobs, window.start, window.end,
-            placeholder_user_id=unthread.placeholder_user_id, customer_mode=unthread.customer_mode,
+            placeholder_user_id=unthread.placeholder_user_id, customer_mode=unthread.customer_mode, accepted=accepted,
         )
         lo, hi = utc_text(window.start), utc_text(window.end)
         tags_ok, tags = tag_coverage(db, client, lo, hi, load_mappings(unthread.mappings_file))
@@ -126,6 +149,9 @@ def reconciliation_report(
             "missing": dg.MetadataValue.int(len(rec.missing)),
             "dead_letters": dg.MetadataValue.int(len(rec.dead_letters)),
             "variance": dg.MetadataValue.float(rec.variance),
+            "unplaceable_lines": dg.MetadataValue.int(rec.unplaceable_lines),
+            "losses_not_accepted": dg.MetadataValue.int(len(rec.unaccepted_losses)),
+            "losses_accepted": dg.MetadataValue.int(len(rec.losses) - len(rec.unaccepted_losses)),
             "tickets": dg.MetadataValue.int(rec.tickets_in_window),
             "ticket_size_median": dg.MetadataValue.int(sizes[len(sizes) // 2] if sizes else 0),
             "ticket_size_max": dg.MetadataValue.int(sizes[-1] if sizes else 0),
@@ -157,7 +183,7 @@ def reconciliation_report(
          "by_state": dg.MetadataValue.json(files["by_state"]),
          "failing": dg.MetadataValue.json(files["failing"])},
     ]
-    for outcome, metadata in zip(outcomes, check_metadata(rec) + fidelity_metadata, strict=True):
+    for outcome, metadata in zip(outcomes, check_metadata(rec, accepted_file) + fidelity_metadata, strict=True):
         yield dg.AssetCheckResult(check_name=outcome.name, passed=outcome.passed,
                                   description=outcome.detail, metadata=metadata)
 
@@ -166,8 +192,9 @@ def check_outcomes(rec: Reconciliation, max_variance: float) -> list[CheckOutcom
     """Pass/fail and a one-line reason for each check, in the order of the check specs."""
     return [
         CheckOutcome(VARIANCE_CHECK, rec.variance <= max_variance,
-                     f"{len(rec.missing)} of {rec.source_items} source items missing ({rec.variance:.4%}; "
-                     f"tolerance {max_variance:.4%})"),
+                     f"{len(rec.missing)} of {rec.source_items} source items missing"
+                     + (f", and {rec.unplaceable_lines} export lines that cannot be placed in a day" if rec.unplaceable_lines else "")
+                     + f" ({rec.variance:.4%}; tolerance {max_variance:.4%})"),
         CheckOutcome(ORDER_CHECK, not rec.out_of_order and rec.conversations_checked == rec.conversations_expected,
                      f"{len(rec.out_of_order)} conversations out of order; {rec.conversations_checked} of "
                      f"{rec.conversations_expected} loaded conversations checked"),
@@ -180,11 +207,25 @@ def check_outcomes(rec: Reconciliation, max_variance: float) -> list[CheckOutcom
                      f"{len(rec.duplicate_customers)} Gladly ids with several Unthread customers; "
                      f"{len(rec.merged_customers_on_target)} merged-away ids with one; "
                      f"{len(rec.customers_missing_on_target)} loaded customers not found"),
+        CheckOutcome(ACCOUNTED_CHECK, not rec.unaccepted_losses, accounted_detail(rec)),
     ]
 
 
-def check_metadata(rec: Reconciliation) -> list[dict]:
-    """Each check's metadata, in the order of the check specs."""
+def accounted_detail(rec: Reconciliation) -> str:
+    """One line: how much of the window the target does not have, and whether each is accepted."""
+    open_ = rec.unaccepted_losses
+    by_stage = Counter(loss["stage"] for loss in open_)
+    stages = ", ".join(f"{stage} {n}" for stage, n in by_stage.most_common())
+    accepted = len(rec.losses) - len(open_)
+    if not open_:
+        return ("every source item and line of the window is in Unthread" if not rec.losses
+                else f"all {accepted} losses accepted (reviewed in {ACCEPTED_LOSSES_FILE}); nothing else missing")
+    return (f"{len(open_)} source items, lines or writes not in Unthread and not accepted ({stages}); "
+            f"{accepted} accepted; {rec.unplaceable_lines} lines could not be placed in a day")
+
+
+def check_metadata(rec: Reconciliation, accepted_file: Path | None = None) -> list[dict]:
+    """Each check's metadata, in the order of `check_outcomes`."""
     return [
         {
             "variance": dg.MetadataValue.float(rec.variance),
@@ -215,10 +256,23 @@ def check_metadata(rec: Reconciliation) -> list[dict]:
                 (rec.duplicate_customers + rec.merged_customers_on_target + rec.customers_missing_on_target)[:50]
             ),
         },
+        {
+            "losses": dg.MetadataValue.int(len(rec.losses)),
+            "not_accepted": dg.MetadataValue.int(len(rec.unaccepted_losses)),
+            "accepted": dg.MetadataValue.int(len(rec.losses) - len(rec.unaccepted_losses)),
+            "unplaceable_lines": dg.MetadataValue.int(rec.unplaceable_lines),
+            "not_accepted_by_stage": dg.MetadataValue.json(dict(Counter(x["stage"] for x in rec.unaccepted_losses))),
+            "not_accepted_list": dg.MetadataValue.json(rec.unaccepted_losses[:MAX_LISTED]),
+            "accepted_list": dg.MetadataValue.json([x for x in rec.losses if x.get("accepted")][:MAX_LISTED]),
+            "stale_acceptances": dg.MetadataValue.json(rec.stale_acceptances[:MAX_LISTED]),
+            **({"accepted_losses_file": dg.MetadataValue.path(str(accepted_file))} if accepted_file else {}),
+        },
     ]
 
 
 def _table(columns: list[tuple[str, str]], rows: list[list]) -> dg.TableMetadataValue:
+    # Not markdown: the Dagster UI shows each record's values as plain text (a React text node),
+    # so cells are passed as they are; escaping them would show `&lt;` to the reader.
     schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns])
     records = [
         dg.TableRecord({name: ("" if value is None else value) for (name, _), value in zip(columns, row, strict=True)})
@@ -246,11 +300,14 @@ def metadata_tables(rec: Reconciliation) -> dict[str, dg.TableMetadataValue]:
         ),
         "missing_items": _table([("item_id", "string"), ("day", "string"), ("stage", "string"), ("reason", "string")],
                                 [[m["item_id"], m.get("day"), m["stage"], m["reason"]] for m in rec.missing]),
+        "losses_not_accepted": _table([("key", "string"), ("stage", "string"), ("reason", "string")],
+                                      [[x["key"], x["stage"], x["reason"]] for x in rec.unaccepted_losses]),
     }
 
 
 def render_markdown(rec: Reconciliation, outcomes: list[CheckOutcome] | None = None) -> str:
-    """The report as markdown (the asset's `summary` metadata and the .md file)."""
+    """The report as markdown (the asset's `summary` metadata and the .md file). Every cell goes
+    through `md_row`: names, ids and reasons come from Gladly, staging and vendor errors."""
     lines = [
         f"# Reconciliation {rec.window[0][:10]} .. {rec.window[1][:10]} (UTC, end exclusive)",
         "",
@@ -262,26 +319,31 @@ def render_markdown(rec: Reconciliation, outcomes: list[CheckOutcome] | None = N
     ]
     if outcomes:
         lines += ["| check | result | detail |", "|---|---|---|"]
-        lines += [f"| {o.name} | {'PASSED' if o.passed else '**FAILED**'} | {o.detail} |" for o in outcomes]
+        lines += [md_row([o.name, "PASSED" if o.passed else "**FAILED**", o.detail]) for o in outcomes]
         lines += [""]
     lines += [
         "| day | source | staged | in tickets | loaded | read back |",
         "|---|---|---|---|---|---|",
-        *[f"| {d['day']} | {d['source']} | {d['staged']} | {d['in_tickets']} | {d['loaded']} | {d['read_back']} |"
-          for d in rec.by_day],
+        *[md_row([d["day"], d["source"], d["staged"], d["in_tickets"], d["loaded"], d["read_back"]]) for d in rec.by_day],
     ]
     if rec.quarantine_reasons:
         lines += ["", "## Quarantined lines", "", "| reason | lines |", "|---|---|"]
-        lines += [f"| {reason} | {n} |" for reason, n in rec.quarantine_reasons.most_common()]
+        lines += [md_row([reason, n]) for reason, n in rec.quarantine_reasons.most_common()]
     if rec.dead_letters:
         lines += ["", f"## Dead letters ({len(rec.dead_letters)}): refused by the target; the next run retries them",
                   "", "| source key | attempts | reason |", "|---|---|---|"]
-        lines += [f"| {d['source_key']} | {d['attempts']} | {d['reason']} |" for d in rec.dead_letters[:200]]
+        lines += [md_row([d["source_key"], d["attempts"], d["reason"]]) for d in rec.dead_letters[:200]]
     if rec.unmatched_agents:
         lines += ["", f"## Unmatched agents ({len(rec.unmatched_agents)}): no Unthread user with their email",
                   "", "| agent | name | email | items |", "|---|---|---|---|"]
-        lines += [f"| {a['agent_id']} | {a['name']} | {a['email']} | {a['items']} |" for a in rec.unmatched_agents[:200]]
+        lines += [md_row([a["agent_id"], a["name"], a["email"], a["items"]]) for a in rec.unmatched_agents[:200]]
     if rec.missing:
         lines += ["", f"## Missing from Unthread ({len(rec.missing)})", "", "| item | stage | reason |", "|---|---|---|"]
-        lines += [f"| {m['item_id']} | {m['stage']} | {m['reason']} |" for m in rec.missing[:200]]
+        lines += [md_row([m["item_id"], m["stage"], m["reason"]]) for m in rec.missing[:200]]
+    if rec.losses:
+        open_ = rec.unaccepted_losses
+        lines += ["", f"## Not in Unthread ({len(rec.losses)}: {len(open_)} not accepted)", "",
+                  "| loss | stage | reason | accepted |", "|---|---|---|---|"]
+        shown = open_[:200] + [x for x in rec.losses if x.get("accepted")][: max(0, 200 - len(open_))]
+        lines += [md_row([x["key"], x["stage"], x["reason"], x.get("accepted") or "NO"]) for x in shown]
     return "\n".join(lines) + "\n"

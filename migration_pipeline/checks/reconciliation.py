@@ -11,18 +11,26 @@ Every source item that is not read back is listed with the stage where it stoppe
 the read-back messages it also checks source order, duplicates and who each message is from
 (customer attribution); on the read-back customers, that merged Gladly profiles did not become
 separate or duplicate Unthread customers.
+
+Nothing is lost silently: `losses` names, with the stage and the reason, every source item not
+read back, every line of the window's export files that never became a loaded item (a line that
+cannot even be placed in a day, a quarantined line of any file) and every write the target
+refused. A reviewer may accept a loss in the accepted-losses file (`load_accepted_losses`); the
+blocking check passes only when every loss is accepted.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import yaml
 
 from migration_pipeline.core.http import VendorAPIError
 from migration_pipeline.sources.gladly.archive import ArchivedJob
@@ -39,6 +47,7 @@ from migration_pipeline.staging.db import (
     utc_text,
 )
 from migration_pipeline.staging.sql import run_model
+from migration_pipeline.synth.dataset import iter_jsonl
 from migration_pipeline.targets.unthread.client import UnthreadClient
 from migration_pipeline.targets.unthread.loader import EMAIL_RE, MARKER
 
@@ -47,6 +56,8 @@ MARKER_RE = re.compile(r"`" + re.escape(MARKER) + r"([^`#]+)(?:#(\d+))?`")
 ANY_MARKER_RE = re.compile(r"`" + re.escape(MARKER) + r"([^`#]+)(?:#[^`]+)?`")
 MAX_LISTED = 500
 CUSTOMER_STAMP = "gladly:"  # externalCrmMetadata.id of every customer the loader creates
+ITEMS_FILE = "conversation_items.jsonl"
+ACCEPTED_LOSSES_FILE = "accepted_losses.yaml"  # in MIGRATION_DATA_DIR unless configured
 _ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 Identity = tuple[str, str]  # ("id", user id) | ("email", lower-case email) | ("name", display name)
@@ -86,13 +97,25 @@ class Reconciliation:
     duplicate_customers: list[dict[str, Any]] = field(default_factory=list)  # one Gladly id, several customers
     merged_customers_on_target: list[dict[str, Any]] = field(default_factory=list)  # a merged-away id has one
     customers_missing_on_target: list[dict[str, Any]] = field(default_factory=list)  # expected, not found
+    # every non-blank line of the window's item files that has no id or no readable timestamp
+    unplaceable_lines: int = 0
+    # what the target does not have, each with key, kind, stage, reason and `accepted` (why, or None)
+    losses: list[dict[str, Any]] = field(default_factory=list)
+    stale_acceptances: list[str] = field(default_factory=list)  # accepted keys that match no loss
 
     @property
     def variance(self) -> float:
-        """Share of source items not read back from the target (0.0 = all there)."""
-        if not self.source_items:
+        """Share of the source not read back from the target (0.0 = all there): items
+        timestamped in the window plus the lines that cannot be placed in any day (counted as
+        lost: nothing says where they belong)."""
+        total = self.source_items + self.unplaceable_lines
+        if not total:
             return 0.0
-        return (self.source_items - self.read_back) / self.source_items
+        return (total - self.read_back) / total
+
+    @property
+    def unaccepted_losses(self) -> list[dict[str, Any]]:
+        return [loss for loss in self.losses if not loss.get("accepted")]
 
     @property
     def attribution_ok(self) -> bool:
@@ -112,6 +135,11 @@ class Reconciliation:
             "loaded": self.loaded,
             "read_back": self.read_back,
             "variance": self.variance,
+            "unplaceable_lines": self.unplaceable_lines,
+            "losses_count": len(self.losses),
+            "losses_unaccepted": len(self.unaccepted_losses),
+            "losses": self.unaccepted_losses[:MAX_LISTED] + [loss for loss in self.losses if loss.get("accepted")][:MAX_LISTED],
+            "stale_acceptances": self.stale_acceptances[:MAX_LISTED],
             "tickets_in_window": self.tickets_in_window,
             "conversations_expected": self.conversations_expected,
             "conversations_checked": self.conversations_checked,
@@ -139,29 +167,106 @@ class Reconciliation:
         }
 
 
+@dataclass
+class SourceRecount:
+    """Every non-blank line of the window's conversation_items.jsonl files, by what it is."""
+
+    days: dict[str, str] = field(default_factory=dict)  # item id -> UTC day, items timestamped in the window
+    lines: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # item id -> its (job, line) in the window
+    unplaceable: list[tuple[str, int]] = field(default_factory=list)  # (job, line): no id or no readable timestamp
+    files_missing: list[str] = field(default_factory=list)  # jobs whose archive lists the file but has no file
+
+
+def _placed(obj: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(item id, UTC timestamp text) of a parsed line, or None when it has no string id or no
+    timestamp that can be read (such a line cannot be placed in any window)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not obj["id"]:
+        return None
+    try:
+        return obj["id"], utc_text(datetime.fromisoformat(obj["timestamp"]))
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return None
+
+
+def recount_source(jobs: list[ArchivedJob], lo: str, hi: str) -> SourceRecount:
+    """Read the archived item files straight from disk (not through staging), counting every
+    non-blank line: items timestamped in [lo, hi) with where each of their lines is, and every
+    line that cannot be placed in a day at all. Lines are numbered as staging numbers them."""
+    recount = SourceRecount()
+    for job in jobs:
+        path = job.file_path(ITEMS_FILE)
+        if not path.exists():
+            if ITEMS_FILE in job.files:
+                recount.files_missing.append(job.job_id)
+            continue
+        for line_no, obj, _raw in iter_jsonl(path):
+            placed = _placed(obj)
+            if placed is None:
+                recount.unplaceable.append((job.job_id, line_no))
+                continue
+            item_id, ts = placed
+            if lo <= ts < hi:
+                recount.days[item_id] = ts[:10]
+                recount.lines.setdefault(item_id, []).append((job.job_id, line_no))
+    return recount
+
+
 def source_items_by_day(jobs: list[ArchivedJob], lo: str, hi: str) -> dict[str, str]:
     """Item id -> UTC day, for the items in the archived files whose timestamp is in [lo, hi),
     read straight from the files."""
-    days: dict[str, str] = {}
-    for job in jobs:
-        path = job.file_path("conversation_items.jsonl")
-        if "conversation_items.jsonl" not in job.files or not path.exists():
-            continue
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    obj = json.loads(line)
-                    ts = utc_text(datetime.fromisoformat(obj["timestamp"]))
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    continue
-                if lo <= ts < hi and isinstance(obj.get("id"), str):
-                    days[obj["id"]] = ts[:10]
-    return days
+    return recount_source(jobs, lo, hi).days
 
 
 def source_item_ids(jobs: list[ArchivedJob], lo: str, hi: str) -> set[str]:
     """Item ids in the archived files whose timestamp is in [lo, hi), read straight from the files."""
     return set(source_items_by_day(jobs, lo, hi))
+
+
+def line_key(job_id: str, file_name: str, line_no: int) -> str:
+    """How a loss that is one line of an export file is named (and accepted)."""
+    return f"line:{job_id}/{file_name}:{line_no}"
+
+
+def load_accepted_losses(path: Path | str) -> dict[str, str]:
+    """Loss key -> why it was accepted, from a reviewed YAML file; {} when there is none.
+
+    The file is a reviewer's sign-off, so an entry without a key or without a reason is an
+    error, not something to guess at:
+
+        accepted:
+          - key: "line:<job id>/conversation_items.jsonl:12"
+            why: "truncated copy of line 13, which was loaded"
+          - key: "item:<item id>"
+            why: "test conversation, not to be migrated"
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"accepted losses file {path}: not valid YAML: {exc}") from None
+    entries = data.get("accepted") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f"accepted losses file {path}: expected a mapping with an `accepted` list")
+    accepted: dict[str, str] = {}
+    for n, entry in enumerate(entries, start=1):
+        key = entry.get("key") if isinstance(entry, dict) else None
+        why = entry.get("why") if isinstance(entry, dict) else None
+        if not isinstance(key, str) or not key.strip() or not isinstance(why, str) or not why.strip():
+            raise ValueError(f"accepted losses file {path}: entry {n} needs a `key` and a non-empty `why`")
+        accepted[key.strip()] = why.strip()
+    return accepted
+
+
+def write_accepted_losses(path: Path | str, accepted: Mapping[str, str], header: str = "") -> Path:
+    """Write the accepted-losses file (the format `load_accepted_losses` reads)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    body = yaml.safe_dump({"accepted": [{"key": k, "why": v} for k, v in accepted.items()]}, sort_keys=False, allow_unicode=True)
+    path.write_text(comment + body, encoding="utf-8")
+    return path
 
 
 def dead_letter_reason(error: str | None) -> str:
@@ -181,16 +286,20 @@ def reconcile(
     *,
     placeholder_user_id: str | None = None,
     customer_mode: str = "per_person",
+    accepted: Mapping[str, str] | None = None,
 ) -> Reconciliation:
     """Compare the window's source items with staging and with what Unthread holds now.
 
     `placeholder_user_id` and `customer_mode` are the load settings the expected authors and
-    customers follow (the same as the loader's)."""
+    customers follow (the same as the loader's); `accepted` is the reviewed accepted-losses list
+    (`load_accepted_losses`)."""
     lo, hi = utc_text(start), utc_text(end)
     rec = Reconciliation(window=(lo, hi))
-    source_days = source_items_by_day(jobs, lo, hi)
+    recount = recount_source(jobs, lo, hi)
+    source_days = recount.days
     source = set(source_days)
     rec.source_items = len(source)
+    rec.unplaceable_lines = len(recount.unplaceable)
 
     pipeline_days = {d["day"]: d for d in run_model(db, "rpt_items_by_day", lo=lo, hi=hi)}
     rec.dead_letters = run_model(db, "rpt_dead_letters")
@@ -203,18 +312,15 @@ def reconcile(
     rec.ticket_sizes = [int(t["item_count"]) for t in sizes]
 
     job_ids = [j.job_id for j in jobs]
+    quarantined = _quarantined_lines(db, job_ids)
+    rec.quarantine_reasons = Counter(quarantined.values())
+    rec.quarantined_lines = len(quarantined)
     with db.engine.connect() as conn:
-        for reason, n in conn.execute(
-            sa.select(quarantine.c.reason, sa.func.count())
-            .where(quarantine.c.job_id.in_(job_ids))
-            .group_by(quarantine.c.reason)
-        ):
-            rec.quarantine_reasons[reason] += n
-        rec.quarantined_lines = sum(rec.quarantine_reasons.values())
-        staged_ids = {
-            r[0]
+        staged_from = {  # item id -> the (job, line) its staged row came from
+            r[0]: (r[1], r[2])
             for r in conn.execute(
-                sa.select(conversation_items.c.source_id).where(conversation_items.c.ts >= lo, conversation_items.c.ts < hi)
+                sa.select(conversation_items.c.source_id, conversation_items.c.job_id, conversation_items.c.line_no)
+                .where(conversation_items.c.ts >= lo, conversation_items.c.ts < hi)
             )
         }
 
@@ -248,28 +354,163 @@ def reconcile(
 
     unloaded = {row["item_id"]: row for row in run_model(db, "rpt_unloaded_items", lo=lo, hi=hi)}
     for item_id in sorted(source - read_back):
-        if item_id not in staged_ids:
-            entry = {"item_id": item_id, "stage": "staging", "reason": _quarantine_reason(db, job_ids, item_id)}
+        if item_id not in staged_from:
+            entry = {"item_id": item_id, "stage": "staging", "reason": _quarantine_reason(recount.lines[item_id], quarantined)}
         elif item_id in unloaded:
             row = unloaded[item_id]
-            entry = {"item_id": item_id, "stage": row["stage"], "reason": row["reason"] or "not attempted"}
+            entry = {"item_id": item_id, "stage": row["stage"], "reason": row["reason"] or _NOT_ATTEMPTED.get(row["stage"], "not attempted")}
         else:
             entry = {"item_id": item_id, "stage": "target", "reason": "loaded, but not found in Unthread on readback"}
         entry["day"] = source_days[item_id]
         rec.missing.append(entry)
         rec.missing_by_stage[entry["stage"]] += 1
+
+    window_tickets = {t["ticket_id"] for t in sizes}
+    window_customers = {"*"} if customer_mode == "single" else {t["customer_id"] for t in sizes}
+    dead_letters = _window_dead_letters(rec.dead_letters, window_tickets, window_customers)
+    rec.losses = _losses(rec, recount, read_back, quarantined, staged_from, dead_letters)
+    _accept(rec, accepted or {})
     return rec
 
 
-def _quarantine_reason(db: StagingDatabase, job_ids: list[str], item_id: str) -> str:
-    query = sa.select(quarantine.c.reason, quarantine.c.job_id, quarantine.c.line_no).where(
-        quarantine.c.job_id.in_(job_ids), quarantine.c.raw_text.contains(f'"{item_id}"')
-    )
+# Why an item stopped where it did when the ledger recorded no error for it.
+_NOT_ATTEMPTED = {
+    "split": "not in a ticket (split_tickets has not assigned it)",
+    "load": "in a ticket, not loaded (not attempted: an earlier write of its ticket failed, or the load has not run)",
+    "load: intent": "a create was interrupted (intent in the ledger); the next run looks it up on Unthread first",
+}
+
+
+def _quarantined_lines(db: StagingDatabase, job_ids: list[str]) -> dict[tuple[str, str, int], str]:
+    """(job, file, line) -> quarantine reason, for every quarantined line of the given jobs."""
+    out: dict[tuple[str, str, int], str] = {}
+    query = sa.select(quarantine.c.job_id, quarantine.c.file_name, quarantine.c.line_no, quarantine.c.reason)
     with db.engine.connect() as conn:
-        row = conn.execute(query).first()
-    if row is None:
-        return "not staged (no quarantine record)"
-    return f"quarantined: {row.reason} (job {row.job_id}, line {row.line_no})"
+        for start in range(0, len(job_ids), 500):
+            chunk = job_ids[start : start + 500]
+            for job_id, file_name, line_no, reason in conn.execute(query.where(quarantine.c.job_id.in_(chunk))):
+                out[(job_id, file_name, int(line_no))] = reason
+    return out
+
+
+def _quarantine_reason(lines: list[tuple[str, int]], quarantined: dict[tuple[str, str, int], str]) -> str:
+    """Why an item of these source lines was not staged: the quarantine record of its lines."""
+    for job_id, line_no in reversed(lines):  # the last line of an item is the one staging keeps
+        reason = quarantined.get((job_id, ITEMS_FILE, line_no))
+        if reason is not None:
+            return f"quarantined: {reason} (job {job_id}, line {line_no})"
+    return "not staged (no quarantine record: staging has not read its file)"
+
+
+def _window_dead_letters(
+    dead_letters: list[dict[str, Any]], window_tickets: set[str], window_customers: set[str]
+) -> list[dict[str, Any]]:
+    """The refused writes that belong to the window: of its tickets (the ticket, its messages,
+    tags and status: keyed or parented by `ticket:<id>`) and of their customers, plus refusals
+    tied to no ticket or customer (a tag), which every window reports until they are retried."""
+    out = []
+    for d in dead_letters:
+        kind, _, rest = str(d["source_key"]).partition(":")
+        parent = str(d.get("parent_key") or "")
+        if parent.startswith("ticket:"):
+            belongs = parent.removeprefix("ticket:") in window_tickets
+        elif kind in ("ticket", "status", "tags"):
+            belongs = rest in window_tickets
+        elif kind == "customer":
+            belongs = rest in window_customers
+        else:
+            belongs = True
+        if belongs:
+            out.append(d)
+    return out
+
+
+def _losses(
+    rec: Reconciliation,
+    recount: SourceRecount,
+    read_back: set[str],
+    quarantined: dict[tuple[str, str, int], str],
+    staged_from: dict[str, tuple[str, int]],
+    dead_letters: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Everything of the window the target does not have, each named once with its stage and
+    reason: items not read back, lines that never became an item (or whose item was read back
+    from another line), export files gone from the archive, and refused writes that no missing
+    item already explains."""
+    losses = [_item_loss(m, recount.lines[m["item_id"]]) for m in rec.missing]
+    explained = {(job, ITEMS_FILE, n) for m in rec.missing for job, n in recount.lines[m["item_id"]]}
+    for job_id, line_no in recount.unplaceable:
+        explained.add((job_id, ITEMS_FILE, line_no))
+        reason = quarantined.get((job_id, ITEMS_FILE, line_no))
+        losses.append(_line_loss(
+            job_id, ITEMS_FILE, line_no,
+            "cannot be placed in a day (no item id or no readable timestamp); "
+            + (f"quarantined: {reason}" if reason is not None else "not quarantined: staging has not read this line"),
+        ))
+    losses += _other_quarantined_lines(recount, read_back, quarantined, staged_from, explained)
+    losses += [
+        {"key": f"file:{job_id}/{ITEMS_FILE}", "kind": "file", "job_id": job_id, "file": ITEMS_FILE,
+         "stage": "archive", "reason": "listed in the job's archive.json but not in the archive folder"}
+        for job_id in recount.files_missing
+    ]
+    missing_items = {m["item_id"] for m in rec.missing}
+    for d in dead_letters:
+        key = str(d["source_key"])
+        if key.startswith("message:") and key.removeprefix("message:").split("#", 1)[0] in missing_items:
+            continue  # named with its item, the vendor's message as the reason
+        losses.append({"key": f"ledger:{key}", "kind": "write", "stage": "load: failed",
+                       "reason": f"refused by Unthread: {d['reason'] or 'no message'}"})
+    return losses
+
+
+def _item_loss(missing: dict[str, Any], where: list[tuple[str, int]]) -> dict[str, Any]:
+    return {
+        "key": f"item:{missing['item_id']}", "kind": "item", "item_id": missing["item_id"], "day": missing["day"],
+        "stage": missing["stage"], "reason": missing["reason"], "lines": [line_key(job, ITEMS_FILE, n) for job, n in where],
+    }
+
+
+def _other_quarantined_lines(
+    recount: SourceRecount,
+    read_back: set[str],
+    quarantined: dict[tuple[str, str, int], str],
+    staged_from: dict[str, tuple[str, int]],
+    explained: set[tuple[str, str, int]],
+) -> list[dict[str, Any]]:
+    """Quarantined lines no item loss names: of the other files (customers, agents, topics),
+    and item lines of the window whose item was read back from another of its lines."""
+    read_back_lines = {(job, ITEMS_FILE, n): item for item, where in recount.lines.items() if item in read_back for job, n in where}
+    out = []
+    for (job_id, file_name, line_no), reason in sorted(quarantined.items()):
+        if (job_id, file_name, line_no) in explained:
+            continue
+        if file_name == ITEMS_FILE:
+            item = read_back_lines.get((job_id, file_name, line_no))
+            if item is None or staged_from.get(item) == (job_id, line_no):
+                continue  # timestamped outside the window (its window names it), or a stale record: it staged since
+            reason = f"{reason}; item {item} was read back from another line, without this line's content"
+        out.append(_line_loss(job_id, file_name, line_no, f"quarantined: {reason}"))
+    return out
+
+
+def _line_loss(job_id: str, file_name: str, line_no: int, reason: str) -> dict[str, Any]:
+    return {"key": line_key(job_id, file_name, line_no), "kind": "line", "job_id": job_id, "file": file_name,
+            "line": line_no, "stage": "staging", "reason": reason}
+
+
+def _accept(rec: Reconciliation, accepted: Mapping[str, str]) -> None:
+    """Mark each loss a reviewer accepted (by its key; an item also when every one of its
+    source lines is accepted), and list accepted keys that match no loss."""
+    used: set[str] = set()
+    for loss in rec.losses:
+        why = accepted.get(loss["key"])
+        if why is not None:
+            used.add(loss["key"])
+        elif loss["kind"] == "item" and loss["lines"] and all(k in accepted for k in loss["lines"]):
+            used.update(loss["lines"])
+            why = "; ".join(dict.fromkeys(accepted[k] for k in loss["lines"]))
+        loss["accepted"] = why
+    rec.stale_acceptances = sorted(set(accepted) - used)
 
 
 class _People:

@@ -106,6 +106,17 @@ def render_html(
         f"Missing from Unthread ({len(rec.missing)})",
         _table(["item", "day", "stage", "reason"], [[m["item_id"], m.get("day"), m["stage"], m["reason"]] for m in rec.missing]),
     ))
+    if rec.losses:
+        open_ = rec.unaccepted_losses
+        sections.append(_section(
+            f"Not in Unthread: every item, line and write ({len(rec.losses)}; {len(open_)} not accepted)",
+            "<p>Each must be loaded, or accepted in the reviewed accepted-losses file, for the "
+            "every_source_item_accounted_for check to pass.</p>"
+            + _table(["loss", "stage", "reason", "accepted because"],
+                     [[x["key"], x["stage"], x["reason"], x.get("accepted") or "not accepted"]
+                      for x in open_ + [x for x in rec.losses if x.get("accepted")]],
+                     row_class=lambda row: "ok" if row[3] != "not accepted" else "bad"),
+        ))
     problems = [
         ("Messages out of source order", ["ticket", "conversation"],
          [[o["ticket_id"], o["conversation_id"]] for o in rec.out_of_order]),

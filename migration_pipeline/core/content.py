@@ -6,6 +6,14 @@ Rules live in `migration_pipeline/config/content_rules.yaml` (with a `version:`)
 own is used when `MIGRATION_CONTENT_RULES_FILE` (or an explicit path) points at it. Nothing is
 trimmed silently: the result says what was cut (one line in the message, counts for the report),
 and a body the rules would empty is kept whole.
+
+Whatever a customer wrote is made inert before it reaches Unthread and Slack (`neutralize_text`):
+Slack's `<!channel>` / `<@U1>` / `<#C1>` / `<url|label>` syntax and raw HTML tags are escaped as
+`&lt;…&gt;` (Slack's documented escape; markdown shows it as `<…>` too), a bare `@channel` /
+`@here` / `@everyone` gets a zero-width space after its `@`, a link or image whose scheme is not
+http/https/mailto/tel becomes its label plus a note, and a `gladly-item:` source marker inside a
+body is broken so that only the loader's own marker identifies the message. Each is counted by
+kind in `Converted.neutralized`; the text still reads as written.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import html as html_entities
 import mimetypes
 import os
 import re
@@ -22,6 +31,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from bs4 import BeautifulSoup, NavigableString, Tag
@@ -31,6 +41,37 @@ RULES_ENV = "MIGRATION_CONTENT_RULES_FILE"
 BLOCKS = ("p", "div", "blockquote", "td", "li", "font", "span", "pre", "h1", "h2", "h3", "h4", "h5", "h6")
 DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)$", re.S | re.I)
 _TOKEN = "INLINEIMAGE{}TOKEN"
+
+# -- neutralizing content that would act in Slack or in a markdown view ----------------------------
+SAFE_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+SOURCE_MARKER = "gladly-item:"  # the marker the loader stamps on each message (targets.unthread.loader.MARKER)
+ZWSP = "\u200b"  # zero-width space: invisible, but `@\u200bchannel` is no longer a mention
+BROADCASTS = frozenset({"channel", "here", "everyone", "group"})  # Slack's `<!...>` that notify many
+NEUTRALIZED_KINDS = {  # kind -> what the report calls it
+    "broadcast": "broadcast mentions (@channel, @here, @everyone)",
+    "mention": "user, user-group and channel mentions",
+    "unsafe_link": "links or images with an unsafe scheme (javascript:, data:, file: ...)",
+    "html": "raw HTML tags",
+    "markup": "other Slack or HTML markup (labelled links, comments)",
+    "forged_marker": "gladly-item markers written inside a body",
+}
+_FORGED_MARKER = re.compile(re.escape(SOURCE_MARKER), re.IGNORECASE)
+# [label](destination "title") / ![alt](...): a label without brackets (escaped ones allowed), a
+# destination in <...> or with one level of balanced parentheses, an optional title.
+# Possessive (`*+`, `++`): no backtracking, so a hostile body costs linear time.
+_MD_LINK = re.compile(
+    r"(?P<bang>!?)\[(?P<label>(?:[^\[\]\\]|\\.)*+)\]\(\s*+"
+    r"(?P<dest><[^<>\n]*>|(?:[^\s()\\]|\\.|\((?:[^\s()\\]|\\.)*+\))++)"
+    r"(?:\s+(?:\"[^\"]*\"|'[^']*'|\([^()]*\)))?\s*\)"
+)
+_LINK_OPENING = re.compile(r"\]\(\s*<?(?P<dest>[^\s)>]{1,100})")  # a destination the pattern above could not parse
+_REFERENCE_DEFINITION = re.compile(r"^( {0,3})\[([^\]\n]+)\]:[ \t]*(<[^<>\n]*>|\S+)", re.MULTILINE)
+# `<` that opens something: a Slack special (`!`, `@`, `#`), a tag, a comment, an autolink.
+_ANGLE = re.compile(r"<(?=[!@#/?A-Za-z])(?P<inner>[^<>\n]*)(?P<close>>?)")
+_SAFE_AUTOLINK = re.compile(r"(?:https?|mailto|tel):[^\s|<>]*|[^\s@<>|]+@[^\s@<>|]+\.[^\s@<>|]+", re.IGNORECASE)
+_TAG = re.compile(r"/?[A-Za-z][\w:-]*(?:[\s/].*)?", re.DOTALL)
+_BARE_BROADCAST = re.compile(r"(?<![\w@.+-])@(channel|here|everyone)\b", re.IGNORECASE)
+_URL_BREAKERS = re.compile(r"[\s<>()|`\"]")  # would end or split a markdown / Slack link
 
 
 @dataclass(frozen=True)
@@ -119,6 +160,7 @@ class Converted:
     images: list[InlineImage] = field(default_factory=list)
     trimmed: Counter[str] = field(default_factory=Counter)  # rule name -> times it cut something
     undecodable_images: int = 0
+    neutralized: Counter[str] = field(default_factory=Counter)  # kind (NEUTRALIZED_KINDS) -> times made inert
 
     @property
     def quote_trimmed(self) -> bool:
@@ -129,8 +171,48 @@ class Converted:
         return any(k.startswith("signature:") for k in self.trimmed)
 
 
+def _scheme(url: str) -> str | None:
+    """The scheme a browser would see in `url`: entities decoded, markdown escapes, whitespace and
+    control characters dropped (`&#106;ava\tscript:` is `javascript`); None for a relative URL."""
+    cleaned = html_entities.unescape(url)
+    cleaned = re.sub(r"\\(?=[!-/:-@\[-`{-~])", "", cleaned)
+    cleaned = re.sub(r"[\x00-\x20\x7f]+", "", cleaned)
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", cleaned)
+    return match.group(1).lower() if match else None
+
+
+def _unsafe_scheme(url: str) -> str | None:
+    scheme = _scheme(url)
+    return scheme if scheme is not None and scheme not in SAFE_SCHEMES else None
+
+
 class _Converter(MarkdownConverter):
-    """markdownify with Slack-friendly choices: `-` bullets, ATX headings, tables as pipe rows."""
+    """markdownify with Slack-friendly choices: `-` bullets, ATX headings, tables as pipe rows.
+
+    Links and images are emitted so that `neutralize_text` can read them back: a safe URL with
+    the characters that would end the link percent-encoded, an unsafe one cut to its scheme."""
+
+    def convert_a(self, el, text, parent_tags):
+        href = el.get("href")
+        if isinstance(href, str) and href:
+            scheme = _unsafe_scheme(href)
+            if scheme:
+                el["href"] = f"{scheme}:"
+                el.attrs.pop("title", None)
+                text = re.sub(r"\s*\n\s*", " ", text).replace("[", "\\[").replace("]", "\\]")
+            else:
+                el["href"] = _URL_BREAKERS.sub(lambda m: quote(m.group()), href.strip())
+        return super().convert_a(el, text, parent_tags)
+
+    def convert_img(self, el, text, parent_tags):
+        src = el.get("src")
+        if isinstance(src, str) and _unsafe_scheme(src):
+            el["src"] = f"{_unsafe_scheme(src)}:"
+            el["alt"] = re.sub(r"[\[\]\n]", " ", el.get("alt") or "")
+            el.attrs.pop("title", None)
+        elif isinstance(src, str):
+            el["src"] = _URL_BREAKERS.sub(lambda m: quote(m.group()), src.strip())
+        return super().convert_img(el, text, parent_tags)
 
     def convert_td(self, el, text, parent_tags):  # keep a cell's `|` from breaking the row
         span = el.get("colspan")
@@ -146,6 +228,78 @@ def _markdown(soup: BeautifulSoup) -> str:
     text = converter.convert_soup(soup)
     text = re.sub(r"[ \t]+\n", "\n", text.replace("\xa0", " "))
     return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def neutralize_text(text: str, counts: Counter[str] | None = None) -> str:
+    """Markdown (or plain text sent as markdown) with nothing in it that acts in Slack or in a
+    markdown view, each change counted by kind in `counts`. Idempotent: a second pass changes and
+    counts nothing, so the loader may pass a whole message through it again."""
+    counts = counts if counts is not None else Counter()
+    text = _FORGED_MARKER.sub(lambda m: _count(counts, "forged_marker", m.group()[:-1] + ZWSP + ":"), text)
+    text = _MD_LINK.sub(lambda m: _inert_link(m, counts), text)
+    text = _LINK_OPENING.sub(lambda m: _inert_link_opening(m, counts), text)
+    text = _REFERENCE_DEFINITION.sub(lambda m: _inert_reference(m, counts), text)
+    text = _ANGLE.sub(lambda m: _inert_angle(m, counts), text)
+    return _BARE_BROADCAST.sub(lambda m: _count(counts, "broadcast", "@" + ZWSP + m.group(1)), text)
+
+
+def describe_neutralized(counts: Counter[str]) -> str:
+    """One line for a report: "2 broadcast mentions (...), 1 links or images ..."."""
+    parts = [f"{n} {NEUTRALIZED_KINDS.get(kind, kind)}" for kind, n in sorted(counts.items()) if n]
+    return "; ".join(parts) if parts else "nothing needed neutralizing"
+
+
+def _count(counts: Counter[str], kind: str, replacement: str) -> str:
+    counts[kind] += 1
+    return replacement
+
+
+def _inert_link(m: re.Match[str], counts: Counter[str]) -> str:
+    """An unsafe `[label](javascript:...)` becomes the label and a note; a safe link stays."""
+    scheme = _unsafe_scheme(m.group("dest").strip("<>"))
+    if scheme is None:
+        return m.group()
+    what = "image" if m.group("bang") else "link"
+    label = m.group("label").strip()
+    return _count(counts, "unsafe_link", f"{label} (⚠️ {scheme}: {what} removed)" if label else f"(⚠️ {scheme}: {what} removed)")
+
+
+def _inert_link_opening(m: re.Match[str], counts: Counter[str]) -> str:
+    """A link too odd to parse (nested brackets, deep parentheses): `](` becomes `] (`, no link."""
+    if _unsafe_scheme(m.group("dest")) is None:
+        return m.group()
+    return _count(counts, "unsafe_link", "] (" + m.group()[2:])
+
+
+def _inert_reference(m: re.Match[str], counts: Counter[str]) -> str:
+    """`[1]: javascript:...` would make every `[x][1]` a link: escaped, the line is plain text."""
+    if _unsafe_scheme(m.group(3).strip("<>")) is None:
+        return m.group()
+    return _count(counts, "unsafe_link", m.group(1) + "\\" + m.group()[len(m.group(1)) :])
+
+
+def _inert_angle(m: re.Match[str], counts: Counter[str]) -> str:
+    """`<...>` shown as text with Slack's `&lt;`/`&gt;`; a safe autolink (`<https://...>`,
+    `<name@example.com>`) stays. Counted only when closed: an open `<` acts neither in Slack nor
+    as markup, and escaping it only keeps a later `>` from pairing with it."""
+    inner, closed = m.group("inner"), bool(m.group("close"))
+    if closed and _SAFE_AUTOLINK.fullmatch(inner):
+        return m.group()
+    if closed:
+        counts[_angle_kind(inner)] += 1
+    return "&lt;" + inner + ("&gt;" if closed else "")
+
+
+def _angle_kind(inner: str) -> str:
+    if inner.startswith("!"):
+        name = re.match(r"!(\w*)", inner).group(1).lower()  # type: ignore[union-attr]
+        return "broadcast" if name in BROADCASTS else "mention" if name == "subteam" else "markup"
+    if inner[:1] in ("@", "#"):
+        return "mention"
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", inner)
+    if scheme:
+        return "unsafe_link" if scheme.group(1).lower() not in SAFE_SCHEMES else "markup"
+    return "html" if _TAG.fullmatch(inner) else "markup"
 
 
 def _cut_from(el: Tag) -> None:
@@ -239,7 +393,9 @@ def html_to_markdown(html: str, rules: ContentRules | None = None, *, trim: bool
     a trimmed quote go with it (they belonged to the quoted, earlier message)."""
     rules = rules or load_rules()
     soup = BeautifulSoup(html, "html.parser")
+    neutralized: Counter[str] = Counter()
     for el in soup.find_all(["head", "style", "script", "title", "meta", "xml"]):
+        neutralized["html"] += el.name == "script"
         el.decompose()
     trimmed: Counter[str] = Counter()
     if trim:
@@ -270,10 +426,11 @@ def html_to_markdown(html: str, rules: ContentRules | None = None, *, trim: bool
         if not re.sub(r"INLINEIMAGE\d+TOKEN", "", text).strip():
             # The rules would leave nothing (a bare forward, say): keep the message whole.
             return html_to_markdown(html, rules, trim=False)
+    text = neutralize_text(text, neutralized)  # what is kept, as markdown (text split over tags too)
     for n, image in enumerate(images, start=1):
         text = text.replace(_TOKEN.format(n), f"\n\n🖼️ Inline image {n}: `{image.filename}` (attached to this message)\n\n")
     text = re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", text)).strip()
-    converted = Converted(text, images, trimmed, bad)
+    converted = Converted(text, images, trimmed, bad, +neutralized)
     note = _note(converted, rules)
     if note:
         converted.markdown = f"{converted.markdown}\n\n{note}"
@@ -291,7 +448,9 @@ def text_to_markdown(text: str, rules: ContentRules | None = None, *, trim: bool
             body = cut
         else:
             trimmed.clear()
-    converted = Converted(body, [], trimmed)
+    neutralized: Counter[str] = Counter()
+    body = neutralize_text(body, neutralized)
+    converted = Converted(body, [], trimmed, neutralized=neutralized)
     note = _note(converted, rules)
     if note:
         converted.markdown = f"{converted.markdown}\n\n{note}"

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pyrate_limiter import Duration, Limiter, Rate
@@ -35,6 +36,14 @@ from tenacity import (
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def path_segment(value: str) -> str:
+    """An id from vendor data as exactly ONE URL path segment: every reserved character
+    percent-encoded, and a bare `.`/`..` (which URL libraries resolve away) spelled `%2E`, so
+    an id like `../export/jobs/J1` can never address another resource with our credentials."""
+    encoded = quote(str(value), safe="")
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
 
 
 class VendorAPIError(Exception):
@@ -92,6 +101,12 @@ def _retry_after_seconds(response: httpx.Response | None) -> float | None:
 class _RetryableResponse(Exception):
     def __init__(self, response: httpx.Response):
         self.response = response
+
+
+class RetryableStatus(_RetryableResponse):
+    """Raise it with a 429/5xx response from requests a client sends itself inside `retrying()`
+    (e.g. to a file host): retried like `request()`'s, Retry-After honoured; re-raised when the
+    attempts run out."""
 
 
 class VendorHttpClient:

@@ -8,7 +8,10 @@ Rows are upserted by source id, so staging the same file twice changes nothing. 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,6 +24,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from migration_pipeline.core.splitting import CHANGE_KINDS, change_from_payload, encode_change
 from migration_pipeline.core.timestamps import utc_text  # noqa: F401  (the staging encoding; re-exported)
+
+_log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 
@@ -247,6 +252,9 @@ class StagingDatabase:
         self.url = url
         self.engine: Engine = _engine(url)
 
+    def __repr__(self) -> str:
+        return f"StagingDatabase({self.engine.url.render_as_string(hide_password=True)})"
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
@@ -339,20 +347,35 @@ class StagingDatabase:
         return len(stamped)
 
     def try_lease(self, key: str, owner: str, ttl_seconds: float) -> bool:
-        """Take or renew the lease on `key` for `owner`; False while another owner's lease is live."""
-        now = datetime.now(UTC)
+        """Take or renew the lease on `key` for `owner`; False while another owner's lease is live.
+
+        Expiry is computed and compared on the database's clock, never this process's: every run
+        shares that one clock, so a machine whose clock is off cannot take a live lease nor hand
+        out one that is already expired."""
         insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(load_leases)
         stmt = insert.values(
-            lease_key=key, owner=owner, expires_at=utc_text(now + timedelta(seconds=ttl_seconds))
+            lease_key=key, owner=owner, expires_at=self._db_clock_text(ttl_seconds)
         ).on_conflict_do_update(
             index_elements=["lease_key"],
             set_={"owner": insert.excluded.owner, "expires_at": insert.excluded.expires_at},
-            where=sa.or_(load_leases.c.expires_at < utc_text(now), load_leases.c.owner == owner),
+            where=sa.or_(load_leases.c.expires_at < self._db_clock_text(), load_leases.c.owner == owner),
         )
         with self.begin() as conn:
             conn.execute(stmt)
             holder = conn.execute(sa.select(load_leases.c.owner).where(load_leases.c.lease_key == key)).scalar()
         return holder == owner
+
+    def _db_clock_text(self, plus_seconds: float = 0.0) -> sa.ColumnElement[str]:
+        """The database's current time (+ `plus_seconds`) as SQL, in utc_text's encoding
+        (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), so it compares as text with every stored timestamp.
+        PostgreSQL: clock_timestamp(), not now(), which is frozen at the transaction's start.
+        SQLite: 'now' has millisecond precision, padded to six digits."""
+        if self.dialect == "postgresql":
+            later = sa.func.clock_timestamp() + sa.literal(timedelta(seconds=plus_seconds), sa.Interval)
+            utc = sa.func.timezone(sa.literal("UTC", sa.Text), later)  # = later AT TIME ZONE 'UTC'
+            return sa.func.to_char(utc, sa.literal('YYYY-MM-DD"T"HH24:MI:SS.US"Z"', sa.Text))
+        modifier = sa.literal(f"{plus_seconds:+.3f} seconds", sa.Text)
+        return sa.func.strftime(sa.literal("%Y-%m-%dT%H:%M:%f", sa.Text), "now", modifier).concat("000Z")
 
     def release_lease(self, key: str, owner: str) -> None:
         with self.begin() as conn:
@@ -367,6 +390,88 @@ class StagingDatabase:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class LeaseKeeper:
+    """The leases one owner holds, kept live by a heartbeat while they are held.
+
+    A holder may wait far longer than a lease's TTL without touching the database (a Retry-After
+    of 120 s, a backoff, a slow upload): a daemon thread renews every held lease each TTL/3, so
+    only a crashed holder's leases expire. A renewal that finds the lease taken by another owner
+    marks it lost; `confirm()` (called before each create) reports it, so nothing is sent under
+    a lease that is no longer ours. The thread uses its own pooled connections (the engine is
+    thread-safe); renewals and releases are serialised so a renewal never revives a released
+    lease."""
+
+    def __init__(self, db: StagingDatabase, owner: str, ttl_seconds: float):
+        self.db, self.owner, self.ttl = db, owner, ttl_seconds
+        self._held: dict[str, float] = {}  # key -> time.monotonic() of its last renewal
+        self._lost: set[str] = set()
+        self._state = threading.Lock()  # guards _held and _lost
+        self._renewing = threading.Lock()  # one renewal or release at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self, key: str) -> bool:
+        """One attempt at the lease on `key`; the heartbeat starts with the first lease held."""
+        if not self.db.try_lease(key, self.owner, self.ttl):
+            return False
+        with self._state:
+            self._held[key] = time.monotonic()
+            self._lost.discard(key)
+        self._start()
+        return True
+
+    def release(self, key: str) -> None:
+        with self._renewing:
+            with self._state:
+                self._held.pop(key, None)
+                self._lost.discard(key)
+            self.db.release_lease(key, self.owner)
+
+    def confirm(self) -> str | None:
+        """Renew now any held lease the heartbeat has not renewed for TTL/3 (it may be stalled);
+        the first held lease that is no longer ours, or None when all are."""
+        now = time.monotonic()
+        with self._state:
+            stale = [key for key, at in self._held.items() if now - at > self.ttl / 3 and key not in self._lost]
+        for key in stale:
+            self._renew(key)
+        with self._state:
+            return min(self._lost & self._held.keys(), default=None)
+
+    def close(self) -> None:
+        """Stop the heartbeat (held leases are left to their holders' `release`)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(self.ttl, 5.0))
+
+    def _start(self) -> None:
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(target=self._beat, name=f"lease-heartbeat-{self.owner}", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            with self._state:
+                keys = [key for key in self._held if key not in self._lost]
+            for key in keys:
+                try:
+                    self._renew(key)
+                except Exception as exc:  # a database hiccup: confirm() renews before the next create
+                    _log.warning("could not renew the lease on %s (%s); retrying", key, type(exc).__name__)
+
+    def _renew(self, key: str) -> None:
+        with self._renewing:
+            with self._state:
+                if key not in self._held:
+                    return  # released meanwhile: renewing would revive it
+            ok = self.db.try_lease(key, self.owner, self.ttl)
+            with self._state:
+                if ok:
+                    self._held[key] = time.monotonic()
+                else:
+                    self._lost.add(key)
 
 
 def _add_missing_columns(conn: Connection) -> set[str]:
@@ -397,6 +502,17 @@ def _fill_split_changes(conn: Connection) -> None:
         )
 
 
+SQLITE_SYNCHRONOUS_ENV = "MIGRATION_SQLITE_SYNCHRONOUS"
+
+
+def sqlite_synchronous() -> str:
+    """The SQLite durability level: FULL unless $MIGRATION_SQLITE_SYNCHRONOUS says otherwise."""
+    value = os.environ.get(SQLITE_SYNCHRONOUS_ENV, "FULL").strip().upper() or "FULL"
+    if value not in ("EXTRA", "FULL", "NORMAL", "OFF"):
+        raise ValueError(f"{SQLITE_SYNCHRONOUS_ENV} must be EXTRA, FULL, NORMAL or OFF, got {value[:20]!r}")
+    return value
+
+
 def _engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -405,12 +521,17 @@ def _engine(url: str) -> Engine:
 
         # Several Dagster processes may write at once: WAL lets readers run beside one writer and
         # busy_timeout makes writers wait instead of failing with "database is locked".
+        # synchronous=FULL: in WAL, NORMAL may lose the last commits on power loss, and a ledger
+        # row lost after its create succeeded lets the next run send the object again. (Bulk
+        # staging commits rarely, so FULL costs it no measurable time; a ledger write ~1-2 ms.)
+        # MIGRATION_SQLITE_SYNCHRONOUS lowers it where no power loss matters (the test suite).
+        synchronous = sqlite_synchronous()
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
             dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA busy_timeout=60000")
             # Let SQLite's sorter use more than one core (the splitter sorts a window by timeline).
             cursor.execute(f"PRAGMA threads={min(4, os.cpu_count() or 1)}")

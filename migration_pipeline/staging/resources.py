@@ -3,14 +3,15 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import dagster as dg
 from pydantic import Field
 
+from migration_pipeline.core.resources import SecretSafeResource
 from migration_pipeline.staging.db import StagingDatabase
 
 
-class StagingResource(dg.ConfigurableResource):
-    """The staging database by URL: `sqlite:////abs/path.db` (default) or `postgresql://...`."""
+class StagingResource(SecretSafeResource):
+    """The staging database by URL: `sqlite:////abs/path.db` (default) or `postgresql://...`.
+    A URL with a password comes from the environment (`dg.EnvVar`), and its repr hides it."""
 
     url: str = Field(description="SQLAlchemy-style URL of the staging database (MIGRATION_STAGING_URL)")
 

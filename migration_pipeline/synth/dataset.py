@@ -50,9 +50,11 @@ Export jobs are visible to the API when `updatedAt <= now` and `updatedAt > now 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# Lives in core (the pipeline reads export files with it); importable here for the generator's users.
+from migration_pipeline.core.jsonl import iter_jsonl  # noqa: F401
 
 FORMAT_VERSION = 1
 EXPORT_FILES = ("agents.jsonl", "conversation_items.jsonl", "customers.jsonl", "topics.jsonl")
@@ -146,20 +148,3 @@ def write_json(path: Path, value: Any) -> None:
     with tmp.open("w", encoding="utf-8") as fh:
         json.dump(value, fh, ensure_ascii=False, indent=1, sort_keys=True)
     tmp.replace(path)
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-    """Yield (1-based line number, parsed object or None if malformed, raw line) for each line."""
-    if not path.exists():
-        return
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            text = raw.rstrip("\n")
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except ValueError:
-                yield lineno, None, text
-                continue
-            yield lineno, obj if isinstance(obj, dict) else None, text

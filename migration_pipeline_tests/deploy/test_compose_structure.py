@@ -164,6 +164,34 @@ def test_compose_has_postgres_code_server_webserver_and_daemon():
     assert _command(services["webserver"])[0] == "dagster-webserver"
 
 
+def _published(service: dict) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of every published port, compose's
+    `${VAR:-default}` read as its default (what runs when .env leaves VAR unset)."""
+    published = []
+    for entry in service.get("ports") or []:
+        assert isinstance(entry, str), f"use the short syntax with an address: {entry}"
+        text = re.sub(r"\$\{[A-Z_][A-Z0-9_]*:-([^}]*)\}", r"\1", entry)
+        parts = text.rsplit(":", 2)
+        assert len(parts) == 3, f"{entry} publishes on every interface: give a host address"
+        published.append((parts[0], parts[1], parts[2]))
+    return published
+
+
+def test_published_ports_bind_to_loopback_unless_configured():
+    """The webserver has no authentication: by default only this machine reaches it (put it
+    behind an authenticating reverse proxy to share it, README). Nothing else is published."""
+    services = _services()
+    published = {name: _published(service) for name, service in services.items() if service.get("ports")}
+    assert set(published) == {"webserver"}, "only the webserver is published; PostgreSQL stays on the compose network"
+    [(address, host_port, container_port)] = published["webserver"]
+    assert address == "127.0.0.1"
+    assert int(container_port) == int(_flag(_command(services["webserver"]), "-p", "--port"))
+    assert host_port == "3000"
+    # The address is configurable, and documented where the other settings are.
+    assert "${DAGSTER_BIND_ADDRESS:-127.0.0.1}" in services["webserver"]["ports"][0]
+    assert "DAGSTER_BIND_ADDRESS" in _env_example_names()
+
+
 def test_depends_on_waits_for_a_healthy_database_an_initialized_instance_and_a_serving_code_server():
     services = _services()
     assert services["instance-init"]["depends_on"]["postgres"]["condition"] == "service_healthy"

@@ -7,7 +7,9 @@ Layers, outside in:
 2. `GladlyGate`: HTTP Basic auth and the org-wide per-second rate limit on every `/api` path,
    with Gladly's `Ratelimit-Limit-Second` / `Ratelimit-Remaining-Second` headers.
 3. The routes in `GladlyApi`, plus the emulator-only `/_emulator/...` admin routes and the
-   `/_files/attachments/...` "pre-signed" URLs that attachment redirects point at.
+   `/_files/attachments/...` "pre-signed" URLs that attachment redirects point at. How that file
+   host misbehaves (a signature on its URLs, per-attachment 404/503s, more redirects) is set with
+   `PUT /_emulator/file-host` (see `FileHost`).
 
 Where Gladly's behaviour is undocumented (UNCONFIRMED in shared/vendor-apis/gladly-api.md) the
 emulator picks the strictest plausible reading: no `Retry-After` on 429, no `Location` on the 301
@@ -22,13 +24,16 @@ import binascii
 import hmac
 import json
 import re
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -198,6 +203,94 @@ def clock_routes(clock: Clock) -> list[Route]:
     ]
 
 
+# -- the attachment file host --------------------------------------------------------------
+
+
+class FileRule(BaseModel):
+    """How the file host treats one attachment id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int | None = Field(None, ge=400, le=599, description="always answer this (404, 403, 410, ...)")
+    fail: int = Field(0, ge=0, description="answer `fail_status` to the first N requests for the file, then serve it")
+    fail_status: int = Field(503, ge=400, le=599)
+    redirects: int = Field(0, ge=0, le=50, description="302s to another URL before the file is served")
+
+
+class FileHostConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    signature: str | None = Field(None, description="sign file URLs: `?X-Amz-Signature=<this>`, required to download")
+    attachments: dict[str, FileRule] = Field(default_factory=dict)
+
+
+class FileHost:
+    """Emulator-only misbehaviour of the host behind the attachment 303 (not part of Gladly's
+    API): `PUT /_emulator/file-host` with a `FileHostConfig`; `GET` shows it with the number of
+    file requests seen per attachment and how many carried an Authorization header (a client
+    must send none: the URL is the grant). The default is a well-behaved, unsigned host."""
+
+    def __init__(self) -> None:
+        self.config = FileHostConfig()
+        self.requests: Counter[str] = Counter()
+        self.with_credentials = 0
+        self._lock = threading.Lock()
+
+    def reset(self, config: FileHostConfig) -> None:
+        with self._lock:
+            self.config, self.requests, self.with_credentials = config, Counter(), 0
+
+    def url(self, base_url: str, attachment_id: str, hop: int = 0) -> str:
+        query = [f"hop={hop}"] if hop else []
+        if self.config.signature is not None:
+            query += ["X-Amz-Expires=300", f"X-Amz-Signature={quote(self.config.signature, safe='')}"]
+        return f"{base_url.rstrip('/')}{FILES_PREFIX}/attachments/{quote(attachment_id, safe='')}" + (
+            "?" + "&".join(query) if query else ""
+        )
+
+    def answer(self, request: Request, attachment_id: str) -> Response | None:
+        """A refusal or a redirect for this request, or None to serve the file."""
+        cfg = self.config
+        if "authorization" in request.headers:
+            with self._lock:
+                self.with_credentials += 1
+        if cfg.signature is not None and request.query_params.get("X-Amz-Signature") != cfg.signature:
+            return PlainTextResponse("SignatureDoesNotMatch", status_code=403)
+        rule = cfg.attachments.get(attachment_id)
+        if rule is None:
+            return None
+        hop = request.query_params.get("hop", "0")
+        hop_n = int(hop) if hop.isdigit() else 0
+        if hop_n < rule.redirects:
+            return RedirectResponse(self.url(str(request.base_url), attachment_id, hop_n + 1), status_code=302)
+        with self._lock:
+            seen = self.requests[attachment_id]
+            self.requests[attachment_id] = seen + 1
+        if rule.status is not None:
+            return PlainTextResponse(f"refused (emulated file host): {rule.status}", status_code=rule.status)
+        if seen < rule.fail:
+            return PlainTextResponse("SlowDown (emulated file host)", status_code=rule.fail_status)
+        return None
+
+
+def file_host_routes(host: FileHost) -> list[Route]:
+    async def get_file_host(_: Request) -> JSONResponse:
+        return JSONResponse({**host.config.model_dump(), "requests": dict(host.requests), "with_credentials": host.with_credentials})
+
+    async def put_file_host(request: Request) -> JSONResponse:
+        try:
+            config = FileHostConfig.model_validate(await request.json())
+        except (ValueError, ValidationError) as exc:
+            return JSONResponse({"error": f"invalid file host config: {exc}"}, status_code=400)
+        host.reset(config)
+        return JSONResponse(config.model_dump())
+
+    return [
+        Route("/_emulator/file-host", get_file_host, methods=["GET"]),
+        Route("/_emulator/file-host", put_file_host, methods=["PUT"]),
+    ]
+
+
 # -- auth and rate limit --------------------------------------------------------------------
 
 
@@ -294,10 +387,11 @@ class GladlyGate:
 class GladlyApi:
     """Route handlers over a `GladlyStore`. Export-job deletions live in memory only."""
 
-    def __init__(self, store: GladlyStore, clock: Clock, faults: FaultDecider):
+    def __init__(self, store: GladlyStore, clock: Clock, faults: FaultDecider, file_host: FileHost | None = None):
         self.store = store
         self.clock = clock
         self.faults = faults
+        self.file_host = file_host or FileHost()
         self.deleted_jobs: set[str] = set()
 
     def routes(self) -> list[Route]:
@@ -514,11 +608,13 @@ class GladlyApi:
         listed = any(isinstance(a, dict) and a.get("id") == attachment_id for a in attachments)
         if not listed or self.store.attachment_file(attachment_id) is None:
             return not_found(f"attachment [{attachment_id}] does not exist on conversation item [{item_id}]")
-        location = str(request.base_url).rstrip("/") + f"{FILES_PREFIX}/attachments/{quote(attachment_id, safe='')}"
-        return RedirectResponse(location, status_code=303)
+        return RedirectResponse(self.file_host.url(str(request.base_url), attachment_id), status_code=303)
 
     async def attachment_file(self, request: Request) -> Response:
         """The redirect target: no auth (the URL is the credential), Range-capable like S3."""
+        refusal = self.file_host.answer(request, request.path_params["attachment_id"])
+        if refusal is not None:
+            return refusal
         found = self.store.attachment_file(request.path_params["attachment_id"])
         if found is None:
             return PlainTextResponse("NoSuchKey: the specified key does not exist", status_code=404)
@@ -595,7 +691,9 @@ def create_app(
         error_body=gladly_error_body,
         extra_admin={"clock": clock, "store": store},
     )
-    api = GladlyApi(store, clock, state.faults)
+    file_host = FileHost()
+    state.extra_admin["file_host"] = file_host
+    api = GladlyApi(store, clock, state.faults, file_host)
     limiter = OrgRateLimiter(rate_limit_per_second, clock=rate_limit_clock)
     # An injected 429 or 5xx carries the org budget headers like every real Gladly API answer.
     state.error_headers = lambda status: {
@@ -603,7 +701,7 @@ def create_app(
         "Ratelimit-Remaining-Second": "0" if status == 429 else str(limiter.remaining()),
     }
     app = Starlette(
-        routes=[*admin_routes(state), *clock_routes(clock), *api.routes()],
+        routes=[*admin_routes(state), *clock_routes(clock), *file_host_routes(file_host), *api.routes()],
         middleware=[Middleware(GladlyGate, api_user=api_user, api_token=api_token, limiter=limiter)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )

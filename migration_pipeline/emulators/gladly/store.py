@@ -25,7 +25,8 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from migration_pipeline.synth.dataset import DatasetLayout, iter_jsonl, read_json
+from migration_pipeline.core.jsonl import iter_jsonl
+from migration_pipeline.synth.dataset import DatasetLayout, read_json
 
 from .timeutil import parse_rfc3339_ns
 

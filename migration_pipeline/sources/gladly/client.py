@@ -9,6 +9,7 @@ export jobs that only the vendor's schedule creates and that vanish after 14 day
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -20,10 +21,15 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from migration_pipeline.core.http import VendorAPIError, VendorHttpClient
+from migration_pipeline.core.downloads import DownloadedFile as FetchedFile
+from migration_pipeline.core.downloads import FileDownloadError, redact_httpx_logs, redact_url, safe_detail, spool_body
+from migration_pipeline.core.http import RETRYABLE_STATUS, RetryableStatus, VendorAPIError, VendorHttpClient
+from migration_pipeline.core.http import path_segment as segment
 
 API_PREFIX = "/api/v1"
 DOWNLOAD_CHUNK = 1 << 16
+# Gladly's 303 points at a file host that may redirect again (a CDN, a region): follow a few.
+MAX_FILE_REDIRECTS = 5
 
 
 class _Lenient(BaseModel):
@@ -124,9 +130,11 @@ class GladlyClient(VendorHttpClient):
             requests_per_second=requests_per_second,
             **kwargs,
         )
-        # The file host behind Gladly's 303 gets no credentials: a client of its own, made once
-        # (a client per download would build a TLS context for every file).
-        self._file_client = httpx.Client(timeout=self._client.timeout)
+        # The file host behind Gladly's 303 gets no credentials: a client of its own (no auth, no
+        # default headers), made once (a client per download would build a TLS context per file).
+        # It follows the file host's own redirects, at most MAX_FILE_REDIRECTS of them.
+        self._file_client = httpx.Client(timeout=self._client.timeout, follow_redirects=True, max_redirects=MAX_FILE_REDIRECTS)
+        redact_httpx_logs()  # httpx's request log would print the pre-signed URLs whole
 
     def close(self) -> None:
         self._file_client.close()
@@ -154,7 +162,7 @@ class GladlyClient(VendorHttpClient):
         return sorted(jobs, key=lambda j: (j.updated_at, j.id))
 
     def get_export_job(self, job_id: str) -> ExportJob | None:
-        response = self.request("GET", f"/export/jobs/{job_id}", ok=(404,))
+        response = self.request("GET", f"/export/jobs/{segment(job_id)}", ok=(404,))
         return None if response.status_code == 404 else ExportJob.model_validate(response.json())
 
     def list_schedules(self) -> list[dict[str, Any]]:
@@ -164,9 +172,10 @@ class GladlyClient(VendorHttpClient):
         """Stream one export file to `dest` byte for byte (never whole in memory).
 
         A connection that breaks mid-body restarts the download from scratch; the file only
-        appears at `dest` once complete, so a crash never leaves a half file that looks whole.
+        appears at `dest` once complete, so a crash never leaves a half file that looks whole,
+        and the temp file is removed on every failure (a full disk included).
         """
-        path = f"/export/jobs/{job_id}/files/{name}"
+        path = f"/export/jobs/{segment(job_id)}/files/{segment(name)}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Unique per download: two runs archiving the same job at once must not share a temp file.
         partial = dest.with_name(f"{dest.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
@@ -191,12 +200,16 @@ class GladlyClient(VendorHttpClient):
         try:
             return self.retrying("GET", path)(attempt)
         except httpx.TransportError as exc:
-            partial.unlink(missing_ok=True)
             raise VendorAPIError(self.vendor, "GET", path, None, f"download kept failing: {exc!r}") from None
+        finally:
+            # Gone after success (renamed to dest); after any failure, never left behind. A
+            # failing unlink must not hide the error that brought us here.
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
 
     # -- REST reads ------------------------------------------------------------------------
     def get_customer(self, customer_id: str) -> CustomerLookup:
-        response = self.request("GET", f"/customer-profiles/{customer_id}", ok=(301, 404))
+        response = self.request("GET", f"/customer-profiles/{segment(customer_id)}", ok=(301, 404))
         if response.status_code == 404:
             return CustomerLookup(customer_id, "not_found")
         if response.status_code == 301:
@@ -218,24 +231,67 @@ class GladlyClient(VendorHttpClient):
 
     def list_conversation_items(self, conversation_id: str) -> tuple[list[dict[str, Any]], bool]:
         """Items ascending by timestamp, capped at 1000; the flag says the list was cut."""
-        response = self.request("GET", f"/conversations/{conversation_id}/items")
+        response = self.request("GET", f"/conversations/{segment(conversation_id)}/items")
         return response.json(), _limited(response)
 
     def voice_transcript(self, item_id: str) -> VoiceTranscript | None:
         """The transcript of a PHONE_CALL / VOICEMAIL item, or None when Gladly has none (404)."""
-        response = self.request("GET", f"/conversation-items/{item_id}/voice-transcript", ok=(404,))
+        response = self.request("GET", f"/conversation-items/{segment(item_id)}/voice-transcript", ok=(404,))
         return None if response.status_code == 404 else VoiceTranscript.model_validate(response.json())
 
-    def download_attachment(self, item_id: str, attachment_id: str) -> bytes:
-        """Follow Gladly's 303 to the file URL; the redirect target gets no credentials."""
-        response = self.request("GET", f"/conversation-items/{item_id}/attachments/{attachment_id}", ok=(303,))
+    def download_attachment(
+        self, item_id: str, attachment_id: str, *, max_bytes: int | None = None, scratch_dir: Path | None = None
+    ) -> FetchedFile:
+        """Stream an attachment to an anonymous temp file (under `scratch_dir`), sha256 computed
+        on the way; the caller closes the returned file.
+
+        Gladly answers 303 with a pre-signed file URL; that URL (and up to MAX_FILE_REDIRECTS
+        more redirects of the file host) is fetched without credentials. 429/5xx and broken
+        connections are retried with the client's backoff; whatever still fails raises
+        FileDownloadError (FileTooLarge once more than `max_bytes` arrived), whose message shows
+        the URL with its query redacted: the signature never reaches a log, a ledger or an event.
+        """
+        path = f"/conversation-items/{segment(item_id)}/attachments/{segment(attachment_id)}"
+        response = self.request("GET", path, ok=(303,))
         location = response.headers.get("Location")
-        if response.status_code != 303 or not location:
-            raise VendorAPIError(self.vendor, "GET", f"attachment {attachment_id}", response.status_code, "no redirect")
-        target = httpx.URL(str(self._client.base_url)).join(location)
+        if not response.is_redirect or not location:
+            raise FileDownloadError(self.vendor, "GET", path, response.status_code, "expected a redirect to the file")
+        try:
+            target = httpx.URL(str(self._client.base_url)).join(location)
+        except httpx.InvalidURL:
+            raise FileDownloadError(self.vendor, "GET", path, response.status_code, "the redirect's Location is not a URL") from None
+        shown = redact_url(target)
+        if target.scheme not in ("http", "https"):
+            raise FileDownloadError(self.vendor, "GET", shown, response.status_code, "the file URL is not http(s)")
+        return self._fetch_file(target, shown, max_bytes, scratch_dir)
+
+    def _fetch_file(self, target: httpx.URL, shown: str, max_bytes: int | None, scratch_dir: Path | None) -> FetchedFile:
+        """GET a file URL with no credentials, retried like an API call, body spooled to disk."""
         bare = self._file_client
-        file_response = self.retrying("GET", "attachment file")(lambda: bare.get(target).raise_for_status())
-        return file_response.content
+
+        def attempt() -> FetchedFile:
+            self.stats.bump("requests")
+            with bare.stream("GET", target) as file_response:
+                status = file_response.status_code
+                if status in RETRYABLE_STATUS:
+                    self.stats.bump("throttled" if status == 429 else "server_errors")
+                    raise RetryableStatus(file_response)
+                if status >= 300:  # a 3xx left over is a redirect beyond what httpx follows
+                    raise FileDownloadError(self.vendor, "GET", shown, status, "the file host refused it (not retried)")
+                return spool_body(file_response, vendor=self.vendor, shown=shown, max_bytes=max_bytes, scratch_dir=scratch_dir)
+
+        try:
+            return self.retrying("GET", shown)(attempt)
+        except RetryableStatus as exc:
+            detail = f"the file host still answered {exc.response.status_code} after {self.max_attempts} attempts"
+            raise FileDownloadError(self.vendor, "GET", shown, exc.response.status_code, detail) from None
+        except httpx.TooManyRedirects:
+            raise FileDownloadError(self.vendor, "GET", shown, None, f"more than {MAX_FILE_REDIRECTS} redirects") from None
+        except httpx.TransportError as exc:
+            detail = f"the file host kept failing after {self.max_attempts} attempts ({safe_detail(exc, target)})"
+            raise FileDownloadError(self.vendor, "GET", shown, None, detail) from None
+        except httpx.HTTPError as exc:  # e.g. a body that does not decode
+            raise FileDownloadError(self.vendor, "GET", shown, None, safe_detail(exc, target)) from None
 
 
 def _limited(response: httpx.Response) -> bool:

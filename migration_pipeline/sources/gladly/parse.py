@@ -55,7 +55,10 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> datetime:
         raise RecordError(f"{field} is not RFC3339: {value[:40]!r}") from None
     if parsed.tzinfo is None:
         raise RecordError(f"{field} has no timezone: {value[:40]!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise RecordError(f"{field} is out of range in UTC: {value[:40]!r}") from None
 
 
 def _require_str(obj: dict[str, Any], key: str, what: str) -> str:
@@ -125,26 +128,47 @@ def _attachments(item_id: str, value: Any) -> tuple[Attachment, ...]:
     for entry in value:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
             raise RecordError(f"item {item_id}: attachment without an id")
-        size = entry.get("fileSize")
         out.append(
             Attachment(
                 source_id=entry["id"],
-                filename=entry.get("filename"),
-                content_type=entry.get("contentType"),
-                size=int(size) if isinstance(size, (int, float)) or (isinstance(size, str) and size.isdigit()) else None,
+                filename=_str_or_none(entry.get("filename")),
+                content_type=_str_or_none(entry.get("contentType")),
+                size=_byte_count(item_id, entry),
             )
         )
     return tuple(out)
 
 
+MAX_BYTE_COUNT = 2**63 - 1  # what a BIGINT column (attachment_transfers.bytes) holds
+
+
+def _byte_count(item_id: str, entry: dict[str, Any]) -> int | None:
+    """An attachment's fileSize as an int; None when absent or not a number (the download
+    measures it anyway); a number that no file can have is an error."""
+    size = entry.get("fileSize")
+    if isinstance(size, str) and size.isdigit() and len(size) <= 19:
+        size = int(size)
+    if isinstance(size, float) and size.is_integer():  # JSON has no NaN/Infinity (core.jsonl)
+        size = int(size)
+    if isinstance(size, bool) or not isinstance(size, int):
+        return None
+    if not 0 <= size <= MAX_BYTE_COUNT:
+        raise RecordError(f"item {item_id}: attachment {entry['id']} has fileSize {size}, not a byte count")
+    return size
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def parse_customer(obj: dict[str, Any]) -> Customer:
     """An export `customers.jsonl` line (flat email/phone strings) or a REST profile (objects)."""
     customer_id = _require_str(obj, "id", "customer")
-    emails = _strings(obj.get("emailAddresses")) or tuple(
-        e.get("original") or e.get("normalized") for e in obj.get("emails") or [] if isinstance(e, dict)
+    emails = _strings(obj.get("emailAddresses")) or _strings(
+        [e.get("original") or e.get("normalized") for e in _list(obj.get("emails")) if isinstance(e, dict)]
     )
-    phones = _strings(obj.get("phoneNumbers")) or tuple(
-        p.get("normalized") or p.get("original") for p in obj.get("phones") or [] if isinstance(p, dict)
+    phones = _strings(obj.get("phoneNumbers")) or _strings(
+        [p.get("normalized") or p.get("original") for p in _list(obj.get("phones")) if isinstance(p, dict)]
     )
     external = obj.get("externalCustomerIds") if isinstance(obj.get("externalCustomerIds"), dict) else {}
     if isinstance(obj.get("externalCustomerId"), str):
@@ -164,14 +188,16 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def parse_agent(obj: dict[str, Any], active: bool = True) -> Agent:
     agent_id = _require_str(obj, "id", "agent")
-    email = obj.get("emailAddress")
-    return Agent(agent_id, obj.get("name"), email if isinstance(email, str) else None, active)
+    return Agent(agent_id, _str_or_none(obj.get("name")), _str_or_none(obj.get("emailAddress")), active)
 
 
 def parse_topic(obj: dict[str, Any]) -> Topic:
     topic_id = _require_str(obj, "id", "topic")
     name = _require_str(obj, "name", f"topic {topic_id}")
-    parent = obj.get("parentId")
-    return Topic(topic_id, name, bool(obj.get("disabled", False)), parent if isinstance(parent, str) else None)
+    return Topic(topic_id, name, bool(obj.get("disabled", False)), _str_or_none(obj.get("parentId")))

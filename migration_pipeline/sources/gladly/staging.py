@@ -2,17 +2,24 @@
 
 Files are read line by line (never whole in memory) and written in batches inside one
 transaction per file, so a crash leaves each file either fully staged or not at all, and a
-re-run upserts the same rows again. A line that is not JSON, or a record that cannot be mapped,
-goes to the quarantine table with its job, file, line, reason and raw text; the run goes on.
+re-run upserts the same rows again. A line that is not UTF-8 or not JSON (core.jsonl), a record
+that cannot be mapped, or a value too wide for its staging column goes to the quarantine table
+with its job, file, line, reason and raw text; the run goes on. Every check that one engine
+would enforce (PostgreSQL: column widths, no NUL in text) is made here for both, so SQLite and
+PostgreSQL stage and quarantine exactly the same lines.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+
+from migration_pipeline.core.jsonl import read_jsonl
 from migration_pipeline.core.model import Item
 from migration_pipeline.core.splitting import encode_change
 from migration_pipeline.sources.gladly.archive import ArchivedJob
@@ -33,12 +40,21 @@ from migration_pipeline.staging.db import (
     topics,
     utc_text,
 )
-from migration_pipeline.synth.dataset import iter_jsonl
+
+_log = logging.getLogger(__name__)
 
 BATCH = BULK_BATCH
 # Also flush on raw size, so a run of huge lines (HTML mail with inline images) cannot hold a
 # batch of thousands of them in memory: peak memory stays flat whatever the export holds.
 BATCH_BYTES = 16 * 1024 * 1024
+# A quarantined line keeps this much of its raw text (the archived file keeps all of it, and
+# job, file and line say where); a reason this much.
+RAW_TEXT_LIMIT = 1024 * 1024
+REASON_LIMIT = 2000
+# What a mapper may raise on a line of a shape nobody foresaw: that line is quarantined as
+# "unexpected" (and logged with its traceback) instead of failing the whole file. Anything else
+# (a database error, MemoryError, an interrupt) still stops the file.
+UNEXPECTED = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
 
 
 @dataclass
@@ -149,22 +165,30 @@ def stage_job_file(
 
     with db.begin() as conn:
         # bulk_upsert takes the engine's fast path (COPY on PostgreSQL); the last line for an id wins.
-        batch: list[dict[str, Any]] = []
-        batch_bytes = 0
-        bad: list[dict[str, Any]] = []
-        for row, size in _rows(job.job_id, file_name, path, to_row, counts, bad):
-            batch.append(row)
-            batch_bytes += size
-            if len(batch) >= BATCH or batch_bytes >= BATCH_BYTES:
-                db.bulk_upsert(conn, table, batch)
-                batch.clear()
-                batch_bytes = 0
-            if len(bad) >= BATCH:
-                db.quarantine(conn, bad)
-                bad.clear()
-        db.bulk_upsert(conn, table, batch)
-        db.quarantine(conn, bad)
+        good, bad = _Batch(lambda rows: db.bulk_upsert(conn, table, rows)), _Batch(lambda rows: db.quarantine(conn, rows))
+        for is_good, row, size in _rows(job.job_id, file_name, path, to_row, _column_widths(table), counts):
+            (good if is_good else bad).add(row, size)
+        good.flush()
+        bad.flush()
     return counts
+
+
+class _Batch:
+    """Rows written `BATCH` at a time or sooner when their raw lines reach `BATCH_BYTES`."""
+
+    def __init__(self, write: Callable[[list[dict[str, Any]]], Any]):
+        self.write, self.rows, self.bytes = write, [], 0
+
+    def add(self, row: dict[str, Any], size: int) -> None:
+        self.rows.append(row)
+        self.bytes += size
+        if len(self.rows) >= BATCH or self.bytes >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.write(self.rows)
+        self.rows, self.bytes = [], 0
 
 
 def _rows(
@@ -172,24 +196,82 @@ def _rows(
     file_name: str,
     path,
     to_row: Callable[[dict[str, Any], int], dict[str, Any] | None],
+    widths: tuple[tuple[str, int], ...],
     counts: StageCounts,
-    bad: list[dict[str, Any]],
-) -> Iterator[tuple[dict[str, Any], int]]:
-    """(row, raw line length) for each good line; bad lines go to `bad` with their reason."""
-    for line_no, obj, raw in iter_jsonl(path):
+) -> Iterator[tuple[bool, dict[str, Any], int]]:
+    """(True, row, raw line length) for each good line, (False, quarantine row, its size) for
+    each bad one; lines skipped by `to_row` (outside the window) yield nothing."""
+    logged = False
+    for line in read_jsonl(path):
         counts.lines += 1
-        if obj is None:
-            reason = "not a JSON object (malformed or truncated line)"
-        else:
+        reason = line.error
+        if reason is None:
             try:
-                row = to_row(obj, line_no)
+                row = to_row(line.obj, line.line_no)
+                if row is not None:
+                    _check_widths(row, widths)
             except RecordError as exc:
                 reason = str(exc)
+            except UNEXPECTED as exc:
+                # A mapper bug must not cost the file, nor hide: the line says "unexpected" and
+                # the first one per file is logged with its traceback.
+                reason = f"unexpected: {type(exc).__name__}: {exc}"
+                if not logged:
+                    _log.warning("unexpected error staging line %d of %s in job %s", line.line_no, file_name, job_id, exc_info=True)
+                    logged = True
             else:
                 if row is not None:
                     counts.staged += 1
-                    yield row, len(raw)
+                    yield True, row, len(line.raw)
                 continue
         counts.quarantined += 1
-        bad.append({"job_id": job_id, "file_name": file_name, "line_no": line_no, "reason": reason, "raw_text": raw})
+        raw = _storable(line.raw, RAW_TEXT_LIMIT)
+        yield False, {
+            "job_id": job_id,
+            "file_name": file_name,
+            "line_no": line.line_no,
+            "reason": _storable(reason, REASON_LIMIT),
+            "raw_text": raw,
+        }, len(raw)
 
+
+def _column_widths(table: sa.Table) -> tuple[tuple[str, int], ...]:
+    """(column, max characters) of the table's bounded text columns: PostgreSQL refuses a longer
+    value (failing the whole file), SQLite would keep it, so both are held to it here."""
+    return tuple((c.name, c.type.length) for c in table.columns if isinstance(c.type, sa.String) and c.type.length)
+
+
+# The export field behind each bounded column, for reasons a reader of the export understands.
+_SOURCE_FIELDS = {
+    "source_id": "id",
+    "customer_id": "customerId",
+    "conversation_id": "conversationId",
+    "author_id": "initiator.id",
+    "kind": "content.type",
+    "parent_id": "parentId",
+}
+
+
+def _check_widths(row: dict[str, Any], widths: tuple[tuple[str, int], ...]) -> None:
+    for name, length in widths:
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > length:
+            record = str(row.get("source_id", ""))
+            record = record if len(record) <= 64 else record[:64] + "…"
+            field = _SOURCE_FIELDS.get(name, name)
+            raise RecordError(
+                f"record {record}: {field} is {len(value)} characters, longer than the {length} its staging column {name} holds"
+            )
+
+
+def _storable(text: str, limit: int) -> str:
+    """`text` as PostgreSQL text can hold it (a NUL shown as \\x00, a lone surrogate as
+    \\udXXX), cut to `limit` characters with a note saying so."""
+    if len(text) > limit:
+        text = text[:limit] + f" … [truncated: {len(text) - limit} more characters not stored; the archived file has the whole line]"
+    text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

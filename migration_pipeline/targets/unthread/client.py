@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
 from migration_pipeline.core.http import VendorHttpClient
+from migration_pipeline.core.http import path_segment as _seg
 
 PAGE_LIMIT = 100
-Upload = tuple[str, bytes, str]  # (file name, content, mime type)
+Upload = tuple[str, bytes | IO[bytes], str]  # (file name, content or an open binary file, mime type)
 
 
 def _body(payload: dict[str, Any], files: list[Upload] | None) -> dict[str, Any]:
@@ -83,27 +84,27 @@ class UnthreadClient(VendorHttpClient):
         return self.request("POST", "/conversations", idempotent=False, **_body(payload, files)).json()
 
     def get_conversation(self, conversation_id: str) -> dict[str, Any] | None:
-        response = self.request("GET", f"/conversations/{conversation_id}", ok=(404,))
+        response = self.request("GET", f"/conversations/{_seg(conversation_id)}", ok=(404,))
         return None if response.status_code == 404 else response.json()
 
     def patch_conversation(self, conversation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.request("PATCH", f"/conversations/{conversation_id}", json=payload).json()
+        return self.request("PATCH", f"/conversations/{_seg(conversation_id)}", json=payload).json()
 
     def create_message(
         self, conversation_id: str, payload: dict[str, Any], files: list[Upload] | None = None
     ) -> dict[str, Any]:
-        path = f"/conversations/{conversation_id}/messages"
+        path = f"/conversations/{_seg(conversation_id)}/messages"
         return self.request("POST", path, idempotent=False, **_body(payload, files)).json()
 
     def delete_conversation(self, conversation_id: str) -> bool:
         """Delete a conversation with its messages (Unthread documents no per-message delete).
         The path `DELETE /conversations/:id` is unconfirmed (facts file §3.5); a 404 means it is
         already gone (a repeated rollback), so it is not an error. True if it was deleted now."""
-        return self.request("DELETE", f"/conversations/{conversation_id}", ok=(404,)).status_code != 404
+        return self.request("DELETE", f"/conversations/{_seg(conversation_id)}", ok=(404,)).status_code != 404
 
     def delete_customer(self, customer_id: str) -> bool:
         """`DELETE /customers/:id` (documented); a 404 means already gone. True if deleted now."""
-        return self.request("DELETE", f"/customers/{customer_id}", ok=(404,)).status_code != 404
+        return self.request("DELETE", f"/customers/{_seg(customer_id)}", ok=(404,)).status_code != 404
 
     def create_tag(self, payload: dict[str, Any]) -> dict[str, Any]:
         """assumed path `POST /tags {name}` (unconfirmed, facts file §4.4; the emulator's choice)."""
@@ -111,8 +112,8 @@ class UnthreadClient(VendorHttpClient):
 
     def download_file(self, conversation_id: str, file_id: str) -> bytes:
         """A file of a conversation's message, byte for byte (facts file §6)."""
-        return self.request("GET", f"/conversations/{conversation_id}/files/{file_id}/full").content
+        return self.request("GET", f"/conversations/{_seg(conversation_id)}/files/{_seg(file_id)}/full").content
 
     def iter_messages(self, conversation_id: str) -> Iterator[dict[str, Any]]:
         """A conversation's messages oldest first (the initial message included)."""
-        yield from self.iter_list(f"/conversations/{conversation_id}/messages/list", {"order": ["ts", "id"]})
+        yield from self.iter_list(f"/conversations/{_seg(conversation_id)}/messages/list", {"order": ["ts", "id"]})

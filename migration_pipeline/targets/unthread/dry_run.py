@@ -134,7 +134,7 @@ class OverlayLedger(Ledger):
         }
 
 
-def _no_download(_item_id: str, _attachment_id: str) -> bytes:
+def _no_download(_item_id: str, _attachment_id: str, **_limits: Any) -> bytes:
     return b""  # a dry run lists attachments; it does not fetch them from the source
 
 

@@ -25,17 +25,19 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from migration_pipeline.core.content import Converted, html_to_markdown, load_rules, text_to_markdown
+from migration_pipeline.core.content import Converted, html_to_markdown, load_rules, neutralize_text, text_to_markdown
+from migration_pipeline.core.downloads import DownloadedFile, FileDownloadError, FileTooLarge, redact_urls_in
 from migration_pipeline.core.http import VendorAPIError
 from migration_pipeline.core.mappings import Mappings, TypeChoice, load_mappings, topics_of_ticket
 from migration_pipeline.staging.db import (
+    LeaseKeeper,
     StagingDatabase,
     agents,
     attachment_transfers,
@@ -48,7 +50,7 @@ from migration_pipeline.staging.db import (
     topics,
 )
 from migration_pipeline.targets.unthread import notes
-from migration_pipeline.targets.unthread.client import UnthreadClient
+from migration_pipeline.targets.unthread.client import UnthreadClient, Upload
 
 log = logging.getLogger(__name__)
 # The packaged default table (config/mappings.yaml); LoadSettings.mappings_file overrides it.
@@ -115,6 +117,31 @@ class LoadCounts:
     uploads_verified: int = 0
     checksum_mismatches: int = 0
     uploads_unverified: int = 0
+    # content made inert so it cannot act in Slack (core.content.NEUTRALIZED_KINDS: mentions,
+    # unsafe links, raw HTML, forged markers), by kind, counted like the rest when sent
+    neutralized: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class Uploads:
+    """What goes out with one message: its files (open until it is sent) and a line in its text
+    for each file that cannot go (over the target's limit once downloaded); counted once sent."""
+
+    files: list[Upload] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    attachments: int = 0
+    attachment_bytes: int = 0
+    inline_images: int = 0
+    oversize: int = 0
+    neutralized: Counter[str] = field(default_factory=Counter)  # in the notes
+
+    def text(self, markdown: str) -> str:
+        """`markdown` with the notes added just above its closing marker line."""
+        if not self.notes:
+            return markdown
+        head, sep, marker = markdown.rpartition("\n\n`")
+        lines = "\n".join(self.notes)
+        return f"{head}\n\n{lines}{sep}{marker}" if sep else f"{markdown}\n\n{lines}"
 
 
 class Ledger:
@@ -149,12 +176,14 @@ class UnthreadLoader:
         db: StagingDatabase,
         client: UnthreadClient,
         settings: LoadSettings,
-        fetch_attachment: Callable[[str, str], bytes] | None = None,
+        fetch_attachment: Callable[..., DownloadedFile | bytes] | None = None,
         fetch_transcript: Callable[[str], Any] | None = None,
     ):
-        """`fetch_attachment(item_id, attachment_id)` downloads a source attachment; without it
-        attachments are listed in the message text but not uploaded. `fetch_transcript(item_id)`
-        returns a call's transcript (paragraphs with speaker and text) or None."""
+        """`fetch_attachment(item_id, attachment_id, max_bytes=N)` downloads a source attachment
+        (a `DownloadedFile` streamed to disk, or bytes), raising VendorAPIError when it cannot
+        (`FileTooLarge` past N bytes); without it attachments are listed in the message text but
+        not uploaded. `fetch_transcript(item_id)` returns a call's transcript (paragraphs with
+        speaker and text) or None."""
         self.db, self.client, self.settings = db, client, settings
         self.fetch_attachment = fetch_attachment
         self.fetch_transcript = fetch_transcript
@@ -169,34 +198,40 @@ class UnthreadLoader:
         self._agents: dict[str, Any] | None = None
         self._customers: dict[str, Any] = {}
         self.owner = f"{settings.run_id or 'run'}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._renewed: dict[str, float] = {}
+        self._leases = LeaseKeeper(db, self.owner, settings.lease_ttl_seconds)  # heartbeat: close() stops it
 
     # -- leases: one loader at a time per ticket / customer ------------------------------------
     @contextmanager
     def lease(self, key: str) -> Iterator[None]:
         """Hold the lease on `key`, waiting while another live run holds it."""
         waited, deadline = False, time.monotonic() + 10 * self.settings.lease_ttl_seconds
-        while not self.db.try_lease(key, self.owner, self.settings.lease_ttl_seconds):
+        while not self._leases.acquire(key):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{key} stayed leased by another run for {10 * self.settings.lease_ttl_seconds:.0f}s")
             waited = True
             time.sleep(0.2)
         self.counts.waited_for_lease += waited
-        self._renewed[key] = time.monotonic()
         try:
             yield
         finally:
-            self._renewed.pop(key, None)
-            self.db.release_lease(key, self.owner)
+            self._leases.release(key)
 
     def renew_leases(self) -> None:
-        """Called before each create: keep our leases live during a long ticket."""
-        now = time.monotonic()
-        for key, at in list(self._renewed.items()):
-            if now - at > self.settings.lease_ttl_seconds / 3:
-                if not self.db.try_lease(key, self.owner, self.settings.lease_ttl_seconds):
-                    raise RuntimeError(f"lost the lease on {key} to another run; stopping before any send")
-                self._renewed[key] = now
+        """Called before each create: the heartbeat keeps our leases live while we wait; stop
+        here if one of them was taken over by another run meanwhile."""
+        lost = self._leases.confirm()
+        if lost is not None:
+            raise RuntimeError(f"lost the lease on {lost} to another run; stopping before any send")
+
+    def close(self) -> None:
+        """Stop the lease heartbeat; whoever creates a loader closes it (or uses `with`)."""
+        self._leases.close()
+
+    def __enter__(self) -> UnthreadLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- the protocol, once for every kind of object -----------------------------------------
     def ensure(
@@ -334,8 +369,10 @@ class UnthreadLoader:
                 # assumed: tags are set by id on create (unconfirmed, facts file §4.4; the emulator
                 # takes the same) — a later change of the ticket's topics is PATCHed (ensure_tags).
                 payload["tags"] = tag_ids
-            files = self.uploads(first, first_group, first_mkey) if first_group else None
-            created = self.client.create_conversation(payload, files)
+            created = self.send_with_files(
+                first, first_group, first_mkey, first_parts[0],
+                lambda markdown, files: self.client.create_conversation({**payload, "markdown": markdown}, files),
+            )
             sent[first_mkey] = created.get("initialMessage") or {}
             self.counts.conversations_created += 1
             self.counts.conversation_types[choice.type] += 1
@@ -388,8 +425,11 @@ class UnthreadLoader:
                     payload: dict[str, Any] = {"body": {"type": "markdown", "value": body}, "onBehalfOf": self.on_behalf_of(item)}
                     if item["kind"] in notes.PRIVATE_TYPES:
                         payload["isPrivateNote"] = True
-                    created = self.client.create_message(
-                        conversation_id, payload, self.uploads(item, group, mkey) if group else None
+                    created = self.send_with_files(
+                        item, group, mkey, body,
+                        lambda text, files: self.client.create_message(
+                            conversation_id, {**payload, "body": {"type": "markdown", "value": text}}, files
+                        ),
                     )
                     sent[mkey] = created
                     self.counts.messages_created += 1
@@ -536,7 +576,7 @@ class UnthreadLoader:
 
     def title(self, first, ticket) -> str:
         if first["subject"]:
-            return str(first["subject"])[:200]
+            return neutralize_text(str(first["subject"])[:200])
         return f"Gladly {first['channel'] or first['kind'].lower()} conversation from {first['ts'][:10]}"
 
     def agent(self, agent_id: str) -> Any:
@@ -631,6 +671,7 @@ class UnthreadLoader:
             header = notes.email_header(payload)
             if header:
                 converted.markdown = f"{header}\n\n{converted.markdown}"
+        converted.markdown = neutralize_text(converted.markdown, converted.neutralized)  # notes, headers too
         self._prepared[item["source_id"]] = converted
         return converted
 
@@ -645,6 +686,9 @@ class UnthreadLoader:
             self.counts.private_notes += 1
         self.counts.quotes_trimmed += converted.quote_trimmed and kind == "EMAIL"
         self.counts.signatures_trimmed += converted.signature_trimmed
+        self.counts.neutralized.update(converted.neutralized)
+        shown = [item["subject"] if item["subject"] and kind != "CUSTOMER_ACTIVITY" else "", *self.attachment_notes(item)]
+        neutralize_text("\n".join(shown), self.counts.neutralized)  # what render() adds around the body
         self.counts.transcripts_included += converted.trimmed.get("transcript", 0)
         oversize = [f for f in self.files_of(item) if (f["size"] or 0) > self.settings.max_file_bytes]
         self.counts.attachments_oversize += len(oversize)
@@ -685,22 +729,88 @@ class UnthreadLoader:
         size = self.settings.max_files_per_message
         return [fits[i : i + size] for i in range(0, len(fits), size)]
 
-    def uploads(self, item, group: list[dict[str, Any]], message_key: str | None = None) -> list[tuple[str, bytes, str]]:
-        """Download a group of source files (only when actually sending), recording each one's
-        sha256 in attachment_transfers before it is sent."""
-        files, rows = [], []
-        for spec in group:
-            if spec["kind"] == "inline_image":
-                content = spec["data"]
-                self.counts.inline_images_uploaded += 1
-            else:
-                content = self.fetch_attachment(item["source_id"], spec["attachment_id"])  # type: ignore[misc]
-                self.counts.attachments_uploaded += 1
-                self.counts.attachment_bytes += len(content)
-            files.append((spec["filename"], content, spec["content_type"]))
-            rows.append({**spec, "bytes": len(content), "sha256_source": hashlib.sha256(content).hexdigest()})
-        self.record_transfers(item, rows, message_key, state="uploaded")
-        return files
+    def send_with_files(
+        self, item, group: list[dict[str, Any]] | None, message_key: str, markdown: str, send: Callable[[str, list[Upload] | None], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """`send(markdown, files)` with the group's files downloaded just now and closed right
+        after; the transfer counts are taken once the message went out."""
+        with self.uploads(item, group or [], message_key) as upload:
+            created = send(upload.text(markdown), upload.files or None)
+        self.counts.attachments_uploaded += upload.attachments
+        self.counts.attachment_bytes += upload.attachment_bytes
+        self.counts.inline_images_uploaded += upload.inline_images
+        self.counts.attachments_oversize += upload.oversize
+        self.counts.neutralized.update(upload.neutralized)
+        return created
+
+    @contextmanager
+    def uploads(self, item, group: list[dict[str, Any]], message_key: str | None = None) -> Iterator[Uploads]:
+        """Download a group of source files (only when actually sending) to temp files that stay
+        open while the message is sent, recording each one's sha256 in attachment_transfers first.
+
+        A file that cannot be downloaded stops the message before anything is sent (see
+        `fetch_file`); one over the target's limit once downloaded is left out and listed."""
+        out, rows = Uploads(), []
+        with ExitStack() as opened:
+            for spec in group:
+                if spec["kind"] == "inline_image":
+                    content: Any = spec["data"]
+                    size, digest = len(content), hashlib.sha256(content).hexdigest()
+                    out.inline_images += 1
+                else:
+                    fetched = self.fetch_file(item, spec, message_key)
+                    if fetched is None:
+                        out.notes.append(neutralize_text(self.oversize_note(spec), out.neutralized))
+                        out.oversize += 1
+                        continue
+                    opened.callback(fetched.close)
+                    content, size, digest = fetched.file, fetched.bytes, fetched.sha256
+                    out.attachments += 1
+                    out.attachment_bytes += size
+                out.files.append((spec["filename"], content, spec["content_type"]))
+                rows.append({**spec, "bytes": size, "sha256_source": digest})
+            self.record_transfers(item, rows, message_key, state="uploaded")
+            yield out
+
+    def fetch_file(self, item, spec: dict[str, Any], message_key: str | None) -> DownloadedFile | None:
+        """One source attachment on disk, or None when more bytes arrived than the target takes
+        (the export's fileSize was wrong): recorded `oversize`, left out of the message.
+
+        Any other failure (404/403/410 from the file host, or still failing after the client's
+        retries) is recorded `download_failed` and raised as a non-retryable FileDownloadError:
+        `ensure` then marks the message `failed` with the reason, the ticket stops there so the
+        order is kept, the other tickets go on, and the next run tries again. The message is
+        never sent without its file. URLs in the reason have their query (signature) redacted."""
+        assert self.fetch_attachment is not None
+        limit = self.settings.max_file_bytes
+        try:
+            fetched = self.fetch_attachment(item["source_id"], spec["attachment_id"], max_bytes=limit)
+        except FileTooLarge as exc:
+            detail = f"over the target's file limit once downloaded ({exc.received}+ bytes; the export said {spec['size']}): listed in the message, not uploaded"
+            self.record_transfers(item, [{**spec, "bytes": exc.received}], message_key, state="oversize", detail=detail)
+            return None
+        except VendorAPIError as exc:
+            reason = redact_urls_in(str(exc))
+            self.record_transfers(item, [spec], message_key, state="download_failed", detail=reason[:1000])
+            what = f"attachment {spec['attachment_id']} of item {item['source_id']}"
+            raise FileDownloadError(exc.vendor, "GET", what, exc.status, f"download failed, message not sent without it: {reason}") from None
+        if isinstance(fetched, (bytes, bytearray)):
+            fetched = DownloadedFile.from_bytes(bytes(fetched))
+        if fetched.bytes > limit:  # a fetcher that does not stop at max_bytes itself
+            fetched.close()
+            detail = f"over the target's file limit once downloaded ({fetched.bytes} bytes): listed in the message, not uploaded"
+            self.record_transfers(item, [{**spec, "bytes": fetched.bytes}], message_key, state="oversize", detail=detail)
+            return None
+        return fetched
+
+    def oversize_note(self, spec: dict[str, Any]) -> str:
+        """The message line for a file found over the limit only when it was downloaded."""
+        limit = self.settings.max_file_bytes
+        shown = f"{limit / (1024 * 1024):.0f} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+        return (
+            f"📎 {spec['filename'][:200]} is over Unthread's {shown} file limit (larger than the export said): "
+            f"not uploaded (attachment {spec['attachment_id']})."
+        )
 
     def record_transfers(self, item, specs: list[dict[str, Any]], message_key: str | None, *, state: str, detail: str | None = None) -> None:
         if not specs:
@@ -799,6 +909,7 @@ class UnthreadLoader:
         lines = self.attachment_notes(item)
         if lines:
             body = body + "\n\n" + "\n".join(lines)
+        body = neutralize_text(body)  # the subject and file names too (counted in count_sent)
         room = self.settings.max_markdown_chars - len(header) - 120
         chunks = [body[i : i + room] for i in range(0, len(body), room)] or [""]
         total = len(chunks)

@@ -1,0 +1,167 @@
+"""Reading NDJSON (one JSON object per line) strictly, line by line, in flat memory.
+
+Export files come from outside and may hold anything, so every line either yields an object
+or says exactly why not (`JsonLine.error`), and nothing about one line can stop the next:
+- lines are physical lines split on `\\n` only (NDJSON's separator; a `\\r\\n` ending is
+  dropped with it), numbered from 1; blank lines (JSON whitespace only) are skipped but counted;
+- each line is decoded as strict UTF-8 (a bad byte is reported with its offset instead of being
+  replaced silently); a UTF-8 byte order mark opening the file is dropped;
+- JSON is parsed strictly: no NaN / Infinity / numbers out of float range (JSON has none, and
+  neither PostgreSQL's json nor our serializer accepts them), no nesting deeper than
+  `MAX_DEPTH`, no NUL character or lone surrogate in any string or key (neither can be stored as
+  text, and PostgreSQL's JSON operators reject `\\u0000`);
+- a line over `MAX_LINE_BYTES` is reported with its first `RAW_HEAD_BYTES`, never held whole.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+# A line longer than this is reported, not parsed: parsing it would hold several times its size.
+# Real export lines are far below it (an HTML email with inline images is a few MB).
+MAX_LINE_BYTES = 64 * 1024 * 1024
+# How much of an over-long line is kept as its raw text.
+RAW_HEAD_BYTES = 64 * 1024
+# Gladly's records nest a handful of levels; deeper is hostile, and would break serializers.
+MAX_DEPTH = 64
+
+_BOM = b"\xef\xbb\xbf"
+_JSON_WHITESPACE = b" \t\r\n"
+# Cheap screens on the raw line, so only suspicious lines get the full walk of their values.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+class JsonLine(NamedTuple):
+    line_no: int  # 1-based physical line
+    obj: dict[str, Any] | None  # None when the line is not a usable JSON object
+    raw: str  # the line as text; bytes that are not UTF-8 are shown as \xNN
+    error: str | None  # why obj is None
+
+
+class _NotJson(ValueError):
+    """A token JSON does not have (NaN, Infinity) or a number no float can hold."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson(f"number {text[:40]} is out of range (not finite)")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def read_jsonl(path: Path) -> Iterator[JsonLine]:
+    """Every non-blank line of `path` with its object or the reason it has none; nothing if the
+    file does not exist. One loop, no helper generators: it runs once per line of every export."""
+    if not path.exists():
+        return
+    limit = MAX_LINE_BYTES + 1
+    with path.open("rb") as fh:
+        readline = fh.readline
+        line_no = 0
+        while data := readline(limit):
+            line_no += 1
+            if len(data) == limit and not data.endswith(b"\n"):
+                yield _over_long(line_no, data, fh)
+                continue
+            data = data.rstrip(b"\r\n")
+            if line_no == 1 and data.startswith(_BOM):
+                data = data[len(_BOM):]
+            if not data or (data[0] in _JSON_WHITESPACE and not data.strip(_JSON_WHITESPACE)):
+                continue  # blank
+            yield parse_line(line_no, data)
+
+
+def _over_long(line_no: int, head: bytes, fh: BinaryIO) -> JsonLine:
+    """A line longer than MAX_LINE_BYTES, reported with its first RAW_HEAD_BYTES; the rest is
+    read on in chunks and dropped, so memory stays flat whatever the file holds."""
+    size, head = len(head), head[:RAW_HEAD_BYTES]
+    while chunk := fh.readline(1024 * 1024):
+        size += len(chunk)
+        if chunk.endswith(b"\n"):
+            size -= 1
+            break
+    raw = head.decode("utf-8", "backslashreplace")
+    return JsonLine(line_no, None, raw, f"line is {size} bytes, longer than the {MAX_LINE_BYTES} bytes a line may have")
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """Yield (1-based line number, parsed object or None if unusable, raw line) for each line:
+    `read_jsonl` without the reason."""
+    for line in read_jsonl(path):
+        yield line.line_no, line.obj, line.raw
+
+
+def parse_line(line_no: int, data: bytes) -> JsonLine:
+    """One line's bytes (its line break already removed) as a `JsonLine`."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raw = data.decode("utf-8", "backslashreplace")
+        return JsonLine(line_no, None, raw, f"not valid UTF-8: byte 0x{data[exc.start]:02x} at byte offset {exc.start} of the line")
+    try:
+        obj = _DECODER.decode(text)
+    except _NotJson as exc:
+        return JsonLine(line_no, None, text, f"not valid JSON: {exc}")
+    except json.JSONDecodeError as exc:
+        return JsonLine(line_no, None, text, f"malformed JSON (truncated line?): {exc.msg} (character {exc.pos})")
+    except RecursionError:
+        return JsonLine(line_no, None, text, f"JSON nested deeper than {MAX_DEPTH} levels (too deep to parse)")
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        return JsonLine(line_no, None, text, f"not valid JSON: {exc}")
+    if not isinstance(obj, dict):
+        return JsonLine(line_no, None, text, f"not a JSON object (a JSON {_json_type(obj)})")
+    # Cheap screens first: only a line that could be too deep or hold \u0000 or a surrogate
+    # escape gets the full walk of its values.
+    if (text.count("[") + text.count("{") > MAX_DEPTH or ("\\u" in text and _SUSPECT_ESCAPE.search(text))) and (
+        problem := _unstorable(obj)
+    ):
+        return JsonLine(line_no, None, text, problem)
+    return JsonLine(line_no, obj, text, None)
+
+
+def _unstorable(obj: dict[str, Any]) -> str | None:
+    """Why the parsed line cannot be staged as is (too deep, NUL, lone surrogate), or None."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"JSON nested deeper than {MAX_DEPTH} levels"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if problem := _bad_string(key, "a key"):
+                    return problem
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and (problem := _bad_string(value, "a string")):
+            return problem
+    return None
+
+
+def _bad_string(value: str, what: str) -> str | None:
+    found = _BAD_CHAR.search(value)
+    if found is None:
+        return None
+    char = found.group()
+    if char == "\x00":
+        return f"{what} holds a NUL character (\\u0000), which cannot be stored as text"
+    return f"{what} holds a lone surrogate (\\u{ord(char):04x}), which is not a character"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), type(value).__name__)
