@@ -210,17 +210,11 @@ def _load(
 
 def _split(db: StagingDatabase, lo: str, hi: str) -> None:
     """Cut tickets for the window exactly as the split_tickets asset does (default rules)."""
-    import time
+    from migration_pipeline.staging.db import exclusive
+    from migration_pipeline.staging.tickets import SPLIT_LEASE, SPLIT_LEASE_TTL_SECONDS, split_window
 
-    from migration_pipeline.staging.tickets import split_window
-
-    owner = f"cli:{uuid.uuid4().hex[:8]}:split"
-    while not db.try_lease("split_tickets", owner, ttl_seconds=600):
-        time.sleep(0.2)
-    try:
+    with exclusive(db, SPLIT_LEASE, f"cli:{uuid.uuid4().hex[:8]}:split", SPLIT_LEASE_TTL_SECONDS):
         split_window(db, lo, hi)
-    finally:
-        db.release_lease("split_tickets", owner)
 
 
 def _run_id(kind: str) -> str:

@@ -101,11 +101,11 @@ class Rehearsal:
         return StagingDatabase(self.staging_url)
 
 
-def _api_rows(unthread_url: str, path: str, body: dict) -> list[dict]:
+def _api_rows(client: httpx.Client, path: str, body: dict) -> list[dict]:
     """Every row of an Unthread list endpoint, through the emulator's public API."""
     rows, body = [], {"limit": 100, **body}
     while True:
-        page = httpx.post(f"{unthread_url}/api{path}", json=body, headers={"X-Api-Key": UNTHREAD_KEY}).json()
+        page = client.post(f"/api{path}", json=body).json()
         rows += page["data"]
         if not page["cursors"].get("hasNext"):
             return rows
@@ -114,13 +114,15 @@ def _api_rows(unthread_url: str, path: str, body: dict) -> list[dict]:
 
 def target_keys(unthread_url: str) -> dict[str, list[str]]:
     """Source keys of everything on an Unthread workspace, duplicates kept (sorted lists, not sets):
-    customer stamps, conversation keys, and the item marker of every message."""
-    conversations = _api_rows(unthread_url, "/conversations/list", {"order": ["createdAt", "id"]})
-    markers = []
-    for c in conversations:
-        for m in _api_rows(unthread_url, f"/conversations/{c['id']}/messages/list", {"order": ["ts", "id"]}):
-            markers += re.findall(r"`(gladly-item:[^`]+)`", m.get("text") or "")
-    customers = _api_rows(unthread_url, "/customers/list", {"order": ["createdAt", "id"]})
+    customer stamps, conversation keys, and the item marker of every message. One client for
+    every page (a client per request would build an SSL context each: seconds per call)."""
+    with httpx.Client(base_url=unthread_url, headers={"X-Api-Key": UNTHREAD_KEY}, timeout=60) as client:
+        conversations = _api_rows(client, "/conversations/list", {"order": ["createdAt", "id"]})
+        markers = []
+        for c in conversations:
+            for m in _api_rows(client, f"/conversations/{c['id']}/messages/list", {"order": ["ts", "id"]}):
+                markers += re.findall(r"`(gladly-item:[^`]+)`", m.get("text") or "")
+        customers = _api_rows(client, "/customers/list", {"order": ["createdAt", "id"]})
     return {
         "customers": sorted(c["externalCrmMetadata"]["id"] for c in customers),
         "conversations": sorted(c["metadata"]["sourceKey"] for c in conversations),

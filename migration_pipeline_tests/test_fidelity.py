@@ -46,15 +46,16 @@ def fidelity(migrated):
 def _all_messages(r: Rehearsal, conversation_ids: list[str]) -> dict[str, dict]:
     """Every Unthread message of the given conversations, by message id (with its conversation)."""
     out = {}
-    for conversation in conversation_ids:
-        body = {"order": ["ts", "id"], "limit": 100}
-        while True:
-            page = httpx.post(f"{r.unthread.url}/api/conversations/{conversation}/messages/list", json=body, headers=HEADERS).json()
-            for m in page["data"]:
-                out[m["id"]] = {**m, "conversationId": conversation}
-            if not page["cursors"].get("hasNext"):
-                break
-            body["cursor"] = page["cursors"]["next"]
+    with httpx.Client(base_url=r.unthread.url, headers=HEADERS, timeout=60) as client:  # one SSL context, not one per page
+        for conversation in conversation_ids:
+            body = {"order": ["ts", "id"], "limit": 100}
+            while True:
+                page = client.post(f"/api/conversations/{conversation}/messages/list", json=body).json()
+                for m in page["data"]:
+                    out[m["id"]] = {**m, "conversationId": conversation}
+                if not page["cursors"].get("hasNext"):
+                    break
+                body["cursor"] = page["cursors"]["next"]
     return out
 
 
@@ -190,9 +191,8 @@ def test_every_content_type_arrives_readable_with_tags_and_checksums(fidelity):
     # email conversations are email conversations when an inbox is configured and the author has an email
     emailed = [t for t in ticket_rows if items[t["first_item_id"]]["kind"] == "EMAIL"]
     assert emailed
-    types = {}
-    for t in emailed:
-        types[t["ticket_id"]] = httpx.get(f"{r.unthread.url}/api/conversations/{done['ticket:' + t['ticket_id']]}", headers=HEADERS).json()["sourceType"]
+    with httpx.Client(base_url=r.unthread.url, headers=HEADERS, timeout=60) as client:
+        types = {t["ticket_id"]: client.get(f"/api/conversations/{done['ticket:' + t['ticket_id']]}").json()["sourceType"] for t in emailed}
     assert "email" in types.values()
 
     # tags: the flattened topic names of every ticket, with the Gladly topic ids kept

@@ -7,9 +7,9 @@ from pydantic import Field
 
 from migration_pipeline.core.split_rules import RULES_ENV, SplitRules
 from migration_pipeline.partitions import daily_partitions
-from migration_pipeline.staging.db import utc_text
+from migration_pipeline.staging.db import exclusive, utc_text
 from migration_pipeline.staging.resources import StagingResource
-from migration_pipeline.staging.tickets import split_window
+from migration_pipeline.staging.tickets import SPLIT_LEASE, SPLIT_LEASE_TTL_SECONDS, split_window
 
 
 class SplitConfig(dg.Config):
@@ -37,13 +37,8 @@ def split_tickets(context: dg.AssetExecutionContext, config: SplitConfig, stagin
     window = context.partition_time_window
     with staging.database() as db:
         # One splitter at a time: a second run of the same range waits, then finds nothing to cut.
-        owner = f"{context.run.run_id}:split"
-        while not db.try_lease("split_tickets", owner, ttl_seconds=600):
-            time.sleep(0.2)
-        try:
+        with exclusive(db, SPLIT_LEASE, f"{context.run.run_id}:split", SPLIT_LEASE_TTL_SECONDS):
             counts = split_window(db, utc_text(window.start), utc_text(window.end), rules)
-        finally:
-            db.release_lease("split_tickets", owner)
     context.log.info(
         f"{counts.items_assigned} items into tickets under rules {rules.rule_version}: "
         f"{counts.tickets_created} new, {counts.tickets_extended} extended"

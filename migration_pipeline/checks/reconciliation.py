@@ -99,19 +99,22 @@ class Reconciliation:
     customers_missing_on_target: list[dict[str, Any]] = field(default_factory=list)  # expected, not found
     # every non-blank line of the window's item files that has no id or no readable timestamp
     unplaceable_lines: int = 0
+    # items and unplaceable lines missing on the target that a reviewer accepted (not in the variance)
+    accepted_missing: int = 0
     # what the target does not have, each with key, kind, stage, reason and `accepted` (why, or None)
     losses: list[dict[str, Any]] = field(default_factory=list)
     stale_acceptances: list[str] = field(default_factory=list)  # accepted keys that match no loss
 
     @property
     def variance(self) -> float:
-        """Share of the source not read back from the target (0.0 = all there): items
-        timestamped in the window plus the lines that cannot be placed in any day (counted as
-        lost: nothing says where they belong)."""
+        """Share of the source not read back from the target and not accepted by a reviewer (0.0 =
+        all there or signed off): items timestamped in the window plus the lines that cannot be
+        placed in any day (counted as lost: nothing says where they belong). An accepted loss is
+        still listed; leaving it in the share would fail a small partition that holds one forever."""
         total = self.source_items + self.unplaceable_lines
         if not total:
             return 0.0
-        return (total - self.read_back) / total
+        return max(0, total - self.read_back - self.accepted_missing) / total
 
     @property
     def unaccepted_losses(self) -> list[dict[str, Any]]:
@@ -446,7 +449,7 @@ def _losses(
             job_id, ITEMS_FILE, line_no,
             "cannot be placed in a day (no item id or no readable timestamp); "
             + (f"quarantined: {reason}" if reason is not None else "not quarantined: staging has not read this line"),
-        ))
+        ) | {"unplaceable": True})
     losses += _other_quarantined_lines(recount, read_back, quarantined, staged_from, explained)
     losses += [
         {"key": f"file:{job_id}/{ITEMS_FILE}", "kind": "file", "job_id": job_id, "file": ITEMS_FILE,
@@ -511,6 +514,7 @@ def _accept(rec: Reconciliation, accepted: Mapping[str, str]) -> None:
             why = "; ".join(dict.fromkeys(accepted[k] for k in loss["lines"]))
         loss["accepted"] = why
     rec.stale_acceptances = sorted(set(accepted) - used)
+    rec.accepted_missing = sum(1 for loss in rec.losses if loss["accepted"] and (loss["kind"] == "item" or loss.get("unplaceable")))
 
 
 class _People:

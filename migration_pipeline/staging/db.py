@@ -392,6 +392,22 @@ class StagingDatabase:
         self.engine.dispose()
 
 
+@contextmanager
+def exclusive(db: StagingDatabase, key: str, owner: str, ttl_seconds: float, poll_seconds: float = 0.2) -> Iterator[None]:
+    """Hold the lease on `key` for the whole block (waiting while another live owner holds it),
+    renewed by a heartbeat so a block longer than the TTL keeps it, released at the end."""
+    keeper = LeaseKeeper(db, owner, ttl_seconds)
+    try:
+        while not keeper.acquire(key):
+            time.sleep(poll_seconds)
+        try:
+            yield
+        finally:
+            keeper.release(key)
+    finally:
+        keeper.close()
+
+
 class LeaseKeeper:
     """The leases one owner holds, kept live by a heartbeat while they are held.
 

@@ -28,6 +28,10 @@ from migration_pipeline.staging.sql import model_sql
 
 _parse = datetime.fromisoformat
 
+# One splitter at a time across runs and the CLI (kept by a heartbeat; the TTL only matters
+# when a splitter died).
+SPLIT_LEASE = "split_tickets"
+SPLIT_LEASE_TTL_SECONDS = 600.0
 BATCH_ITEMS = 50_000  # items per transaction; a batch's rows are a few tens of MB
 KEYS_PER_QUERY = 500
 

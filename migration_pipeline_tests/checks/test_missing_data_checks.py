@@ -203,6 +203,9 @@ def test_the_check_passes_once_a_reviewer_accepts_each_loss_and_only_then(migrat
     assert checks[ACCOUNTED_CHECK].passed, checks[ACCOUNTED_CHECK].description
     listed = {x["key"]: x["accepted"] for x in checks[ACCOUNTED_CHECK].metadata["accepted_list"].value}
     assert listed["item:orphan"] == accepted[f"line:{JOB}/{ITEMS}:19"] and len(listed) == 5  # still listed, as accepted
+    # signed off, they no longer count against the variance (a one-day partition holding one
+    # accepted loss would otherwise stay red for good)
+    assert checks[VARIANCE_CHECK].metadata["variance"].value == 0
 
 
 def test_a_truncated_export_line_moves_the_variance_past_the_default_tolerance(migration_sqlite):

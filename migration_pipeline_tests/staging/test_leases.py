@@ -144,3 +144,14 @@ def test_the_sqlite_ledger_is_synced_fully(tmp_path, monkeypatch):
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         db.dispose()
+
+
+def test_an_exclusive_block_longer_than_its_ttl_keeps_the_lease_and_releases_it_after(db):
+    """The splitter's lease (the asset and the CLI): held by the heartbeat for as long as the
+    split takes, however short the TTL, and free again afterwards."""
+    from migration_pipeline.staging.db import exclusive
+
+    with exclusive(db, "split_tickets", "splitter-a", ttl_seconds=0.6, poll_seconds=0.05):
+        time.sleep(1.5)
+        assert not db.try_lease("split_tickets", "splitter-b", 0.6)
+    assert db.try_lease("split_tickets", "splitter-b", 0.6)
