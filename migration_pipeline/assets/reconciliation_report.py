@@ -194,6 +194,7 @@ def check_outcomes(rec: Reconciliation, max_variance: float) -> list[CheckOutcom
         CheckOutcome(VARIANCE_CHECK, rec.variance <= max_variance,
                      f"{len(rec.missing)} of {rec.source_items} source items missing"
                      + (f", and {rec.unplaceable_lines} export lines that cannot be placed in a day" if rec.unplaceable_lines else "")
+                     + (f"; {rec.accepted_missing} of them accepted in review, not counted" if rec.accepted_missing else "")
                      + f" ({rec.variance:.4%}; tolerance {max_variance:.4%})"),
         CheckOutcome(ORDER_CHECK, not rec.out_of_order and rec.conversations_checked == rec.conversations_expected,
                      f"{len(rec.out_of_order)} conversations out of order; {rec.conversations_checked} of "
