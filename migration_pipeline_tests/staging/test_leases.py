@@ -88,9 +88,11 @@ def test_a_crashed_owners_lease_expires_after_its_ttl_and_can_be_taken(db):
 def test_a_lease_held_across_a_wait_longer_than_its_ttl_stays_held(db, loader_factory):
     """No create happens while the holder waits (a long Retry-After, a backoff): the heartbeat
     renews the lease anyway, so a second run cannot take over."""
-    loader = loader_factory(ttl=1.0)
+    # 2 s TTL, beats every 0.67 s: a busy CI machine may delay one beat, not the two it takes to
+    # lose it; 5 s is two and a half TTLs without a create.
+    loader = loader_factory(ttl=2.0)
     with loader.lease("ticket:T1"), loader.lease("customer:C1"):
-        time.sleep(3)
+        time.sleep(5)
         assert not db.try_lease("ticket:T1", "second-run", ttl_seconds=1)
         assert not db.try_lease("customer:C1", "second-run", ttl_seconds=1)
         loader.renew_leases()  # still ours: a create may go ahead
@@ -151,7 +153,7 @@ def test_an_exclusive_block_longer_than_its_ttl_keeps_the_lease_and_releases_it_
     split takes, however short the TTL, and free again afterwards."""
     from migration_pipeline.staging.db import exclusive
 
-    with exclusive(db, "split_tickets", "splitter-a", ttl_seconds=0.6, poll_seconds=0.05):
-        time.sleep(1.5)
-        assert not db.try_lease("split_tickets", "splitter-b", 0.6)
-    assert db.try_lease("split_tickets", "splitter-b", 0.6)
+    with exclusive(db, "split_tickets", "splitter-a", ttl_seconds=1.5, poll_seconds=0.05):
+        time.sleep(3.5)
+        assert not db.try_lease("split_tickets", "splitter-b", 1.5)
+    assert db.try_lease("split_tickets", "splitter-b", 1.5)
