@@ -59,6 +59,8 @@ def staged_gladly_records(
             pending = customer_ids_needing_lookup(db, lo, hi)
             context.log.info(f"looking up {len(pending)} customers not seen before over REST")
             resolved = resolve_customers(db, client, pending)
+            for unusable in resolved.unusable:
+                context.log.warning(f"customer profile from Gladly's REST API not staged (kept as unusable): {unusable}")
             active = {a.id for a in client.list_agents()}
             with db.begin() as conn:
                 conn.execute(agents.update().values(active=agents.c.source_id.in_(active)))
@@ -79,6 +81,7 @@ def staged_gladly_records(
                 "rest_lookups": dg.MetadataValue.int(resolved.looked_up),
                 "merged_profiles": dg.MetadataValue.int(resolved.merged),
                 "not_found": dg.MetadataValue.int(resolved.not_found),
+                "rest_answers_unusable": dg.MetadataValue.json(resolved.unusable[:100]),
                 "api_calls": dg.MetadataValue.int(calls["requests"]),
             }
         if key == "staged_conversation_items":

@@ -126,13 +126,13 @@ def parse_line(line_no: int, data: bytes) -> JsonLine:
     # Cheap screens first: only a line that could be too deep or hold \u0000 or a surrogate
     # escape gets the full walk of its values.
     if (text.count("[") + text.count("{") > MAX_DEPTH or ("\\u" in text and _SUSPECT_ESCAPE.search(text))) and (
-        problem := _unstorable(obj)
+        problem := unstorable(obj)
     ):
         return JsonLine(line_no, None, text, problem)
     return JsonLine(line_no, obj, text, None)
 
 
-def _unstorable(obj: dict[str, Any]) -> str | None:
+def unstorable(obj: dict[str, Any]) -> str | None:
     """Why the parsed line cannot be staged as is (too deep, NUL, lone surrogate), or None."""
     stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:

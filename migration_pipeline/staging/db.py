@@ -112,11 +112,12 @@ customer_lookups = sa.Table(
     "customer_lookups",
     metadata,
     sa.Column("customer_id", sa.String(64), primary_key=True),
-    sa.Column("status", sa.String(16), nullable=False),  # found / moved / not_found
+    sa.Column("status", sa.String(16), nullable=False),  # found / moved / not_found / unusable
     sa.Column("moved_to", sa.String(64)),
     sa.Column("surviving_id", sa.String(64), nullable=False),  # end of the merge chain (or itself)
     sa.Column("profile", sa.JSON),
     sa.Column("fetched_at", sa.String(27), nullable=False),
+    sa.Column("detail", sa.Text),  # why an answer was unusable
 )
 
 tickets = sa.Table(

@@ -4,18 +4,22 @@ The export's `customers.jsonl` has no merge information and no custom attributes
 customer id the pipeline meets is looked up once with GET customer-profiles/{id} (10 requests
 per second org-wide, so only ids never looked up before), cached in `customer_lookups`, and:
 - a 301 (`meta.new`) marks the id merged into the surviving profile, which is looked up too;
-- a profile fills in custom attributes and creates the staged customer if no export line had it.
+- a profile fills in custom attributes and creates the staged customer if no export line had it;
+- an answer that cannot be staged (held to the rules of an export line: no NUL, column widths) is
+  recorded `unusable` with its reason and changes nothing staged.
 No Dagster import.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from migration_pipeline.sources.gladly.client import GladlyClient
-from migration_pipeline.sources.gladly.parse import parse_customer
+from migration_pipeline.core.jsonl import unstorable
+from migration_pipeline.sources.gladly.client import CustomerLookup, GladlyClient
+from migration_pipeline.sources.gladly.parse import RecordError, parse_customer
+from migration_pipeline.sources.gladly.staging import check_widths, column_widths, customer_row
 from migration_pipeline.staging.db import (
     StagingDatabase,
     conversation_items,
@@ -32,6 +36,7 @@ class ResolveCounts:
     looked_up: int = 0
     merged: int = 0
     not_found: int = 0
+    unusable: list[str] = field(default_factory=list)  # "<id>: <reason>" for answers that cannot be staged
 
 
 def customer_ids_needing_lookup(db: StagingDatabase, lo: str, hi: str) -> list[str]:
@@ -54,6 +59,17 @@ def resolve_customers(db: StagingDatabase, client: GladlyClient, ids: list[str])
         customer_id = pending.pop(0)
         lookup = client.get_customer(customer_id)
         counts.looked_up += 1
+        problem = unusable_answer(lookup)
+        if problem is not None:
+            # The same rules as an export line: what PostgreSQL would refuse is refused on both
+            # engines, and this customer keeps its export row (if any) instead of failing the step.
+            counts.unusable.append(f"{customer_id}: {problem}")
+            with db.begin() as conn:
+                db.upsert(conn, customer_lookups, [{
+                    "customer_id": customer_id, "status": "unusable", "moved_to": None, "surviving_id": customer_id,
+                    "profile": None, "detail": problem, "fetched_at": now_text(),
+                }])
+            continue
         row = {
             "customer_id": customer_id,
             "status": lookup.status,
@@ -80,6 +96,28 @@ def resolve_customers(db: StagingDatabase, client: GladlyClient, ids: list[str])
     if counts.merged:
         compress_merge_chains(db)
     return counts
+
+
+def unusable_answer(lookup: CustomerLookup) -> str | None:
+    """Why a REST answer cannot be staged as it is (a NUL or lone surrogate anywhere, JSON nested
+    too deep, a merge target or field wider than its staging column), or None."""
+    if lookup.status == "moved":
+        moved_to = lookup.moved_to or ""
+        width = customer_lookups.c.moved_to.type.length
+        if len(moved_to) > width or unstorable({"new": moved_to}):
+            return f"the merge target id is not storable ({len(moved_to)} characters; at most {width}, no NUL)"
+        return None
+    if lookup.status != "found" or lookup.profile is None:
+        return None
+    profile = lookup.profile.model_dump(mode="json", by_alias=True)
+    problem = unstorable(profile)
+    if problem is not None:
+        return f"profile: {problem}"
+    try:
+        check_widths(customer_row(profile, None, now_text()), column_widths(customers))
+    except RecordError as exc:
+        return f"profile: {exc}"
+    return None
 
 
 def compress_merge_chains(db: StagingDatabase) -> None:

@@ -94,7 +94,7 @@ def _item_row(item: Item, job_id: str, file_name: str, line_no: int, staged_at: 
     }
 
 
-def _customer_row(obj: dict[str, Any], job_id: str, staged_at: str) -> dict[str, Any]:
+def customer_row(obj: dict[str, Any], job_id: str, staged_at: str) -> dict[str, Any]:
     c = parse_customer(obj)
     return {
         "source_id": c.source_id,
@@ -127,7 +127,7 @@ def _topic_row(obj: dict[str, Any], _job: str, staged_at: str) -> dict[str, Any]
 
 
 ENTITY_FILES = {
-    "customers.jsonl": (customers, _customer_row),
+    "customers.jsonl": (customers, customer_row),
     "agents.jsonl": (agents, _agent_row),
     "topics.jsonl": (topics, _topic_row),
 }
@@ -166,7 +166,7 @@ def stage_job_file(
     with db.begin() as conn:
         # bulk_upsert takes the engine's fast path (COPY on PostgreSQL); the last line for an id wins.
         good, bad = _Batch(lambda rows: db.bulk_upsert(conn, table, rows)), _Batch(lambda rows: db.quarantine(conn, rows))
-        for is_good, row, size in _rows(job.job_id, file_name, path, to_row, _column_widths(table), counts):
+        for is_good, row, size in _rows(job.job_id, file_name, path, to_row, column_widths(table), counts):
             (good if is_good else bad).add(row, size)
         good.flush()
         bad.flush()
@@ -209,7 +209,7 @@ def _rows(
             try:
                 row = to_row(line.obj, line.line_no)
                 if row is not None:
-                    _check_widths(row, widths)
+                    check_widths(row, widths)
             except RecordError as exc:
                 reason = str(exc)
             except UNEXPECTED as exc:
@@ -235,7 +235,7 @@ def _rows(
         }, len(raw)
 
 
-def _column_widths(table: sa.Table) -> tuple[tuple[str, int], ...]:
+def column_widths(table: sa.Table) -> tuple[tuple[str, int], ...]:
     """(column, max characters) of the table's bounded text columns: PostgreSQL refuses a longer
     value (failing the whole file), SQLite would keep it, so both are held to it here."""
     return tuple((c.name, c.type.length) for c in table.columns if isinstance(c.type, sa.String) and c.type.length)
@@ -252,7 +252,7 @@ _SOURCE_FIELDS = {
 }
 
 
-def _check_widths(row: dict[str, Any], widths: tuple[tuple[str, int], ...]) -> None:
+def check_widths(row: dict[str, Any], widths: tuple[tuple[str, int], ...]) -> None:
     for name, length in widths:
         value = row.get(name)
         if isinstance(value, str) and len(value) > length:
