@@ -15,7 +15,7 @@ _SECRET_FIELD = re.compile(r"(token|key|password|secret)$", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)\S*@")
 
 
-def redact_url(text: str) -> str:
+def hide_url_password(text: str) -> str:
     """`text` with the password of a URL in it replaced by `***` (user and host kept)."""
     return _URL_PASSWORD.sub(r"\g<head>***@", text)
 
@@ -30,7 +30,7 @@ class SecretSafeResource(dg.ConfigurableResource):
             if name and _SECRET_FIELD.search(name) and value:
                 yield name, "***"
             elif isinstance(value, str):
-                yield name, redact_url(value)
+                yield name, hide_url_password(value)
             else:
                 yield name, value
 
