@@ -33,6 +33,7 @@ import sqlalchemy as sa
 import yaml
 
 from migration_pipeline.core.http import VendorAPIError
+from migration_pipeline.core.jsonl import iter_jsonl
 from migration_pipeline.sources.gladly.archive import ArchivedJob
 from migration_pipeline.staging.db import (
     StagingDatabase,
@@ -47,7 +48,6 @@ from migration_pipeline.staging.db import (
     utc_text,
 )
 from migration_pipeline.staging.sql import run_model
-from migration_pipeline.synth.dataset import iter_jsonl
 from migration_pipeline.targets.unthread.client import UnthreadClient
 from migration_pipeline.targets.unthread.loader import EMAIL_RE, MARKER
 
