@@ -120,6 +120,9 @@ def emulator_unthread(
     fault_lost_response: LostResponse = None,
     fault_truncate: Truncate = None,
     request_log: RequestLog = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Offer only the confirmed Unthread API (default: UNTHREAD_EMULATOR_STRICT)")
+    ] = False,
 ) -> None:
     """Serve an Unthread-compatible API under /api (X-Api-Key from UNTHREAD_API_KEY)."""
     from migration_pipeline.emulators.common import serve_forever
@@ -142,6 +145,7 @@ def emulator_unthread(
         rate_limit_per_second=rate_limit or None,
         retry_after_seconds=retry_after,
         request_log_path=request_log,
+        strict=True if strict else None,
     )
     serve_forever(asgi, host=host, port=port)
 

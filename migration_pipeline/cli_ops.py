@@ -318,9 +318,56 @@ def rollback_cmd(
         db.dispose()
 
 
+def cutover_close_cmd(
+    execute: Annotated[
+        bool, typer.Option("--execute", help="Close for real; without it a dry run: the plan CSV only, nothing sent")
+    ] = False,
+    topic_id: Annotated[
+        Optional[str], typer.Option("--topic-id", help="Gladly topic id added to each conversation before closing")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Close even when the customer waits for a response (Gladly's status.force)")
+    ] = False,
+    staging_url: StagingUrl = None,
+) -> None:
+    """Cutover: close in Gladly the conversations migrated to Unthread (every ticket and staged item
+    loaded, per the ledger), a topic added first if given; the rest is skipped with the reason.
+    Results in MIGRATION_DATA_DIR/reports/gladly-cutover-close-*.csv (conversationId,status,error).
+    Without --execute nothing is sent. Exit status 1 when a conversation could not be closed."""
+    from contextlib import nullcontext
+
+    from migration_pipeline.resources import default_data_dir
+    from migration_pipeline.sources.gladly.cutover import run_cutover
+    from migration_pipeline.sources.gladly.resources import GladlyResource
+
+    gladly = None
+    if execute:
+        gladly = GladlyResource(
+            base_url=_need("GLADLY_BASE_URL"), api_user=_need("GLADLY_API_USER"), api_token=_need("GLADLY_API_TOKEN"),
+            requests_per_second=float(os.getenv("GLADLY_REQUESTS_PER_SECOND", "8")),
+        )
+    reports = Path(os.environ.get("MIGRATION_DATA_DIR") or default_data_dir()) / "reports"
+    db = _database(staging_url)
+    try:
+        with gladly.client() if gladly else nullcontext() as client, _progress() as bar:
+            task = bar.add_task("closing conversations", total=None)
+            result = run_cutover(
+                db, client, reports, dry_run=not execute, topic_id=topic_id, force=force,
+                run_id=_run_id("cutover"), progress=lambda _row: bar.advance(task),
+            )
+    except ValueError as exc:  # an unusable topic: refused before anything was written
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    typer.echo(result.summary())
+    raise typer.Exit(1 if result.counts["failed"] else 0)
+
+
 def register(app: typer.Typer) -> None:
     """Add the commands to the main `migration-pipeline` app."""
     app.command("preflight")(preflight_cmd)
     app.command("sample")(sample_cmd)
     app.command("dry-run")(dry_run_cmd)
     app.command("rollback")(rollback_cmd)
+    app.command("cutover-close")(cutover_close_cmd)

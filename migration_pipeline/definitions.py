@@ -10,6 +10,7 @@ from migration_pipeline.assets.reconciliation_report import reconciliation_repor
 from migration_pipeline.assets.staged_records import staged_gladly_records
 from migration_pipeline.assets.tickets import split_tickets
 from migration_pipeline.jobs import dry_run_migration, rollback_unthread, sample_migration
+from migration_pipeline.jobs_cutover import gladly_cutover_close
 from migration_pipeline.resources import build_resources
 from migration_pipeline.schedules import delta_schedule, migration_job, new_gladly_export_jobs
 from migration_pipeline.trace_view import trace_record
@@ -25,7 +26,7 @@ defs = dg.Definitions(
         reconciliation_report,
         unthread_workspace,
     ],
-    jobs=[migration_job, sample_migration, dry_run_migration, rollback_unthread, trace_record],
+    jobs=[migration_job, sample_migration, dry_run_migration, rollback_unthread, trace_record, gladly_cutover_close],
     schedules=[delta_schedule],
     sensors=[new_gladly_export_jobs],
     resources=build_resources(),

@@ -8,6 +8,9 @@ from migration_pipeline.assets.external import gladly_export
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.sources.gladly.archive import (
+    CUSTOMER_CONVERSATIONS_LAYOUT,
+    ITEMS_CSV_LAYOUT,
+    TOPICS_CSV_LAYOUT,
     ExportArchive,
     ExportFilesGone,
     MissingExportWindow,
@@ -15,6 +18,9 @@ from migration_pipeline.sources.gladly.archive import (
     coverage_gaps,
 )
 from migration_pipeline.sources.gladly.resources import GladlyResource
+
+# Support Tools exports of one conversation, one customer, or the topic configuration
+PARTIAL_LAYOUTS = (CUSTOMER_CONVERSATIONS_LAYOUT, ITEMS_CSV_LAYOUT, TOPICS_CSV_LAYOUT)
 
 
 @dg.asset(
@@ -50,8 +56,7 @@ def gladly_export_jobs(
     for job, fresh in landing.archived:
         downloaded += fresh
         reused += not fresh
-        context.log.info(f"landing export {job.job_id} from {job.origin} [{job.start_at:%Y-%m-%d} .. "
-                         f"{job.end_at:%Y-%m-%d}): {'archived' if fresh else 'already archived'}")
+        context.log.info(f"landing export {'archived' if fresh else 'already archived'}: {job.describe()}")
     with gladly.client() as client:
         listed = [j for j in client.list_export_jobs(status="COMPLETED") if j.overlaps(window.start, window.end)]
         for job in listed:
@@ -72,7 +77,10 @@ def gladly_export_jobs(
         calls = client.stats.as_dict()
 
     covering = archive.jobs_overlapping(window.start, window.end)
-    gaps = coverage_gaps([(j.start_at, j.end_at) for j in covering], window.start, window.end)
+    # A Support Tools export of one conversation or one customer holds only that: it never proves a
+    # day complete, so only org-wide exports (API jobs, GET File Export, JSONL) count as coverage.
+    whole_days = [j for j in covering if j.layout not in PARTIAL_LAYOUTS]
+    gaps = coverage_gaps([(j.start_at, j.end_at) for j in whole_days], window.start, window.end)
     if gaps:
         missing = ", ".join(f"{a:%Y-%m-%d %H:%M}..{b:%Y-%m-%d %H:%M} UTC" for a, b in gaps)
         unusable = f" Exports that could not be used: {' | '.join(str(g) for g in gone)}." if gone else ""
@@ -82,8 +90,9 @@ def gladly_export_jobs(
             f"in {storage.landing_dir}, then materialize this partition again."
         )
 
-    total_bytes = sum(f["bytes"] for j in covering for f in j.files.values())
-    total_lines = sum(f["lines"] for j in covering for f in j.files.values())
+    # a CSV is archived next to the JSONL made from it: count the lines once
+    total_bytes = sum(f["bytes"] for j in covering for n, f in j.files.items() if n.endswith(".jsonl"))
+    total_lines = sum(f["lines"] for j in covering for n, f in j.files.items() if n.endswith(".jsonl"))
     return dg.MaterializeResult(
         metadata={
             "jobs": dg.MetadataValue.int(len(covering)),

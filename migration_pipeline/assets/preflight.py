@@ -15,6 +15,10 @@ class PreflightConfig(dg.Config):
         default=False,
         description="Check the configuration only and send nothing (for dry runs, which must not touch the target)",
     )
+    reprobe: bool = Field(
+        default=False,
+        description="Forget what the workspace was found to support and probe it again (after Unthread changed it)",
+    )
 
 
 @dg.asset(
@@ -31,7 +35,9 @@ def unthread_preflight(
     """Blocking checks on the Unthread workspace before anything is written to it: the API key
     works (one authenticated read), the triage channel is configured, a configured placeholder
     user exists; Gladly agents are matched to Unthread users by email (the unmatched are listed);
-    and a reminder to pause the workspace's automations and autoresponders. Fails, and so stops
+    and a reminder to pause the workspace's automations and autoresponders; what the workspace
+    supports of the unconfirmed API surface (tags, file read-back, private notes, ...), probed
+    once and kept in `target_capabilities` (a re-run probes nothing). Fails, and so stops
     the load, when a blocking check fails; stores the findings as metadata."""
     with staging.database() as db, unthread.client() as client:
         report = run_preflight(
@@ -40,6 +46,7 @@ def unthread_preflight(
             triage_channel_id=unthread.triage_channel_id,
             placeholder_user_id=unthread.placeholder_user_id,
             offline=config.offline,
+            reprobe=config.reprobe,
         )
     for warning in report.warnings:
         context.log.warning(warning)
@@ -50,6 +57,15 @@ def unthread_preflight(
         "matched_agents": dg.MetadataValue.int(report.matched_agents),
         "unmatched_agents": dg.MetadataValue.int(len(report.unmatched_agents)),
         "unmatched_agent_list": dg.MetadataValue.md(f"| agent | name | email |\n|---|---|---|\n{unmatched}"),
+        "capabilities_missing": dg.MetadataValue.int(len(report.missing_capabilities)),
+        "capabilities_probed_now": dg.MetadataValue.int(len(report.probed_now)),
+        "capabilities": dg.MetadataValue.md(
+            "| capability | supported | what the load does | found |\n|---|---|---|---|\n" + "\n".join(
+                md_row([f.name, "yes" if f.supported else "NO", f.capability.uses if f.supported else f.capability.without,
+                        f"{f.found_by} {f.probed_at[:19]}: {f.detail}"])
+                for f in report.capabilities
+            )
+        ),
     }
     if not report.passed:
         raise dg.Failure(description="Unthread preflight failed: " + "; ".join(report.failures), metadata=metadata)

@@ -27,6 +27,7 @@ from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.sources.gladly.archive import ExportArchive
 from migration_pipeline.staging.db import utc_text
 from migration_pipeline.staging.resources import StagingResource
+from migration_pipeline.targets.unthread.capabilities import FILE_READ_BACK, MESSAGE_AUTHOR, TAGS, TAGS_ON_UPDATE, CapabilityStore
 from migration_pipeline.targets.unthread.resources import UnthreadResource
 
 VARIANCE_CHECK = "variance_within_tolerance"
@@ -37,6 +38,7 @@ MERGED_PROFILES_CHECK = "merged_profiles_no_duplicate_customers"
 TAG_CHECK = "tag_coverage"
 ATTACHMENT_CHECK = "attachment_checksums"
 ACCOUNTED_CHECK = "every_source_item_accounted_for"
+CAPABILITIES_CHECK = "workspace_capabilities"
 METADATA_ROWS = 100  # rows per metadata table; the full lists are in the report files
 
 
@@ -84,7 +86,12 @@ class ReconciliationConfig(dg.Config):
                                       "its ticket's Gladly topics (and their ids in metadata): every topic used is a tag"),
         dg.AssetCheckSpec(ATTACHMENT_CHECK, asset="reconciliation_report", blocking=True,
                           description="Every file put on an Unthread message was read back with the sha256 of its "
-                                      "Gladly source bytes (oversize files are listed, not failed)"),
+                                      "Gladly source bytes (oversize files are listed, not failed; on a workspace "
+                                      "with no file read-back: a warning, files matched by name and size)"),
+        dg.AssetCheckSpec(CAPABILITIES_CHECK, asset="reconciliation_report", blocking=False,
+                          description="The workspace offers every optional API feature the load can use (tags, "
+                                      "private notes, file read-back, message author, ...); a missing one is a "
+                                      "warning naming what the load did instead (preflight's target_capabilities)"),
     ],
 )
 def reconciliation_report(
@@ -110,17 +117,16 @@ def reconciliation_report(
             placeholder_user_id=unthread.placeholder_user_id, customer_mode=unthread.customer_mode, accepted=accepted,
         )
         lo, hi = utc_text(window.start), utc_text(window.end)
-        tags_ok, tags = tag_coverage(db, client, lo, hi, load_mappings(unthread.mappings_file))
+        caps = CapabilityStore(db)
+        tags_in_metadata = not (caps.supports(TAGS) and caps.supports(TAGS_ON_UPDATE))
+        tags_ok, tags = tag_coverage(db, client, lo, hi, load_mappings(unthread.mappings_file), in_metadata=tags_in_metadata)
         files_ok, files = attachment_checksum_mismatches(db, lo, hi)
         calls = client.stats.as_dict()
-    outcomes = check_outcomes(rec, config.max_variance)
+    outcomes = check_outcomes(rec, config.max_variance, caps)
     outcomes += [
-        CheckOutcome(TAG_CHECK, tags_ok,
-                     f"{tags['wrong']} of {tags['conversations_checked']} conversations with wrong tags; "
-                     f"{tags['missing_conversations']} conversations not found"),
-        CheckOutcome(ATTACHMENT_CHECK, files_ok,
-                     f"{files['mismatches']} of {files['files']} files with a different sha256 on Unthread; "
-                     f"{files['unverified']} not verified; {files['oversize_listed_not_uploaded']} oversize (listed)"),
+        tag_outcome(tags_ok, tags, caps if tags_in_metadata else None),
+        attachment_outcome(files_ok, files, caps),
+        capabilities_outcome(caps),
     ]
 
     reports = storage.root / "reports"
@@ -180,16 +186,57 @@ def reconciliation_report(
          "mismatches": dg.MetadataValue.int(files["mismatches"]),
          "unverified": dg.MetadataValue.int(files["unverified"]),
          "oversize_listed_not_uploaded": dg.MetadataValue.int(files["oversize_listed_not_uploaded"]),
+         "unverifiable": dg.MetadataValue.int(files["unverifiable"]),
          "by_state": dg.MetadataValue.json(files["by_state"]),
          "failing": dg.MetadataValue.json(files["failing"])},
+        {"missing": dg.MetadataValue.json([{"capability": f.name, "detail": f.detail, "instead": f.capability.without}
+                                           for f in caps.missing()]),
+         "supported": dg.MetadataValue.json([f.name for f in caps.findings() if f.supported])},
     ]
     for outcome, metadata in zip(outcomes, check_metadata(rec, accepted_file) + fidelity_metadata, strict=True):
-        yield dg.AssetCheckResult(check_name=outcome.name, passed=outcome.passed,
-                                  description=outcome.detail, metadata=metadata)
+        yield dg.AssetCheckResult(check_name=outcome.name, passed=outcome.passed, description=outcome.detail,
+                                  severity=dg.AssetCheckSeverity.WARN if outcome.limit else dg.AssetCheckSeverity.ERROR,
+                                  metadata=metadata)
 
 
-def check_outcomes(rec: Reconciliation, max_variance: float) -> list[CheckOutcome]:
+def tag_outcome(ok: bool, tags: dict, caps: CapabilityStore | None) -> CheckOutcome:
+    """Tags as tags; on a workspace without them (`caps` given), the names kept in metadata:
+    right there, the check is a warning naming the limit; wrong, a failure like any other."""
+    wrong = (f"{tags['wrong']} of {tags['conversations_checked']} conversations with wrong {tags['kept_as']}; "
+             f"{tags['missing_conversations']} conversations not found")
+    if caps is None or not ok:
+        return CheckOutcome(TAG_CHECK, ok, wrong)
+    why = "; ".join(f"{f.name}: {f.detail}" for f in caps.missing() if f.name.startswith("tags"))
+    return CheckOutcome(TAG_CHECK, False, limit=True, detail=(
+        f"this workspace takes no tags ({why}): the topic names of all {tags['conversations_checked']} conversations "
+        "are kept in metadata.gladlyTags, each as expected"))
+
+
+def attachment_outcome(ok: bool, files: dict, caps: CapabilityStore) -> CheckOutcome:
+    detail = (f"{files['mismatches']} of {files['files']} files with a different sha256 (or size) on Unthread; "
+              f"{files['unverified']} not verified; {files['oversize_listed_not_uploaded']} oversize (listed)")
+    if ok and files["unverifiable"]:
+        finding = next((f for f in caps.missing() if f.name == FILE_READ_BACK), None)
+        return CheckOutcome(ATTACHMENT_CHECK, False, limit=True, detail=(
+            f"{files['unverifiable']} files not verifiable on this workspace (no file read-back"
+            f"{': ' + finding.detail if finding else ''}): each is listed on its message with the source's size and "
+            f"its source sha256 is recorded; {detail}"))
+    return CheckOutcome(ATTACHMENT_CHECK, ok, detail)
+
+
+def capabilities_outcome(caps: CapabilityStore) -> CheckOutcome:
+    missing = caps.missing()
+    if not missing:
+        probed = len(caps.findings())
+        return CheckOutcome(CAPABILITIES_CHECK, True, f"all {probed} probed capabilities supported" if probed
+                            else "nothing probed (no preflight on record): every feature assumed")
+    return CheckOutcome(CAPABILITIES_CHECK, False, limit=True, detail="; ".join(
+        f"{f.name} not supported → {f.capability.without}" for f in missing))
+
+
+def check_outcomes(rec: Reconciliation, max_variance: float, caps: CapabilityStore | None = None) -> list[CheckOutcome]:
     """Pass/fail and a one-line reason for each check, in the order of the check specs."""
+    no_author = next((f for f in caps.missing() if f.name == MESSAGE_AUTHOR), None) if caps else None
     return [
         CheckOutcome(VARIANCE_CHECK, rec.variance <= max_variance,
                      f"{len(rec.missing)} of {rec.source_items} source items missing"
@@ -200,10 +247,12 @@ def check_outcomes(rec: Reconciliation, max_variance: float) -> list[CheckOutcom
                      f"{len(rec.out_of_order)} conversations out of order; {rec.conversations_checked} of "
                      f"{rec.conversations_expected} loaded conversations checked"),
         CheckOutcome(DUPLICATE_CHECK, not rec.duplicates, f"{len(rec.duplicates)} source items found more than once"),
-        CheckOutcome(ATTRIBUTION_CHECK, rec.attribution_ok,
-                     f"{len(rec.attribution_mismatches)} of {rec.messages_attributed} messages from the wrong person; "
+        CheckOutcome(ATTRIBUTION_CHECK, rec.attribution_ok and not rec.messages_unverifiable,
+                     limit=rec.attribution_ok,
+                     detail=f"{len(rec.attribution_mismatches)} of {rec.messages_attributed} messages from the wrong person; "
                      f"{len(rec.conversation_customer_mismatches)} conversations under the wrong customer; "
-                     f"{rec.messages_unverifiable} messages showed no author"),
+                     f"{rec.messages_unverifiable} messages showed no author"
+                     + (f" (not verifiable on this workspace: {no_author.detail})" if rec.messages_unverifiable and no_author else "")),
         CheckOutcome(MERGED_PROFILES_CHECK, rec.merged_profiles_ok,
                      f"{len(rec.duplicate_customers)} Gladly ids with several Unthread customers; "
                      f"{len(rec.merged_customers_on_target)} merged-away ids with one; "
@@ -319,9 +368,16 @@ def render_markdown(rec: Reconciliation, outcomes: list[CheckOutcome] | None = N
         "",
     ]
     if outcomes:
-        lines += ["| check | result | detail |", "|---|---|---|"]
-        lines += [md_row([o.name, "PASSED" if o.passed else "**FAILED**", o.detail]) for o in outcomes]
+        limits = [o for o in outcomes if o.limit and not o.passed]
+        lines += ["**Data guarantees** (nothing lost, duplicated, out of order or misattributed):", "",
+                  "| check | result | detail |", "|---|---|---|"]
+        lines += [md_row([o.name, "PASSED" if o.passed else "**FAILED**", o.detail]) for o in outcomes if o not in limits]
         lines += [""]
+        if limits:
+            lines += ["**Workspace limits** (warnings: what this Unthread workspace does not offer; no data lost):", "",
+                      "| check | result | detail |", "|---|---|---|"]
+            lines += [md_row([o.name, "WARN", o.detail]) for o in limits]
+            lines += [""]
     lines += [
         "| day | source | staged | in tickets | loaded | read back |",
         "|---|---|---|---|---|---|",

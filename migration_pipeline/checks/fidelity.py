@@ -4,12 +4,14 @@ function returns (passed, details) for the caller to wrap as an asset check.
 - `attachment_checksum_mismatches`: every file put on an Unthread message (Gladly attachments and
   inline images) was read back with the same sha256 as the source bytes (`attachment_transfers`).
 - `tag_coverage`: every loaded conversation carries exactly the flattened tag names of the Gladly
-  topics of its ticket.
+  topics of its ticket (as tags, or as `metadata.gladlyTags` on a workspace without tags).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import json
 
 import sqlalchemy as sa
 
@@ -27,7 +29,9 @@ def attachment_checksum_mismatches(
 
     Restricted to items with a timestamp in [lo, hi) when given. Oversize files (listed in the
     message, deliberately not uploaded) are reported but do not fail the check; unverified ones
-    (read-back failed, or sent but not yet read back) fail unless `allow_unverified`."""
+    (read-back failed, or sent but not yet read back) fail unless `allow_unverified`; files on a
+    workspace with no file read-back (`unverifiable`: listed on the message, bytes not readable)
+    are counted apart and do not fail: the caller reports them as a limit of the workspace."""
     query = sa.select(attachment_transfers)
     if lo is not None and hi is not None:
         query = query.join(conversation_items, conversation_items.c.source_id == attachment_transfers.c.item_id).where(
@@ -44,6 +48,7 @@ def attachment_checksum_mismatches(
     ]
     unverified = [r for r in rows if r["state"] in ("uploaded", "unverified")]
     failing = mismatched + ([] if allow_unverified else unverified)
+    unverifiable = [r for r in rows if r["state"] == "unverifiable"]
 
     def show(r) -> dict[str, Any]:
         return {k: r[k] for k in ("item_id", "attachment_id", "filename", "bytes", "sha256_source", "sha256_target", "state", "detail")}
@@ -53,6 +58,7 @@ def attachment_checksum_mismatches(
         "by_state": by_state,
         "mismatches": len(mismatched),
         "unverified": len(unverified),
+        "unverifiable": len(unverifiable),
         "oversize_listed_not_uploaded": by_state.get("oversize", 0),
         "failing": [show(r) for r in failing[:LISTED]],
     }
@@ -70,8 +76,12 @@ def expected_tags(db: StagingDatabase, ticket_id: str, mappings: Mappings | None
     return topic_ids, [mappings.topic_name(t, names) for t in topic_ids]
 
 
-def tag_coverage(db: StagingDatabase, client: Any, lo: str, hi: str, mappings: Mappings | None = None) -> tuple[bool, dict[str, Any]]:
-    """Every loaded conversation of the tickets touching [lo, hi) has exactly its topics' tags.
+def tag_coverage(
+    db: StagingDatabase, client: Any, lo: str, hi: str, mappings: Mappings | None = None, *, in_metadata: bool = False
+) -> tuple[bool, dict[str, Any]]:
+    """Every loaded conversation of the tickets touching [lo, hi) has exactly its topics' tags:
+    as Unthread tags, or with `in_metadata` (a workspace without a tag API) as the JSON list of
+    names in `metadata.gladlyTags`.
 
     Reads each conversation back from Unthread (`GET /conversations/:id`); a ticket not loaded
     yet is skipped (the variance check reports it)."""
@@ -90,7 +100,10 @@ def tag_coverage(db: StagingDatabase, client: Any, lo: str, hi: str, mappings: M
             missing_conversations.append(ticket_id)
             continue
         checked += 1
-        actual = sorted(t.get("name") for t in conversation.get("tags") or [])
+        if in_metadata:
+            actual = _names_in_metadata(conversation) if topic_ids else []
+        else:
+            actual = sorted(t.get("name") for t in conversation.get("tags") or [])
         kept = (conversation.get("metadata") or {}).get("gladlyTopicIds", "")
         kept_ids = sorted(x for x in kept.split(",") if x)
         if actual != sorted(names) or kept_ids != sorted(topic_ids):
@@ -102,6 +115,16 @@ def tag_coverage(db: StagingDatabase, client: Any, lo: str, hi: str, mappings: M
         "conversations_checked": checked,
         "wrong": len(wrong),
         "missing_conversations": len(missing_conversations),
+        "kept_as": "metadata.gladlyTags" if in_metadata else "tags",
         "examples": wrong[:LISTED],
     }
     return not wrong and not missing_conversations, details
+
+
+def _names_in_metadata(conversation: dict[str, Any]) -> list[str]:
+    raw = (conversation.get("metadata") or {}).get("gladlyTags") or "[]"
+    try:
+        names = json.loads(raw)
+    except ValueError:
+        return [f"<not JSON: {raw[:80]}>"]
+    return sorted(str(n) for n in names) if isinstance(names, list) else [f"<not a list: {raw[:80]}>"]

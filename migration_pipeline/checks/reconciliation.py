@@ -43,6 +43,7 @@ from migration_pipeline.staging.db import (
     customers,
     ledger,
     quarantine,
+    surviving_customers,
     ticket_items,
     tickets,
     utc_text,
@@ -530,6 +531,7 @@ class _People:
         with db.engine.connect() as conn:
             self.agents = {r["source_id"]: r for r in conn.execute(sa.select(agents)).mappings()}
         self.customers: dict[str, Any] = {}
+        self.survivors: dict[str, str] = {}  # merged-away id -> surviving profile
 
     def customer_rows(self, ids: set[str]) -> None:
         wanted = [i for i in ids if i and i not in self.customers]
@@ -540,6 +542,7 @@ class _People:
                 chunk = wanted[start : start + 500]
                 for row in conn.execute(sa.select(customers).where(customers.c.source_id.in_(chunk))).mappings():
                     self.customers[row["source_id"]] = row
+            self.survivors.update(surviving_customers(conn, wanted))
         for i in wanted:
             self.customers.setdefault(i, None)
 
@@ -558,18 +561,20 @@ class _People:
             if self.placeholder:
                 return {("id", self.placeholder)}
             return {("name", (agent and agent["name"]) or f"Gladly agent {item['author_id']}")}
-        accepted: set[Identity] = set()
-        # the item's own profile, or the one it was merged into: the same person either way
-        for customer_id in dict.fromkeys([item["customer_id"], ticket_customer]):
-            if not customer_id:
-                continue
-            row = self.customers.get(customer_id)
-            email = (row and row["primary_email"]) or ""
-            if email and EMAIL_RE.match(email):
-                accepted |= self._by_email(email.lower())
-            else:
-                accepted.add(("name", (row and row["name"]) or f"Gladly customer {customer_id}"))
-        return accepted
+        # the profile the item's customer is today: for a merged-away one, the survivor's, as the
+        # loader posts it (its own would be a stale name or no email at all)
+        customer_id = item["customer_id"] or ticket_customer
+        self.customer_rows({customer_id} if customer_id else set())
+        row = self.customers.get(customer_id) if customer_id else None
+        survivor = self.survivors.get(customer_id) if customer_id else None
+        if survivor:
+            self.customer_rows({survivor})
+            if self.customers.get(survivor) is not None:
+                customer_id, row = survivor, self.customers[survivor]
+        email = (row and row["primary_email"]) or ""
+        if email and EMAIL_RE.match(email):
+            return self._by_email(email.lower())
+        return {("name", (row and row["name"]) or f"Gladly customer {customer_id}")}
 
 
 def found_identity(message: dict[str, Any]) -> Identity | None:

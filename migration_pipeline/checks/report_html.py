@@ -27,9 +27,18 @@ MAX_ROWS = 1000  # rows per HTML table; the JSON report beside it holds up to it
 
 @dataclass(frozen=True)
 class CheckOutcome:
+    """One check's result. `limit`: a failed check caused by something the target workspace does
+    not offer (no data lost, duplicated, out of order or misattributed): shown as a warning, and
+    its Dagster check result has WARN severity, so the run stays green."""
+
     name: str
     passed: bool
     detail: str
+    limit: bool = False
+
+    @property
+    def result(self) -> str:
+        return "PASSED" if self.passed else "WARN" if self.limit else "FAILED"
 
 
 def day_figure(rec: Reconciliation) -> go.Figure:
@@ -140,11 +149,18 @@ def render_html(
             sections.append(_section(f"{title} ({len(rows)})", _table(columns, rows)))
 
     checks = list(checks)
-    check_table = _table(
+    classes = {"PASSED": "ok", "WARN": "warn", "FAILED": "bad"}
+    guarantees = [c for c in checks if not (c.limit and not c.passed)]
+    limits = [c for c in checks if c.limit and not c.passed]
+    check_table = _section("Data guarantees: nothing lost, duplicated, out of order or misattributed", _table(
         ["check", "result", "detail"],
-        [[c.name, "PASSED" if c.passed else "FAILED", c.detail] for c in checks],
-        row_class=lambda row: "ok" if row[1] == "PASSED" else "bad",
-    ) if checks else ""
+        [[c.name, c.result, c.detail] for c in guarantees],
+        row_class=lambda row: classes[row[1]],
+    )) if checks else ""
+    if limits:
+        check_table += _section("Workspace limits: what this Unthread workspace does not offer (warnings, no data lost)", _table(
+            ["check", "result", "detail"], [[c.name, c.result, c.detail] for c in limits], row_class=lambda row: classes[row[1]],
+        ))
     title = f"Reconciliation {rec.window[0][:10]} .. {rec.window[1][:10]}"
     summary = _table(
         ["source", "staged", "quarantined lines", "in tickets", "loaded", "read back", "variance",
@@ -160,7 +176,7 @@ def render_html(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p class=\"meta\">{meta}</p>"
-        f"{summary}{_section('Checks', check_table) if checks else ''}{''.join(sections)}</body></html>\n"
+        f"{summary}{check_table}{''.join(sections)}</body></html>\n"
     )
 
 
@@ -195,5 +211,5 @@ h1{margin-bottom:.2rem}.meta{color:#5b6473;margin-top:0}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
 th,td{border:1px solid #d6dae1;padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#f2f4f7}tr.ok td:nth-child(2){color:#17803d;font-weight:600}
-tr.bad td:nth-child(2){color:#c0262d;font-weight:600}section{margin-top:1.5rem}
+tr.bad td:nth-child(2){color:#c0262d;font-weight:600}tr.warn td:nth-child(2){color:#a15c00;font-weight:600}section{margin-top:1.5rem}
 """

@@ -3,7 +3,10 @@
 Vendor clients (`sources/*/client.py`, `targets/*/client.py`) subclass `VendorHttpClient` and get:
 - explicit connect/read timeouts;
 - client-side pacing below the vendor's limit (pyrate-limiter, a sliding window, so no
-  calendar second ever sees more than the limit);
+  calendar second ever sees more than the limit): per client, or with `shared_budget` one budget
+  for every client of the vendor account on the machine, threads and processes alike
+  (`core/budget.py`), for a vendor whose limit is account-wide;
+- after a 429, the client (or with a shared budget, every client of the account) holds off;
 - retries with exponential backoff and full jitter (tenacity) on 429, 5xx and connection
   errors, never on other 4xx; `Retry-After` honoured when the vendor sends it;
 - a hook to read the vendor's remaining-budget headers and slow down before a 429;
@@ -24,7 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pyrate_limiter import Duration, Limiter, Rate
+from pyrate_limiter import Limiter
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -32,6 +35,8 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+
+from migration_pipeline.core.budget import SharedRequestBudget, pacing_rates
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +134,10 @@ class VendorHttpClient:
         max_retry_after_seconds: float = 120.0,
         throttle_pause_seconds: float = 1.0,
         transport: httpx.BaseTransport | None = None,
+        shared_budget: SharedRequestBudget | None = None,
     ):
+        """`shared_budget` replaces the per-client pacing by that budget (the client closes it);
+        every attempt draws from it and a 429 holds off every client of it."""
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             auth=auth,
@@ -138,7 +146,8 @@ class VendorHttpClient:
             transport=transport,
             follow_redirects=False,
         )
-        self._limiter = _pacer(requests_per_second)
+        self._budget = shared_budget
+        self._limiter = None if shared_budget is not None else _pacer(requests_per_second)
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial_seconds
         self.backoff_max = backoff_max_seconds
@@ -148,9 +157,16 @@ class VendorHttpClient:
         self._pause_until = 0.0
         self._pause_lock = threading.Lock()
 
+    @property
+    def shared_budget(self) -> SharedRequestBudget | None:
+        """The account-wide budget this client draws from, if it was given one."""
+        return self._budget
+
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         self._client.close()
+        if self._budget is not None:
+            self._budget.close()
 
     def __enter__(self):
         return self
@@ -168,6 +184,13 @@ class VendorHttpClient:
 
     # -- pacing ----------------------------------------------------------------------------
     def pause_for(self, seconds: float) -> None:
+        """Send nothing for `seconds`: this client, and with a shared budget every client of the
+        account (the vendor's budget is spent for all of them)."""
+        self._pause_locally(seconds)
+        if self._budget is not None:
+            self._budget.block_for(seconds)
+
+    def _pause_locally(self, seconds: float) -> None:
         with self._pause_lock:
             self._pause_until = max(self._pause_until, time.monotonic() + seconds)
 
@@ -175,8 +198,16 @@ class VendorHttpClient:
         delay = self._pause_until - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        if self._limiter is not None:
+        if self._budget is not None:
+            self._budget.acquire()
+        elif self._limiter is not None:
             self._limiter.try_acquire(self.vendor)
+
+    def _note_throttled(self, response: httpx.Response) -> None:
+        """The vendor answered 429: hold off for its Retry-After, or without one for the rest of
+        its rate window (`throttle_pause`), now, whether or not this request is retried."""
+        hinted = _retry_after_seconds(response)
+        self.pause_for(min(hinted, self.max_retry_after) if hinted is not None else self.throttle_pause)
 
     # -- requests --------------------------------------------------------------------------
     def request(
@@ -211,7 +242,7 @@ class VendorHttpClient:
             if response.status_code in RETRYABLE_STATUS:
                 response.read()
                 cm.__exit__(None, None, None)
-                self._count_status(response.status_code)
+                self._count_status(response)
                 raise _RetryableResponse(response)
             return cm, response
 
@@ -244,12 +275,17 @@ class VendorHttpClient:
         if status in ok or status < 400:
             return response
         if status in RETRYABLE_STATUS:
-            self._count_status(status)
+            self._count_status(response)
             raise _RetryableResponse(response)
         raise self._error(method, path, response)
 
-    def _count_status(self, status: int) -> None:
-        self.stats.bump("throttled" if status == 429 else "server_errors")
+    def _count_status(self, response: httpx.Response) -> None:
+        """Count a retryable answer of the vendor's API; a 429 also holds the next requests off."""
+        if response.status_code == 429:
+            self.stats.bump("throttled")
+            self._note_throttled(response)
+        else:
+            self.stats.bump("server_errors")
 
     def _error(self, method: str, path: str, response: httpx.Response) -> VendorAPIError:
         try:
@@ -267,9 +303,10 @@ class VendorHttpClient:
             hinted = _retry_after_seconds(exc.response)
             if hinted is not None:
                 return min(max(hinted, 0.05), self.max_retry_after)
-            if exc.response.status_code == 429:
-                # No Retry-After: sit out the rest of this rate window before the backoff.
-                self.pause_for(self.throttle_pause)
+            if exc.response.status_code == 429 and isinstance(exc, RetryableStatus):
+                # Another host's 429 (the vendor API's paused at `_note_throttled`): sit out the
+                # rest of its rate window before the backoff, this client only.
+                self._pause_locally(self.throttle_pause)
         return backoff
 
     def _retrying(self, method: str, path: str, idempotent: bool = True) -> Retrying:
@@ -309,7 +346,4 @@ class VendorHttpClient:
 def _pacer(requests_per_second: float | None) -> Limiter | None:
     if not requests_per_second or requests_per_second <= 0:
         return None
-    # Express fractional rates as N requests per (N / rate) seconds.
-    if requests_per_second >= 1:
-        return Limiter(Rate(int(requests_per_second), Duration.SECOND))
-    return Limiter(Rate(1, int(1000 / requests_per_second)))
+    return Limiter(pacing_rates(requests_per_second))

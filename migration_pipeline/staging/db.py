@@ -585,3 +585,40 @@ attachment_transfers = sa.Table(
     sa.Column("detail", sa.Text),
     sa.Column("updated_at", sa.String(27), nullable=False),
 )
+
+# What the target workspace supports of the API surface the facts mark UNCONFIRMED: one row per
+# capability (targets/unthread/capabilities.py), written by the preflight's probes and by the
+# load when a write of an optional field is refused, so no later run repeats a call known to fail.
+target_capabilities = sa.Table(
+    "target_capabilities",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("supported", sa.Boolean, nullable=False),
+    sa.Column("detail", sa.Text),  # what the probe saw (status, path), never a credential
+    sa.Column("found_by", sa.String(16), nullable=False),  # probe / load
+    sa.Column("probed_at", sa.String(27), nullable=False),
+)
+
+
+def surviving_customers(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
+    """Customer id -> the profile it was merged into (the end of the chain), for each of `ids`
+    that was merged: Gladly's 301 as the lookup recorded it, else what staging recorded of it
+    (`merged_into`). A merged-away id may have no staged profile row at all."""
+    wanted = sorted(set(ids))
+    out: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        for customer_id, merged in conn.execute(
+            sa.select(customers.c.source_id, customers.c.merged_into).where(
+                customers.c.source_id.in_(chunk), customers.c.merged_into.is_not(None)
+            )
+        ):
+            out[customer_id] = merged
+        for customer_id, surviving in conn.execute(
+            sa.select(customer_lookups.c.customer_id, customer_lookups.c.surviving_id).where(
+                customer_lookups.c.customer_id.in_(chunk)
+            )
+        ):
+            if surviving and surviving != customer_id:
+                out[customer_id] = surviving
+    return out

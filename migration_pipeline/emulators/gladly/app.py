@@ -11,6 +11,10 @@ Layers, outside in:
    host misbehaves (a signature on its URLs, per-attachment 404/503s, more redirects) is set with
    `PUT /_emulator/file-host` (see `FileHost`).
 
+The API's writes (conversation status, assignee and topics) live in memory over the read-only
+dataset (`conversations.ConversationWrites`); which conversations refuse to close without a topic
+is set with `PUT /_emulator/close-rules` (`conversations.CloseRules`).
+
 Where Gladly's behaviour is undocumented (UNCONFIRMED in shared/vendor-apis/gladly-api.md) the
 emulator picks the strictest plausible reading: no `Retry-After` on 429, no `Location` on the 301
 for a merged customer, no Range support on export files or recordings, `startAt` earlier than
@@ -65,6 +69,7 @@ from migration_pipeline.emulators.common import (
 )
 from migration_pipeline.synth.dataset import RETENTION_DAYS
 
+from .conversations import CloseRules, ConversationWrites, Refusal
 from .store import ExportJob, GladlyStore
 from .timeutil import NS_PER_DAY, datetime_to_ns, format_ns, parse_rfc3339_ns
 
@@ -291,6 +296,26 @@ def file_host_routes(host: FileHost) -> list[Route]:
     ]
 
 
+def close_rules_routes(writes: ConversationWrites) -> list[Route]:
+    """`GET/PUT /_emulator/close-rules`: which conversations need a topic before closing."""
+
+    async def get_rules(_: Request) -> JSONResponse:
+        return JSONResponse(writes.rules.model_dump())
+
+    async def put_rules(request: Request) -> JSONResponse:
+        try:
+            rules = CloseRules.model_validate(await request.json())
+        except (ValueError, ValidationError) as exc:
+            return JSONResponse({"error": f"invalid close rules: {exc}"}, status_code=400)
+        writes.set_rules(rules)
+        return JSONResponse(rules.model_dump())
+
+    return [
+        Route("/_emulator/close-rules", get_rules, methods=["GET"]),
+        Route("/_emulator/close-rules", put_rules, methods=["PUT"]),
+    ]
+
+
 # -- auth and rate limit --------------------------------------------------------------------
 
 
@@ -387,11 +412,19 @@ class GladlyGate:
 class GladlyApi:
     """Route handlers over a `GladlyStore`. Export-job deletions live in memory only."""
 
-    def __init__(self, store: GladlyStore, clock: Clock, faults: FaultDecider, file_host: FileHost | None = None):
+    def __init__(
+        self,
+        store: GladlyStore,
+        clock: Clock,
+        faults: FaultDecider,
+        file_host: FileHost | None = None,
+        writes: ConversationWrites | None = None,
+    ):
         self.store = store
         self.clock = clock
         self.faults = faults
         self.file_host = file_host or FileHost()
+        self.writes = writes or ConversationWrites(store)
         self.deleted_jobs: set[str] = set()
 
     def routes(self) -> list[Route]:
@@ -411,6 +444,8 @@ class GladlyApi:
             Route(f"{V1}/customer-profiles/{{customer_id}}", self.get_customer, methods=get),
             Route(f"{V1}/customers/{{customer_id}}/conversations", self.customer_conversations, methods=get),
             Route(f"{V1}/conversations/{{conversation_id}}", self.get_conversation, methods=get),
+            Route(f"{V1}/conversations/{{conversation_id}}", self.patch_conversation, methods=["PATCH"]),
+            Route(f"{V1}/conversations/{{conversation_id}}/topics", self.add_topics, methods=["POST"]),
             Route(f"{V1}/conversations/{{conversation_id}}/items", self.conversation_items, methods=get),
             Route(f"{V1}/conversation-items/{{item_id}}", self.get_item, methods=get),
             Route(f"{V1}/conversation-items/{{item_id}}/attachments/{{attachment_id}}", self.attachment, methods=get),
@@ -568,14 +603,63 @@ class GladlyApi:
         if self.store.customer(customer_id) is None:
             return not_found(f"customer profile [{customer_id}] does not exist")
         bodies, limited = self.store.customer_conversations(customer_id, MAX_CONVERSATIONS)
-        return raw_json_array(bodies, limited_data(limited))
+        return raw_json_array(self.writes.bodies(bodies), limited_data(limited))
 
     async def get_conversation(self, request: Request) -> Response:
         conversation_id = request.path_params["conversation_id"]
-        body = self.store.conversation(conversation_id)
+        body = self.writes.body(conversation_id)
         if body is None:
             return not_found(f"conversation [{conversation_id}] does not exist")
         return raw_json(body)
+
+    async def patch_conversation(self, request: Request) -> Response:
+        """Close/reopen (`status`) and reassign (`assignee`): 204, 400 or 404 (§4.2)."""
+        conversation_id = request.path_params["conversation_id"]
+        body = await _json_object(request)
+        if body is None:
+            return gladly_error(400, "invalid", "request body must be a JSON object")
+        status, assignee = body.get("status"), body.get("assignee")
+        if status is None and assignee is None:
+            return gladly_error(400, "blank", "one of assignee, status must be present")
+        if status is not None:
+            if not isinstance(status, dict) or not isinstance(status.get("value"), str) or not status["value"].strip():
+                return gladly_error(400, "blank", "status.value cannot be blank", attr="status.value")
+            if status["value"] not in ("OPEN", "CLOSED"):
+                return gladly_error(400, "invalid", "status.value must be OPEN or CLOSED", attr="status.value")
+            if not isinstance(status.get("force", False), bool):
+                return gladly_error(400, "invalid", "status.force must be a boolean", attr="status.force")
+        if assignee is not None:
+            refusal = self._assignee_refusal(assignee)
+            if refusal is not None:
+                return _refused(refusal)
+        refusal = self.writes.patch(conversation_id, status, assignee, format_ns(self.clock.now_ns()))
+        return _refused(refusal) if refusal is not None else Response(status_code=204)
+
+    def _assignee_refusal(self, assignee: Any) -> Refusal | None:
+        if not isinstance(assignee, dict) or not isinstance(assignee.get("inboxId"), str) or not assignee["inboxId"].strip():
+            return Refusal(400, "blank", "assignee.inboxId cannot be blank", "assignee.inboxId")
+        agent_id = assignee.get("agentId")
+        if agent_id is not None and not any(a.get("id") == agent_id for a in self.store.agents):
+            return Refusal(400, "invalid_state", "agent does not belong to inbox")
+        return None
+
+    async def add_topics(self, request: Request) -> Response:
+        """Add topics to a conversation; those already on it are ignored. 204, 400 or 404."""
+        conversation_id = request.path_params["conversation_id"]
+        body = await _json_object(request)
+        topic_ids = body.get("topicIds") if body is not None else None
+        if not isinstance(topic_ids, list) or not topic_ids or not all(isinstance(t, str) and t for t in topic_ids):
+            return gladly_error(400, "blank", "topicIds must be a non-empty list of topic ids", attr="topicIds")
+        if self.writes.body(conversation_id) is None:
+            return not_found("conversation does not exist")
+        topics = {t.get("id"): t for t in self.store.topics}
+        for topic_id in topic_ids:
+            if topic_id not in topics:
+                return gladly_error(400, "invalid", f"topic [{topic_id}] does not exist", attr="topicIds")
+            if topics[topic_id].get("disabled"):
+                return gladly_error(400, "invalid", f"topic [{topic_id}] is disabled", attr="topicIds")
+        self.writes.add_topics(conversation_id, topic_ids)
+        return Response(status_code=204)
 
     async def conversation_items(self, request: Request) -> Response:
         conversation_id = request.path_params["conversation_id"]
@@ -641,6 +725,19 @@ class GladlyApi:
         return stream_file(path, "audio/mpeg")
 
 
+async def _json_object(request: Request) -> dict[str, Any] | None:
+    """The request body if it is a JSON object, else None."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _refused(refusal: Refusal) -> JSONResponse:
+    return gladly_error(refusal.status, refusal.code, refusal.detail, attr=refusal.attr)
+
+
 def _time_param(raw: str | None, name: str, default_ns: int) -> tuple[int, Response | None]:
     """Parse an optional RFC3339 query parameter (any fractional precision)."""
     if raw is None:
@@ -693,7 +790,9 @@ def create_app(
     )
     file_host = FileHost()
     state.extra_admin["file_host"] = file_host
-    api = GladlyApi(store, clock, state.faults, file_host)
+    writes = ConversationWrites(store)
+    state.extra_admin["conversation_writes"] = writes
+    api = GladlyApi(store, clock, state.faults, file_host, writes)
     limiter = OrgRateLimiter(rate_limit_per_second, clock=rate_limit_clock)
     # An injected 429 or 5xx carries the org budget headers like every real Gladly API answer.
     state.error_headers = lambda status: {
@@ -701,7 +800,10 @@ def create_app(
         "Ratelimit-Remaining-Second": "0" if status == 429 else str(limiter.remaining()),
     }
     app = Starlette(
-        routes=[*admin_routes(state), *clock_routes(clock), *file_host_routes(file_host), *api.routes()],
+        routes=[
+            *admin_routes(state), *clock_routes(clock), *file_host_routes(file_host), *close_rules_routes(writes),
+            *api.routes(),
+        ],
         middleware=[Middleware(GladlyGate, api_user=api_user, api_token=api_token, limiter=limiter)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )

@@ -358,6 +358,16 @@ class GladlyStore:
         rows = self._rows(sql + " ORDER BY ts_ns, id LIMIT ?", (*params, limit + 1))
         return [r[0] for r in rows[:limit]], len(rows) > limit
 
+    def last_item_of_types(self, conversation_id: str, content_types: tuple[str, ...]) -> str | None:
+        """The conversation's latest item (by timestamp, then id) whose `content.type` is one of
+        `content_types`, or None."""
+        marks = ", ".join("?" for _ in content_types)
+        return self._one(
+            f"SELECT body FROM items WHERE conversation_id = ? AND json_extract(body, '$.content.type') IN ({marks}) "
+            "ORDER BY ts_ns DESC, id DESC LIMIT 1",
+            (conversation_id, *content_types),
+        )
+
     def item(self, item_id: str) -> str | None:
         return self._one("SELECT body FROM items WHERE id = ?", (item_id,))
 

@@ -15,6 +15,9 @@ Choices on unconfirmed behaviour (facts file §1, §9):
   `DELETE /conversations/{id}` (paths unconfirmed);
 - create and update endpoints honour the documented `?select=a,b.c` query parameter (GET and
   DELETE accept it too: a harmless superset).
+
+Strict mode (`strict=True`) drops the unconfirmed routes, fields and read-back details listed in
+strict.py, each with the facts-file section it follows; permissive mode is the default.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from .listing import hydrate, list_response, project, validate_select_path
 from .schema import RESOURCES, Resource
 from .service import Limits, Unthread, Upload, now_iso
 from .store import Store
+from .strict import STRICT_USERS, UNCONFIRMED_ROUTES, VIEWS, strict_from, users_list_body
 
 API_PREFIX = "/api"
 DOWNLOAD_PATTERN = re.compile(r"^/api/conversations/[^/]+/files/[^/]+/full$")
@@ -191,16 +195,24 @@ def _handles_errors(fn: Handler) -> Handler:
 
 
 class Api:
-    """The vendor routes, bound to one service instance."""
+    """The vendor routes, bound to one service instance (strict: only the confirmed surface)."""
 
     def __init__(self, service: Unthread, limits: Limits):
         self.svc = service
         self.store = service.store
         self.payloads = _Payloads(limits)
+        self.strict = service.strict
+
+    def _view(self, resource: str) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+        """How strict mode shows a stored object (None: as stored)."""
+        return VIEWS.get(resource) if self.strict else None
 
     def _out(self, request: Request, resource: str, doc: dict[str, Any], status: int = 200) -> JSONResponse:
         res = RESOURCES[resource]
         select = _select_param(request, res)
+        view = self._view(resource)
+        if view is not None:
+            doc = view(doc)
         hydrate(self.store, res, [doc], select)
         return JSONResponse(project(doc, select), status_code=status)
 
@@ -231,7 +243,10 @@ class Api:
 
     def _list(self, resource: str) -> Handler:
         async def list_(request: Request) -> Response:
-            return JSONResponse(list_response(self.store, RESOURCES[resource], await json_body(request)))
+            body, res = await json_body(request), RESOURCES[resource]
+            if self.strict and resource == "users":
+                body, res = users_list_body(body), STRICT_USERS
+            return JSONResponse(list_response(self.store, res, body, finish=self._view(resource)))
 
         return list_
 
@@ -266,7 +281,8 @@ class Api:
             raise ApiError(404, f"conversation {conversation_id!r} not found")
         body = await json_body(request)
         scope = ("conversationId", conversation_id)
-        return JSONResponse(list_response(self.store, RESOURCES["messages"], body, scope=scope))
+        view = self._view("messages")
+        return JSONResponse(list_response(self.store, RESOURCES["messages"], body, scope=scope, finish=view))
 
     async def download(self, request: Request) -> Response:
         conversation_id, file_id = request.path_params["conversation_id"], request.path_params["file_id"]
@@ -305,6 +321,12 @@ class Api:
             ("/conversations/{id}/messages/list", self.list_messages, ["POST"]),
             ("/conversations/{conversation_id}/files/{file_id}/full", self.download, ["GET"]),
         ]
+        if self.strict:
+            table = [
+                (path, handler, kept)
+                for path, handler, methods in table
+                if (kept := [m for m in methods if (path, m) not in UNCONFIRMED_ROUTES])
+            ]
         return [Route(p + path, _handles_errors(handler), methods=methods) for path, handler, methods in table]
 
 
@@ -375,14 +397,18 @@ def create_app(
     max_file_bytes: int = 20 * 1024 * 1024,
     max_markdown_chars: int = 40_000,
     request_log_path: Path | None = None,
+    strict: bool | None = None,
 ) -> ASGIApp:
     """An Unthread-compatible API under /api, persisting to `state_path` (SQLite; a temporary
     location when None). `workspace` ({users, triageChannels, emailInboxes, slackChannels}) is what
-    already exists in the target workspace. Admin routes: /_emulator/{health,requests,faults,hold,stats}."""
+    already exists in the target workspace. `strict` offers only the confirmed surface (strict.py;
+    None reads UNTHREAD_EMULATOR_STRICT, default permissive).
+    Admin routes: /_emulator/{health,requests,faults,hold,stats,mode}."""
+    strict = strict_from(strict)
     store = Store(state_path)
     _seed(store, workspace)
     limits = Limits(max_files_per_message, max_file_bytes, max_markdown_chars)
-    api = Api(Unthread(store, limits), limits)
+    api = Api(Unthread(store, limits, strict=strict), limits)
     state = EmulatorState(
         name="unthread",
         faults=FaultDecider(faults or FaultConfig()),
@@ -396,7 +422,24 @@ def create_app(
         """Object counts per resource: lets tests prove a retried write made no duplicate."""
         return JSONResponse(store.stats())
 
-    routes = [*api.routes(), *admin_routes(state), Route("/_emulator/stats", stats, methods=["GET"])]
+    mode = {"mode": "strict" if strict else "permissive"}
+
+    async def show_mode(_: Request) -> JSONResponse:
+        """Which surface this emulator offers, so a user knows what they rehearse against."""
+        return JSONResponse(mode)
+
+    async def strict_health(_: Request) -> JSONResponse:
+        return JSONResponse({"ok": True, "emulator": state.name, **mode})
+
+    # Strict mode's health (listed first, so it wins) names the mode; permissive health is unchanged.
+    health = [Route("/_emulator/health", strict_health, methods=["GET"])] if strict else []
+    routes = [
+        *api.routes(),
+        *health,
+        *admin_routes(state),
+        Route("/_emulator/stats", stats, methods=["GET"]),
+        Route("/_emulator/mode", show_mode, methods=["GET"]),
+    ]
     router = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     gated = _Gate(router, api_key, FixedWindowRateLimiter(rate_limit_per_second), retry_after_seconds)
     return EmulatorMiddleware(gated, state)

@@ -6,7 +6,8 @@ rehearsing a migration and need to know what to fix.
 
 Strict where the facts file documents a rule (enums, priorities 3/5/7/9, the type-specific channel
 fields, the two message body forms); lenient where it does not (unknown request fields are ignored,
-duplicate names are allowed). Every unconfirmed choice is marked "assumed".
+duplicate names are allowed). Every unconfirmed choice is marked "assumed". In strict mode
+(strict.py) the unconfirmed write fields are refused and messages are stored without an author.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from .errors import ApiError
 from .store import Store
+from .strict import CONVERSATION_CREATE_REFUSED, CONVERSATION_PATCH_REFUSED, message_view, refuse_unknown
 
 CONVERSATION_TYPES = ("slack", "email", "triage")
 STATUSES = ("open", "in_progress", "on_hold", "closed")
@@ -142,9 +144,10 @@ def check_markdown(text: str, field: str, limits: Limits) -> str:
 class Unthread:
     """Domain operations over a Store; users and workspace items are read-only reference data."""
 
-    def __init__(self, store: Store, limits: Limits):
+    def __init__(self, store: Store, limits: Limits, strict: bool = False):
         self.store = store
         self.limits = limits
+        self.strict = strict
         self.users = {u["id"]: u for u in store.all_users()}
         self.users_by_email = {u["email"].lower(): u for u in self.users.values() if isinstance(u.get("email"), str)}
 
@@ -328,6 +331,8 @@ class Unthread:
         return {"channelId": effective, "triageChannelId": triage_id, "emailInboxId": inbox_id}
 
     def create_conversation(self, p: dict[str, Any], uploads: list[Upload]) -> dict[str, Any]:
+        if self.strict:
+            refuse_unknown(p, CONVERSATION_CREATE_REFUSED)
         kind = p.get("type")
         if kind is None:
             raise ApiError(400, "type: is required (one of slack, email, triage)")
@@ -410,6 +415,8 @@ class Unthread:
         """PATCH: only the keys present change; maps (metadata, ticketTypeFields) are replaced whole
         (INFERRED from LangChain's client merging them itself, facts file §3.3)."""
         doc = self._existing("conversations", conversation_id, "conversation")
+        if self.strict:
+            refuse_unknown(p, CONVERSATION_PATCH_REFUSED)
         before = dict(doc)
         now = now_iso()
         if "status" in p:
@@ -465,7 +472,8 @@ class Unthread:
         text = self._message_body(p)
         on_behalf_of = self._on_behalf_of(p)
         # assumed: isPrivateNote can be set on create (unconfirmed; stored messages carry it).
-        private = opt_bool(p, "isPrivateNote", False)
+        # Strict mode ignores it (unconfirmed on create).
+        private = False if self.strict else opt_bool(p, "isPrivateNote", False)
         self._check_uploads(uploads)
         last_ts = self.store.last_message_ts(conversation_id)
         message = self._message_doc(
@@ -493,7 +501,7 @@ class Unthread:
         when = datetime.fromtimestamp(int(ts.split(".")[0]), UTC)
         stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + ts.split(".")[1][:3] + "Z"
         user = self._resolve_user(on_behalf_of)
-        return {
+        doc = {
             "id": str(uuid.uuid4()),
             "conversationId": conversation_id,
             "ts": ts,
@@ -516,6 +524,7 @@ class Unthread:
             "metadata": None,
             "files": [],
         }
+        return message_view(doc) if self.strict else doc
 
     def _resolve_user(self, on_behalf_of: dict[str, Any] | None) -> dict[str, Any] | None:
         """The workspace user the message is posted as: by onBehalfOf.id, else by email; else null

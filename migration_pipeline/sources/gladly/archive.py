@@ -5,7 +5,8 @@ and never downloaded again. Layout under `MIGRATION_DATA_DIR`:
 
     archive/gladly/jobs/<jobId>/job.json          the job as the API (or Support's job.json) described it
     archive/gladly/jobs/<jobId>/<name>.jsonl      each file, byte for byte
-    archive/gladly/jobs/<jobId>/archive.json      {files: {name: {bytes, sha256, lines}}, archivedAt}
+    archive/gladly/jobs/<jobId>/archive.json      {files: {name: {bytes, sha256, lines}}, archivedAt, layout,
+                                                   windowFrom, converted: {derived name: {from, rows, ...}}}
     archive/gladly/.scratch/                      work in progress; removed when done or failed
 
 `archive.json` is written last, so a job directory without it is an interrupted download and is
@@ -31,6 +32,18 @@ Landing folder (`MIGRATION_DATA_DIR/landing/gladly/`), as Gladly Support hands e
   floor): `MIGRATION_LANDING_MAX_UNZIPPED_BYTES` (default 50 GiB), `MIGRATION_LANDING_MAX_ZIP_RATIO`
   (default 200);
 - symbolic links in the landing folder are never followed (a linked ZIP, folder or file is refused);
+- Gladly's Support Tools Portal exports are landing exports too, recognised by their layout:
+  the **GET File Export** ZIP is the export job's four JSONL files (read as above); the **Customer
+  conversations** ZIP (`conversations.csv` + `conversation-items.csv`, also as a folder or loose in
+  the landing folder); a **Single conversation** CSV (any `*.csv` loose in the landing folder whose
+  header has the item columns); the **Topics** configuration CSV (loose, header `Id`, `Disabled`,
+  `Name`). A CSV is archived byte for byte (under its layout's name, `conversation-items.csv` or
+  `topics.csv`; the name it landed as is in archive.json) next to the JSONL file made from it
+  (`support_tools.py`: `conversation_items.jsonl`, `topics.jsonl`, one line per CSV row, line N =
+  row N), so staging and reconciliation read it as any export. Only the landed files make the job
+  id; the derived ones are listed in archive.json `converted`. The Topics CSV covers no window (a
+  configuration snapshot: its window is empty, so it never claims coverage) and is returned by
+  `jobs_overlapping` for every window;
 - every export is built in the scratch folder and renamed into `jobs/` whole, so a refused or failed
   export leaves nothing behind, and one bad export never stops the others: `archive_from_landing`
   returns the archived ones and the refused ones with their reason.
@@ -41,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
@@ -58,13 +72,27 @@ from migration_pipeline.core.files import (
     scratch_dir,
 )
 from migration_pipeline.core.http import VendorAPIError
+from migration_pipeline.sources.gladly import support_tools
 from migration_pipeline.sources.gladly.client import ExportJob, GladlyClient
 from migration_pipeline.sources.gladly.parse import parse_timestamp
+
+_log = logging.getLogger(__name__)
 
 ARCHIVE_MARKER = "archive.json"
 JOB_FILE = "job.json"
 EXPORT_FILE_NAMES = ("agents.jsonl", "conversation_items.jsonl", "customers.jsonl", "topics.jsonl")
 LANDING_NAMES = (*EXPORT_FILE_NAMES, JOB_FILE)
+# Support Tools Portal CSVs, under the names they are archived as. Inside a ZIP or a folder the
+# Customer conversations export is recognised by its two names; loose CSVs by their header.
+ITEMS_CSV, CONVERSATIONS_CSV, TOPICS_CSV = "conversation-items.csv", "conversations.csv", "topics.csv"
+GROUP_NAMES = (*LANDING_NAMES, ITEMS_CSV, CONVERSATIONS_CSV)  # what a folder (or ZIP folder) export may hold
+ARCHIVED_ORIGINALS = (*EXPORT_FILE_NAMES, ITEMS_CSV, CONVERSATIONS_CSV, TOPICS_CSV)
+# Files that make an export on their own (conversations.csv does not: it has no items).
+EXPORT_MAKERS = (*EXPORT_FILE_NAMES, ITEMS_CSV, TOPICS_CSV)
+# archive.json `layout`
+JSONL_LAYOUT, CUSTOMER_CONVERSATIONS_LAYOUT = "export-jsonl", "customer-conversations-csv"
+ITEMS_CSV_LAYOUT, TOPICS_CSV_LAYOUT = "conversation-items-csv", "topics-csv"
+ROW_NUMBERS_NOTE = "line N of this file is data row N of the CSV (header and blank lines not counted)"
 # Gladly ids are URL-safe base64 (22 characters, may start with "-" or "_"); file names are like
 # "conversation_items.jsonl". A leading "." is refused: it would make ".", ".." or a hidden file.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -83,12 +111,28 @@ class ArchivedJob:
     directory: Path
     files: dict[str, dict[str, Any]]  # name -> {bytes, sha256, lines}
     origin: str = ""  # for a landing export: the ZIP (and folder in it) or folder it came from
+    layout: str = JSONL_LAYOUT  # which landing layout it was (JSONL_LAYOUT, ..._CSV_LAYOUT)
+    window_from: str = ""  # where its window came from: the API job, job.json, the items' timestamps
+    # derived file -> {from: the CSV it was made from, rows, badRows, ...}
+    converted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    configuration: bool = False  # a configuration snapshot (Topics CSV): no window, staged with every one
 
     def file_path(self, name: str) -> Path:
         return self.directory / name
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
         return self.start_at < end and start < self.end_at
+
+    def describe(self) -> str:
+        """One line for a log: the job, its layout, where it came from and where its window came from."""
+        if self.configuration:
+            window = "no window (a configuration snapshot, staged with every window)"
+        else:
+            window = (f"window {self.start_at:%Y-%m-%d %H:%M} .. {self.end_at:%Y-%m-%d %H:%M} UTC "
+                      f"from {self.window_from or 'the job'}")
+        bad = sum(int(c.get("badRows", 0)) for c in self.converted.values())
+        rows = f"; {bad} CSV rows unreadable (quarantined when staged)" if bad else ""
+        return f"{self.job_id} ({self.layout}) from {self.origin or self.source}: {window}{rows}"
 
 
 class MissingExportWindow(Exception):
@@ -226,6 +270,10 @@ class ExportArchive:
             directory=self.job_dir(job_id),
             files=meta["files"],
             origin=meta.get("origin") or meta.get("landingPath") or "",
+            layout=meta.get("layout") or JSONL_LAYOUT,
+            window_from=meta.get("windowFrom") or ("the API job's parameters" if meta.get("source", "api") == "api" else ""),
+            converted=meta.get("converted") or {},
+            configuration=bool(meta.get("configuration")),
         )
 
     def all_jobs(self) -> list[ArchivedJob]:
@@ -239,7 +287,9 @@ class ExportArchive:
         return sorted((j for j in jobs if j), key=lambda j: (j.updated_at, j.job_id))
 
     def jobs_overlapping(self, start: datetime, end: datetime) -> list[ArchivedJob]:
-        return [j for j in self.all_jobs() if j.overlaps(start, end)]
+        """Jobs whose window overlaps [start, end), plus every configuration snapshot (its empty
+        window never counts as coverage: `coverage_gaps` skips it)."""
+        return [j for j in self.all_jobs() if j.overlaps(start, end) or j.configuration]
 
     def archive_from_api(self, client: GladlyClient, job: ExportJob) -> tuple[ArchivedJob, bool]:
         """Archive one job; returns (archived job, whether anything was downloaded now). The job id
@@ -263,6 +313,8 @@ class ExportArchive:
         meta = {
             "jobId": job.id,
             "source": "api",
+            "layout": JSONL_LAYOUT,
+            "windowFrom": "the API job's parameters",
             "startAt": job.parameters.start_at.isoformat(),
             "endAt": job.parameters.end_at.isoformat(),
             "updatedAt": job.updated_at.isoformat(),
@@ -292,27 +344,42 @@ class ExportArchive:
                 with scratch_dir(self.scratch_root) as scratch:
                     for export in source.unpack(scratch, limits):
                         try:
-                            scan.archived.append(self._archive_landed(export, scratch))
+                            archived, fresh = self._archive_landed(export, scratch)
                         except Exception as exc:  # noqa: BLE001 - one bad folder of a ZIP never stops the others
                             scan.rejected.append(RejectedExport(export.origin, _reason(exc)))
+                            continue
+                        scan.archived.append((archived, fresh))
+                        _log.info("landing export %s: %s", "archived" if fresh else "already archived", archived.describe())
             except Exception as exc:  # noqa: BLE001 - one bad export never stops the scan
                 scan.rejected.append(RejectedExport(str(source.path), _reason(exc)))
         return scan
 
     def _archive_landed(self, export: _UnpackedExport, scratch: Path) -> tuple[ArchivedJob, bool]:
-        """Archive one unpacked export: its scratch folder gets archive.json and is renamed into
-        `jobs/` whole."""
-        files = {n: _file_facts(export.folder / n) for n in EXPORT_FILE_NAMES if (export.folder / n).is_file()}
-        if not files:
-            raise LandingExportError(f"no export file ({', '.join(EXPORT_FILE_NAMES)}) in it")
-        digest = hashlib.sha256()
+        """Archive one unpacked export: CSVs get their JSONL made beside them, the scratch folder
+        gets archive.json and is renamed into `jobs/` whole."""
+        folder = export.folder
+        files = {n: _file_facts(folder / n) for n in ARCHIVED_ORIGINALS if (folder / n).is_file()}
+        if not any(n in files for n in EXPORT_MAKERS):
+            if CONVERSATIONS_CSV in files:
+                raise LandingExportError(f"{CONVERSATIONS_CSV} without {ITEMS_CSV}: the conversations have no items; "
+                                         f"drop the Customer conversations ZIP whole")
+            raise LandingExportError(f"no export file ({', '.join(EXPORT_MAKERS)}) in it")
+        digest = hashlib.sha256()  # over the landed files only, so a new converter never re-archives
         for name in sorted(files):
             digest.update(name.encode() + b"\0" + files[name]["sha256"].encode())
         job_id = f"landing-{digest.hexdigest()[:20]}"
         existing = self.load(job_id)
         if existing is not None and self.verify(existing):
             return existing, False
-        start, end = _landing_window(export.folder)
+        extra = _convert_csvs(folder, files)
+        landed_at = datetime.fromtimestamp(export.landing_path.lstat().st_mtime, UTC)
+        if extra["configuration"]:
+            start = end = landed_at  # an empty window: it claims no coverage
+            extra["windowFrom"] = "none: a configuration snapshot covers no window"
+        else:
+            start, end, extra["windowFrom"] = _landing_window(folder)
+        if export.landed_as:
+            extra["landedAs"] = export.landed_as
         meta = {
             "jobId": job_id,
             "source": "landing",
@@ -320,9 +387,10 @@ class ExportArchive:
             "origin": export.origin,
             "startAt": start.isoformat(),
             "endAt": end.isoformat(),
-            "updatedAt": datetime.fromtimestamp(export.landing_path.lstat().st_mtime, UTC).isoformat(),
+            "updatedAt": landed_at.isoformat(),
             "archivedAt": datetime.now(UTC).isoformat(),
             "files": files,
+            **extra,
         }
         atomic_write_text(export.folder / ARCHIVE_MARKER, json.dumps(meta, indent=1, sort_keys=True))
         self._move_into_place(export.folder, job_id, scratch)
@@ -372,21 +440,25 @@ def _reason(exc: Exception) -> str:
 @dataclass(frozen=True)
 class _UnpackedExport:
     origin: str  # what the report names: the ZIP, "<zip>:<folder>/", the folder, or the landing folder
-    landing_path: Path  # the ZIP or folder in the landing folder
+    landing_path: Path  # the ZIP, folder or CSV in the landing folder
     folder: Path  # scratch folder holding the export's files under their export names
+    landed_as: dict[str, str] = field(default_factory=dict)  # archived name -> the name it landed as
 
 
 @dataclass(frozen=True)
 class _LandingSource:
-    path: Path  # the ZIP, the folder, or the landing folder itself (loose files)
-    kind: str  # "zip", "folder" or "loose"
+    path: Path  # the ZIP, the folder, the CSV, or the landing folder itself (loose files)
+    kind: str  # "zip", "folder", "csv" or "loose"
+    companions: tuple[Path, ...] = ()  # for a loose conversation-items.csv: its conversations.csv
 
     def unpack(self, scratch: Path, limits: ZipLimits) -> list[_UnpackedExport]:
         if self.kind == "zip":
             return _unpack_zip(self.path, scratch, limits)
         folder = scratch / "export"
         folder.mkdir()
-        _copy_landing_files(self.path, folder)
+        if self.kind == "csv":
+            return [_unpack_loose_csv(self, scratch, folder)]
+        _copy_landing_files(self.path, folder, GROUP_NAMES if self.kind == "folder" else LANDING_NAMES)
         return [_UnpackedExport(str(self.path), self.path, folder)]
 
 
@@ -396,32 +468,66 @@ _LINK_REASON = (
 
 
 def _find_landing_exports(landing_dir: Path) -> tuple[list[_LandingSource], list[RejectedExport]]:
-    """ZIPs, then folders, then loose files; links are refused here, never followed."""
+    """ZIPs, then folders, then loose CSVs, then loose files; links are refused here, never followed."""
     if not landing_dir.is_dir():
         return [], []
-    zips, folders, rejected = [], [], []
-    for entry in sorted(landing_dir.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        is_zip = entry.suffix.lower() == ".zip"
+    zips, folders, csvs, rejected = [], [], [], []
+    entries = [e for e in sorted(landing_dir.iterdir()) if not e.name.startswith(".")]
+    names = {e.name for e in entries}
+    for entry in entries:
+        is_zip, is_csv = entry.suffix.lower() == ".zip", entry.suffix.lower() == ".csv"
         if entry.is_symlink():
-            if is_zip or entry.is_dir():
+            if is_zip or is_csv or entry.is_dir():
                 rejected.append(RejectedExport(str(entry), _LINK_REASON))
             continue  # a linked loose file is refused with the loose export
         if is_zip and entry.is_file():
             zips.append(_LandingSource(entry, "zip"))
-        elif entry.is_dir() and any(os.path.lexists(entry / n) for n in EXPORT_FILE_NAMES):
+        elif is_csv and entry.is_file():
+            if entry.name == CONVERSATIONS_CSV and ITEMS_CSV in names:
+                continue  # goes with the loose conversation-items.csv (an unzipped Customer conversations export)
+            companions = (landing_dir / CONVERSATIONS_CSV,) if entry.name == ITEMS_CSV and CONVERSATIONS_CSV in names else ()
+            csvs.append(_LandingSource(entry, "csv", companions))
+        elif entry.is_dir() and any(os.path.lexists(entry / n) for n in (*EXPORT_FILE_NAMES, ITEMS_CSV, CONVERSATIONS_CSV)):
             folders.append(_LandingSource(entry, "folder"))
     loose = [_LandingSource(landing_dir, "loose")] if any(
         os.path.lexists(landing_dir / n) for n in EXPORT_FILE_NAMES
     ) else []
-    return zips + folders + loose, rejected
+    return zips + folders + csvs + loose, rejected
 
 
-def _copy_landing_files(source: Path, folder: Path) -> None:
+def _unpack_loose_csv(source: _LandingSource, scratch: Path, folder: Path) -> _UnpackedExport:
+    """A CSV loose in the landing folder, recognised by its header: a Single conversation (or an
+    unzipped Customer conversations) export or the Topics configuration. It is copied first and the
+    copy is read, so what is classified is what is archived."""
+    incoming = scratch / "incoming.csv"
+    copy_regular_file(source.path, incoming)
+    try:
+        kind = support_tools.csv_kind(incoming)
+    except support_tools.CsvLayoutError as exc:
+        raise LandingExportError(f"{source.path.name}: {exc}") from None
+    if kind == support_tools.CONVERSATIONS:
+        raise LandingExportError(
+            f"{source.path.name} lists conversations (id, topicIds, status, ...) but holds no items; drop the "
+            f"Customer conversations ZIP whole ({CONVERSATIONS_CSV} with {ITEMS_CSV})"
+        )
+    if kind is None or (source.companions and kind != support_tools.ITEMS):
+        raise LandingExportError(
+            f"{source.path.name} is not a Support Tools export this pipeline reads: expected the item columns "
+            f"({', '.join(support_tools.REQUIRED_COLUMNS[support_tools.ITEMS])}, ...) of a conversation export, or "
+            f"the Topics CSV ({', '.join(support_tools.REQUIRED_COLUMNS[support_tools.TOPICS])})"
+        )
+    name = ITEMS_CSV if kind == support_tools.ITEMS else TOPICS_CSV
+    incoming.rename(folder / name)
+    for companion in source.companions:
+        copy_regular_file(companion, folder / CONVERSATIONS_CSV)
+    landed_as = {name: source.path.name} if source.path.name != name else {}
+    return _UnpackedExport(str(source.path), source.path, folder, landed_as)
+
+
+def _copy_landing_files(source: Path, folder: Path, names: tuple[str, ...]) -> None:
     """Copy an export's files (and its job.json) into `folder`, refusing links and anything but
     plain files, so the archive holds what was in the landing folder at one moment."""
-    for name in LANDING_NAMES:
+    for name in names:
         path = source / name
         try:
             mode = path.lstat().st_mode
@@ -444,14 +550,14 @@ def _unpack_zip(path: Path, scratch: Path, limits: ZipLimits) -> list[_UnpackedE
         groups: dict[str, dict[str, zipfile.ZipInfo]] = {}
         for info in infos:
             parts = _safe_member_parts(info)
-            if info.is_dir() or parts[-1] not in LANDING_NAMES:
+            if info.is_dir() or parts[-1] not in GROUP_NAMES:
                 continue
             folder = "/".join(parts[:-1])
             if parts[-1] in groups.setdefault(folder, {}):
                 raise LandingExportError(f"member {info.filename!r} appears twice in the ZIP; which one is the export?")
             groups[folder][parts[-1]] = info
-        if not any(n in members for members in groups.values() for n in EXPORT_FILE_NAMES):
-            raise LandingExportError(f"no export file ({', '.join(EXPORT_FILE_NAMES)}) in it")
+        if not any(n in members for members in groups.values() for n in (*EXPORT_FILE_NAMES, ITEMS_CSV)):
+            raise LandingExportError(f"no export file ({', '.join((*EXPORT_FILE_NAMES, ITEMS_CSV))}) in it")
         inflater = _Inflater(limits, path.stat().st_size)
         exports = []
         for index, folder in enumerate(sorted(groups)):
@@ -512,10 +618,44 @@ class _Inflater:
                 out.write(chunk)
 
 
-def _landing_window(folder: Path) -> tuple[datetime, datetime]:
-    """From the export's job.json if it has one, else the whole UTC days of its items."""
+def _convert_csvs(folder: Path, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Make the JSONL files of an export's Support Tools CSVs beside them (adding their facts to
+    `files`); returns archive.json's `layout`, `converted`, `configuration` (and `conversations`)."""
+    extra: dict[str, Any] = {"layout": JSONL_LAYOUT, "converted": {}, "configuration": False}
+    plans = ((ITEMS_CSV, "conversation_items.jsonl", support_tools.convert_items_csv),
+             (TOPICS_CSV, "topics.jsonl", support_tools.convert_topics_csv))
+    for csv_name, jsonl_name, convert in plans:
+        if csv_name not in files:
+            continue
+        if jsonl_name in files:
+            raise LandingExportError(f"holds both {jsonl_name} and {csv_name}; which one is the export?")
+        try:
+            facts = convert(folder / csv_name, folder / jsonl_name, csv_name)
+        except support_tools.CsvLayoutError as exc:
+            raise LandingExportError(f"{csv_name}: {exc}") from None
+        files[jsonl_name] = _file_facts(folder / jsonl_name)
+        extra["converted"][jsonl_name] = {"from": csv_name, **facts, "lineNumbers": ROW_NUMBERS_NOTE}
+    if CONVERSATIONS_CSV in files:
+        try:
+            extra["conversations"] = support_tools.check_conversations_csv(folder / CONVERSATIONS_CSV)
+        except support_tools.CsvLayoutError as exc:
+            raise LandingExportError(f"{CONVERSATIONS_CSV}: {exc}") from None
+    if TOPICS_CSV in files:
+        extra["layout"], extra["configuration"] = TOPICS_CSV_LAYOUT, ITEMS_CSV not in files
+    elif ITEMS_CSV in files:
+        extra["layout"] = CUSTOMER_CONVERSATIONS_LAYOUT if CONVERSATIONS_CSV in files else ITEMS_CSV_LAYOUT
+    return extra
+
+
+WINDOW_FROM_JOB_JSON = "job.json"
+WINDOW_FROM_ITEMS = "the items' timestamps (whole UTC days, first to last; no job.json)"
+
+
+def _landing_window(folder: Path) -> tuple[datetime, datetime, str]:
+    """(start, end, where it came from): the export's job.json if it has one, else the whole UTC
+    days of its items."""
     if (folder / JOB_FILE).is_file():
-        return _job_json_window(folder / JOB_FILE)
+        return (*_job_json_window(folder / JOB_FILE), WINDOW_FROM_JOB_JSON)
     first = last = None
     items = folder / "conversation_items.jsonl"
     if items.exists():
@@ -537,7 +677,7 @@ def _landing_window(folder: Path) -> tuple[datetime, datetime]:
         end = last.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     except OverflowError:
         raise LandingExportError(f"an item timestamp ({last.isoformat()}) is at the end of the calendar") from None
-    return start, end
+    return start, end, WINDOW_FROM_ITEMS
 
 
 def _job_json_window(path: Path) -> tuple[datetime, datetime]:
@@ -583,7 +723,7 @@ def coverage_gaps(
     gaps: list[tuple[datetime, datetime]] = []
     cursor = start
     for w_start, w_end in sorted(windows):
-        if w_end <= cursor:
+        if w_end <= cursor or w_start >= w_end:  # an empty window (a configuration snapshot) covers nothing
             continue
         if w_start > cursor:
             gaps.append((cursor, min(w_start, end)))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from migration_pipeline.core.downloads import DownloadedFile as FetchedFile
 from migration_pipeline.core.downloads import FileDownloadError, redact_httpx_logs, redact_url, safe_detail, spool_body
+from migration_pipeline.core.budget import SharedRequestBudget
 from migration_pipeline.core.http import RETRYABLE_STATUS, RetryableStatus, VendorAPIError, VendorHttpClient
 from migration_pipeline.core.http import path_segment as segment
 
@@ -117,17 +118,45 @@ class DownloadedFile:
     lines: int
 
 
+def org_key(base_url: str) -> str:
+    """What identifies a Gladly organization's rate budget: the API host (with its port). Gladly
+    counts the limit per organization across all of its API users and tokens, so the user is not
+    part of it (two users of one org share the budget) and neither is any credential. A regional
+    host serving several orgs (`us-1.gladly.com`) makes them share one budget here: slower, never
+    over the limit."""
+    url = httpx.URL(base_url.strip())
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
 class GladlyClient(VendorHttpClient):
     """Typed access to the Gladly endpoints the migration uses."""
 
     vendor = "gladly"
 
-    def __init__(self, base_url: str, api_user: str, api_token: str, *, requests_per_second: float = 9.0, **kwargs: Any):
+    def __init__(
+        self,
+        base_url: str,
+        api_user: str,
+        api_token: str,
+        *,
+        requests_per_second: float = 9.0,
+        budget_dir: str | Path | None = None,
+        **kwargs: Any,
+    ):
+        """With `budget_dir`, `requests_per_second` is the pace of the whole organization on this
+        machine: every GladlyClient of the same org given the same folder, in any thread or
+        process, draws every attempt from one budget kept there (`core/budget.py`), and a 429 or
+        an exhausted `Ratelimit-Remaining-Second` seen by one holds all of them off. Without it
+        the client paces only itself."""
+        budget = None
+        if budget_dir is not None and requests_per_second and requests_per_second > 0:
+            budget = SharedRequestBudget.for_account(budget_dir, self.vendor, org_key(base_url), requests_per_second)
         super().__init__(
             base_url.rstrip("/") + API_PREFIX,
             auth=(api_user, api_token),
             headers={"Accept": "application/json"},
             requests_per_second=requests_per_second,
+            shared_budget=budget,
             **kwargs,
         )
         # The file host behind Gladly's 303 gets no credentials: a client of its own (no auth, no
@@ -292,6 +321,22 @@ class GladlyClient(VendorHttpClient):
             raise FileDownloadError(self.vendor, "GET", shown, None, detail) from None
         except httpx.HTTPError as exc:  # e.g. a body that does not decode
             raise FileDownloadError(self.vendor, "GET", shown, None, safe_detail(exc, target)) from None
+
+    # -- conversation writes (cutover: close what was migrated) ------------------------------
+    def get_conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        """The Conversation (`status` OPEN / WAITING / CLOSED, `topicIds`), or None on 404."""
+        response = self.request("GET", f"/conversations/{segment(conversation_id)}", ok=(404,))
+        return None if response.status_code == 404 else response.json()
+
+    def close_conversation(self, conversation_id: str, force: bool = False) -> None:
+        """PATCH status CLOSED (204); safe to repeat. Gladly's refusals (400 invalid_state: topics
+        required, customer waiting unless `force`; 404) raise VendorAPIError with its message."""
+        body = {"status": {"value": "CLOSED", "force": force}}
+        self.request("PATCH", f"/conversations/{segment(conversation_id)}", json=body)
+
+    def add_topics(self, conversation_id: str, topic_ids: list[str]) -> None:
+        """POST topics (204); topics already on the conversation are ignored, so safe to repeat."""
+        self.request("POST", f"/conversations/{segment(conversation_id)}/topics", json={"topicIds": list(topic_ids)})
 
 
 def _limited(response: httpx.Response) -> bool:

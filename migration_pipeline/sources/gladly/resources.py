@@ -1,10 +1,16 @@
-"""Dagster resource wrapping the Gladly client; credentials only through `dagster.EnvVar`."""
+"""Dagster resource wrapping the Gladly client; credentials only through `dagster.EnvVar`.
+
+Every client it makes draws from one request budget per Gladly organization on the machine
+(`core/budget.py`), so the steps, processes, sensors and retries of every run together stay under
+Gladly's org-wide limit, with no Dagster pool to configure.
+"""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pydantic import Field
 
+from migration_pipeline.core.budget import default_budget_dir
 from migration_pipeline.core.resources import HttpClientSettings
 from migration_pipeline.sources.gladly.client import GladlyClient
 
@@ -16,7 +22,14 @@ class GladlyResource(HttpClientSettings):
     api_user: str = Field(description="The API user's email address (GLADLY_API_USER)")
     api_token: str = Field(description="API token of that user (GLADLY_API_TOKEN); never logged")
     requests_per_second: float = Field(
-        default=9.0, description="Client pacing; Gladly's org-wide budget is 10/s shared by every client"
+        default=9.0,
+        description="Pace of the whole Gladly organization on this machine (Gladly allows 10/s per org): "
+        "one budget shared by every client, step, process and retry",
+    )
+    rate_budget_dir: str | None = Field(
+        default=None,
+        description="Folder holding that shared budget; every process of the deployment must see the same "
+        "one. Default: MIGRATION_DATA_DIR/rate-budgets (else a per-user folder in the temp dir)",
     )
 
     @contextmanager
@@ -26,6 +39,7 @@ class GladlyResource(HttpClientSettings):
             self.api_user,
             self.api_token,
             requests_per_second=self.requests_per_second,
+            budget_dir=self.rate_budget_dir or default_budget_dir(),
             **self.http_kwargs(),
         )
         try:

@@ -7,6 +7,12 @@ that cannot be mapped, or a value too wide for its staging column goes to the qu
 with its job, file, line, reason and raw text; the run goes on. Every check that one engine
 would enforce (PostgreSQL: column widths, no NUL in text) is made here for both, so SQLite and
 PostgreSQL stage and quarantine exactly the same lines.
+
+A file made from a Support Tools CSV (`job.converted`, see archive.py / support_tools.py) is staged
+the same way; line N of it is CSV row N, each of its quarantine reasons starts "<csv> row N: ", and
+a row the converter could not read is quarantined with the converter's reason. Topics made from a
+Topics CSV only seed: a topic id already staged (from an export's topics.jsonl, which has the
+API's parentId) keeps its row, so the two sources never make two rows nor fight over one.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from migration_pipeline.sources.gladly.parse import (
     parse_item,
     parse_topic,
 )
+from migration_pipeline.sources.gladly.support_tools import row_error
 from migration_pipeline.staging.db import (
     BULK_BATCH,
     StagingDatabase,
@@ -104,7 +111,7 @@ def customer_row(obj: dict[str, Any], job_id: str, staged_at: str) -> dict[str, 
         "phones": list(c.phones),
         "external_ids": c.external_ids,
         "custom_attributes": c.custom_attributes,
-        "merged_into": None,
+        # no merged_into: set by the customer lookups (a 301), a re-staged export line must not clear it
         "job_id": job_id,
         "staged_at": staged_at,
     }
@@ -163,14 +170,35 @@ def stage_job_file(
     else:
         return counts  # a file this pipeline does not know; the archive keeps it
 
+    converted_from = (job.converted.get(file_name) or {}).get("from")
+    where = None
+    if converted_from:
+        to_row, where = _from_csv(to_row), lambda line_no: f"{converted_from} row {line_no}: "
+    # A Topics CSV seeds: it never replaces a topic row already staged (module docstring).
+    update = not (converted_from and table is topics)
     with db.begin() as conn:
         # bulk_upsert takes the engine's fast path (COPY on PostgreSQL); the last line for an id wins.
-        good, bad = _Batch(lambda rows: db.bulk_upsert(conn, table, rows)), _Batch(lambda rows: db.quarantine(conn, rows))
-        for is_good, row, size in _rows(job.job_id, file_name, path, to_row, column_widths(table), counts):
+        good = _Batch(lambda rows: db.bulk_upsert(conn, table, rows, update=update))
+        bad = _Batch(lambda rows: db.quarantine(conn, rows))
+        for is_good, row, size in _rows(job.job_id, file_name, path, to_row, column_widths(table), counts, where):
             (good if is_good else bad).add(row, size)
         good.flush()
         bad.flush()
     return counts
+
+
+def _from_csv(
+    to_row: Callable[[dict[str, Any], int], dict[str, Any] | None],
+) -> Callable[[dict[str, Any], int], dict[str, Any] | None]:
+    """`to_row` for a file made from a CSV: a bad row's marker line raises its recorded reason."""
+
+    def mapped(obj: dict[str, Any], line_no: int) -> dict[str, Any] | None:
+        reason = row_error(obj)
+        if reason is not None:
+            raise RecordError(reason)
+        return to_row(obj, line_no)
+
+    return mapped
 
 
 class _Batch:
@@ -198,9 +226,11 @@ def _rows(
     to_row: Callable[[dict[str, Any], int], dict[str, Any] | None],
     widths: tuple[tuple[str, int], ...],
     counts: StageCounts,
+    where: Callable[[int], str] | None = None,
 ) -> Iterator[tuple[bool, dict[str, Any], int]]:
     """(True, row, raw line length) for each good line, (False, quarantine row, its size) for
-    each bad one; lines skipped by `to_row` (outside the window) yield nothing."""
+    each bad one; lines skipped by `to_row` (outside the window) yield nothing. `where(line_no)`
+    prefixes each quarantine reason (for a converted file: which CSV row)."""
     logged = False
     for line in read_jsonl(path):
         counts.lines += 1
@@ -225,6 +255,8 @@ def _rows(
                     yield True, row, len(line.raw)
                 continue
         counts.quarantined += 1
+        if where is not None:
+            reason = where(line.line_no) + str(reason)
         raw = _storable(line.raw, RAW_TEXT_LIMIT)
         yield False, {
             "job_id": job_id,

@@ -75,7 +75,8 @@ class UnthreadClient(VendorHttpClient):
 
     # -- objects -----------------------------------------------------------------------------
     def list_users(self) -> list[dict[str, Any]]:
-        return list(self.iter_list("/users/list", {"order": ["createdAt", "id"]}))
+        # Only `id` and `email` are confirmed user fields (facts §4.3): order by id, nothing else.
+        return list(self.iter_list("/users/list", {"order": ["id"]}))
 
     def create_customer(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", "/customers", json=payload, idempotent=False).json()

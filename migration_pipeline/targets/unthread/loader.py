@@ -45,11 +45,22 @@ from migration_pipeline.staging.db import (
     customers,
     ledger,
     now_text,
+    surviving_customers,
     ticket_items,
     tickets,
     topics,
 )
 from migration_pipeline.targets.unthread import notes
+from migration_pipeline.targets.unthread.capabilities import (
+    FILE_READ_BACK,
+    METADATA_ON_UPDATE,
+    PRIVATE_NOTES,
+    TAGS,
+    TAGS_ON_CREATE,
+    TAGS_ON_UPDATE,
+    CapabilityStore,
+    without_refused_fields,
+)
 from migration_pipeline.targets.unthread.client import UnthreadClient, Upload
 
 log = logging.getLogger(__name__)
@@ -114,9 +125,13 @@ class LoadCounts:
     conversation_types: Counter[str] = field(default_factory=Counter)
     tags_created: int = 0
     tag_patches: int = 0
+    tags_in_metadata: int = 0  # conversations whose topic names went to metadata.gladlyTags (no tag API)
+    topic_changes_not_written: int = 0  # the workspace takes neither tags nor metadata on update
+    notes_not_private: int = 0  # notes/calls posted without isPrivateNote (the workspace lacks it)
     uploads_verified: int = 0
     checksum_mismatches: int = 0
     uploads_unverified: int = 0
+    uploads_unverifiable: int = 0  # the workspace offers no file read-back
     # content made inert so it cannot act in Slack (core.content.NEUTRALIZED_KINDS: mentions,
     # unsafe links, raw HTML, forged markers), by kind, counted like the rest when sent
     neutralized: Counter[str] = field(default_factory=Counter)
@@ -152,6 +167,11 @@ class Ledger:
         with self.db.engine.connect() as conn:
             row = conn.execute(sa.select(ledger).where(ledger.c.source_key == key)).mappings().first()
         return dict(row) if row else None
+
+    def forget(self, key: str) -> None:
+        """Drop a key whose write the workspace cannot take at all (an optional extra it lacks)."""
+        with self.db.begin() as conn:
+            conn.execute(ledger.delete().where(ledger.c.source_key == key))
 
     def write(self, key: str, entity: str, state: str, *, target_id=None, parent=None, error=None) -> None:
         """One committed upsert; `attempts` counts the intents (requests) ever made for the key."""
@@ -194,9 +214,11 @@ class UnthreadLoader:
         self._tag_ids: dict[str, str] = {}
         self.ledger = Ledger(db, settings.run_id)
         self.counts = LoadCounts()
+        self.caps = CapabilityStore(db)  # what the preflight found the workspace supports
         self._users_by_email: dict[str, str] | None = None
         self._agents: dict[str, Any] | None = None
         self._customers: dict[str, Any] = {}
+        self._survivors: dict[str, str | None] = {}
         self.owner = f"{settings.run_id or 'run'}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leases = LeaseKeeper(db, self.owner, settings.lease_ttl_seconds)  # heartbeat: close() stops it
 
@@ -241,11 +263,14 @@ class UnthreadLoader:
         create: Callable[[], dict[str, Any]],
         find: Callable[[], dict[str, Any] | None],
         parent: str | None = None,
+        optional: bool = False,
     ) -> str | None:
         """The target id for `key`: from the ledger, found on the target, or created now.
 
         Whenever an earlier attempt's outcome is unknown (an intent left by a crash, a 5xx, a
-        dropped connection), the object is looked up before anything is sent again."""
+        dropped connection), the object is looked up before anything is sent again. For an
+        `optional` object (an extra the workspace may not offer) a refusal is raised to the
+        caller instead of being recorded as a failed write."""
         row = self.ledger.get(key)
         if row and row["state"] == "done":
             return row["target_id"]
@@ -265,6 +290,8 @@ class UnthreadLoader:
             try:
                 created = create()
             except VendorAPIError as exc:
+                if not exc.retryable and optional:
+                    raise
                 if not exc.retryable:
                     self.ledger.write(key, entity, "failed", parent=parent, error=str(exc))
                     self.counts.failed += 1
@@ -366,13 +393,19 @@ class UnthreadLoader:
                 "metadata": metadata,
             }
             if tag_ids:
-                # assumed: tags are set by id on create (unconfirmed, facts file §4.4; the emulator
-                # takes the same) — a later change of the ticket's topics is PATCHed (ensure_tags).
+                # assumed: tags are set by id on create (unconfirmed, facts file §4.4): left out
+                # where the workspace refused them; ensure_tags then PATCHes them or keeps names.
                 payload["tags"] = tag_ids
-            created = self.send_with_files(
-                first, first_group, first_mkey, first_parts[0],
-                lambda markdown, files: self.client.create_conversation({**payload, "markdown": markdown}, files),
-            )
+
+            def send(markdown: str, files: list[Upload] | None) -> dict[str, Any]:
+                return without_refused_fields(
+                    self.caps, lambda body: self.client.create_conversation(body, files),
+                    {**payload, "markdown": markdown}, {TAGS_ON_CREATE: "tags"}, rewind=lambda: _rewind(files),
+                )
+
+            created = self.send_with_files(first, first_group, first_mkey, first_parts[0], send)
+            set_tags = tag_ids if self.caps.supports(TAGS_ON_CREATE) else []
+            self.counts.tags_in_metadata += "gladlyTags" in metadata
             sent[first_mkey] = created.get("initialMessage") or {}
             self.counts.conversations_created += 1
             self.counts.conversation_types[choice.type] += 1
@@ -381,7 +414,7 @@ class UnthreadLoader:
             self.count_sent(first, 0)
             initial = created.get("initialMessage") or {}
             self.ledger.write(first_mkey, "message", "done", target_id=initial.get("id") or created["id"], parent=key)
-            self.ledger.write(f"tags:{ticket_id}", "tags", "done", target_id=_digest(tag_ids, metadata), parent=key)
+            self.ledger.write(f"tags:{ticket_id}", "tags", "done", target_id=_digest(set_tags, metadata), parent=key)
             return created
 
         conversation_id = self.ensure(
@@ -425,12 +458,17 @@ class UnthreadLoader:
                     payload: dict[str, Any] = {"body": {"type": "markdown", "value": body}, "onBehalfOf": self.on_behalf_of(item)}
                     if item["kind"] in notes.PRIVATE_TYPES:
                         payload["isPrivateNote"] = True
-                    created = self.send_with_files(
-                        item, group, mkey, body,
-                        lambda text, files: self.client.create_message(
-                            conversation_id, {**payload, "body": {"type": "markdown", "value": text}}, files
-                        ),
-                    )
+
+                    def send(text: str, files: list[Upload] | None) -> dict[str, Any]:
+                        return without_refused_fields(
+                            self.caps, lambda b: self.client.create_message(conversation_id, b, files),
+                            {**payload, "body": {"type": "markdown", "value": text}}, {PRIVATE_NOTES: "isPrivateNote"},
+                            rewind=lambda: _rewind(files),
+                        )
+
+                    created = self.send_with_files(item, group, mkey, body, send)
+                    if "isPrivateNote" in payload and not self.caps.supports(PRIVATE_NOTES):
+                        self.counts.notes_not_private += 1
                     sent[mkey] = created
                     self.counts.messages_created += 1
                     if index == 0:
@@ -445,7 +483,7 @@ class UnthreadLoader:
                     return
                 if group:
                     self.verify_transfers(conversation_id, target, item, group, sent.get(mkey))
-        self.ensure_tags(ticket_id, conversation_id, tag_ids, metadata)
+        self.ensure_tags(ticket_id, conversation_id, tag_ids, lambda: self.conversation_metadata(ticket_id, ticket, topic_ids, choice))
         self.ensure_status(ticket_id, conversation_id, self.final_status(items, later > 0, until, self.mappings))
 
     def markers_in_conversation(self, conversation_id: str) -> dict[str, str]:
@@ -516,6 +554,8 @@ class UnthreadLoader:
                 metadata["reopensUnthreadConversationId"] = str(row["target_id"])
         if topic_ids:
             metadata["gladlyTopicIds"] = ",".join(topic_ids)
+            if not self.tags_attachable():
+                metadata["gladlyTags"] = json.dumps(sorted({self.topic_name(t) for t in topic_ids}), ensure_ascii=False)
         if choice.reason:
             metadata["conversationTypeFallback"] = choice.reason
         return metadata
@@ -536,10 +576,20 @@ class UnthreadLoader:
         """The Gladly topic ids the ticket carried (core.mappings.topics_of_ticket)."""
         return ticket_topic_ids(self.db, ticket, {i["source_id"] for i in items})
 
+    def tags_attachable(self) -> bool:
+        """Whether topics can become tags on this workspace and stay equal to them: a tag API and
+        tags taken on update (on create too, or else PATCHed right after it). Otherwise the names
+        are kept in metadata (`gladlyTags`)."""
+        return self.caps.supports(TAGS) and self.caps.supports(TAGS_ON_UPDATE)
+
     def ensure_tag(self, topic_id: str) -> str | None:
-        """The Unthread tag for a Gladly topic (ledger `tag:<topic id>`), created once."""
+        """The Unthread tag for a Gladly topic (ledger `tag:<topic id>`), created once; None where
+        the workspace has no tag API (found by the preflight, or refused now: recorded, and the
+        ticket goes on without it)."""
         if topic_id in self._tag_ids:
             return self._tag_ids[topic_id]
+        if not self.tags_attachable():
+            return None
         name = self.topic_name(topic_id)
 
         def create() -> dict[str, Any]:
@@ -552,27 +602,62 @@ class UnthreadLoader:
         if row and row["state"] == "done":
             target = row["target_id"]
         else:
-            with self.lease(key):
-                target = self.ensure(key, "tag", create, lambda: self.client.find_one("/tags/list", "name", name))
+            try:
+                with self.lease(key):
+                    target = self.ensure(key, "tag", create, lambda: self.client.find_one("/tags/list", "name", name), optional=True)
+            except VendorAPIError as exc:
+                if exc.retryable:  # unanswered: the intent stays, the next run looks the tag up first
+                    log.warning("tag %s for topic %s not created in this run: %s", name, topic_id, exc)
+                    return None
+                self.caps.refused(TAGS, exc, "a tag")
+                self.ledger.forget(key)
+                return None
         if target:
             self._tag_ids[topic_id] = target
         return target
 
-    def ensure_tags(self, ticket_id: str, conversation_id: str, tag_ids: list[str], metadata: dict[str, str]) -> None:
+    def ensure_tags(self, ticket_id: str, conversation_id: str, tag_ids: list[str], metadata_of: Callable[[], dict[str, str]]) -> None:
         """Keep the conversation's tags (and the topic ids in its metadata) equal to the ticket's
-        topics: PATCHed only when they changed since they were last set (e.g. a late topic change)."""
+        topics: PATCHed only when they changed since they were last set (e.g. a late topic change).
+        Only what the workspace takes is sent; a refused field is recorded and left out, never
+        stopping the ticket."""
         key = f"tags:{ticket_id}"
-        digest = _digest(tag_ids, metadata)
-        row = self.ledger.get(key)
-        if row and row["state"] == "done" and row["target_id"] == digest:
-            return
-        if row is None and not tag_ids:
-            return
-        self.ledger.write(key, "tags", "intent", parent=f"ticket:{ticket_id}")
-        # assumed: PATCH takes tag ids and replaces the map of metadata whole (facts §3.3, §4.4)
-        self.client.patch_conversation(conversation_id, {"tags": tag_ids, "metadata": metadata})
-        self.counts.tag_patches += 1
-        self.ledger.write(key, "tags", "done", target_id=digest, parent=f"ticket:{ticket_id}")
+        for _ in range(2):  # a second pass when a refusal moved the tag names into metadata
+            metadata = metadata_of()
+            body: dict[str, Any] = {}
+            if self.caps.supports(TAGS) and self.caps.supports(TAGS_ON_UPDATE):
+                body["tags"] = tag_ids
+            if self.caps.supports(METADATA_ON_UPDATE):
+                body["metadata"] = metadata
+            digest = _digest(body.get("tags", []), metadata)
+            row = self.ledger.get(key)
+            if row and row["state"] == "done" and row["target_id"] == digest:
+                return
+            if row is None and not tag_ids:
+                return
+            if not body:
+                self.counts.topic_changes_not_written += 1
+                return
+            attachable = self.tags_attachable()
+            self.ledger.write(key, "tags", "intent", parent=f"ticket:{ticket_id}")
+            # assumed: PATCH takes tag ids and replaces the map of metadata whole (facts §3.3, §4.4)
+            try:
+                without_refused_fields(
+                    self.caps, lambda b: self.client.patch_conversation(conversation_id, b), body,
+                    {TAGS_ON_UPDATE: "tags", METADATA_ON_UPDATE: "metadata"},
+                )
+            except VendorAPIError as exc:
+                if exc.retryable:
+                    raise
+                self.ledger.write(key, "tags", "failed", parent=f"ticket:{ticket_id}", error=str(exc))
+                self.counts.failed += 1
+                self.counts.errors.append(f"{key}: {exc}")
+                return
+            self.counts.tag_patches += 1
+            sent = _digest(body["tags"] if self.caps.supports(TAGS_ON_UPDATE) and "tags" in body else [], metadata)
+            self.ledger.write(key, "tags", "done", target_id=sent, parent=f"ticket:{ticket_id}")
+            if self.tags_attachable() == attachable:
+                return
 
     def title(self, first, ticket) -> str:
         if first["subject"]:
@@ -593,6 +678,19 @@ class UnthreadLoader:
                 )
         return self._customers[customer_id]
 
+    def person(self, customer_id: str) -> Any:
+        """The profile an item's customer is today: for a merged-away Gladly profile the one it
+        was merged into (its emails moved there; the old one may not even be staged), else its own."""
+        if customer_id not in self._survivors:
+            with self.db.engine.connect() as conn:
+                self._survivors[customer_id] = surviving_customers(conn, [customer_id]).get(customer_id)
+        survivor = self._survivors[customer_id]
+        if survivor:
+            surviving = self.customer(survivor)
+            if surviving is not None:
+                return surviving
+        return self.customer(customer_id)
+
     def users_by_email(self) -> dict[str, str]:
         if self._users_by_email is None:
             self._users_by_email = {
@@ -612,7 +710,7 @@ class UnthreadLoader:
             if self.settings.placeholder_user_id:
                 return {"id": self.settings.placeholder_user_id}
             return {"name": (agent and agent["name"]) or f"Gladly agent {item['author_id']}"}
-        customer = self.customer(item["customer_id"])
+        customer = self.person(item["customer_id"])
         who: dict[str, Any] = {"name": (customer and customer["name"]) or f"Gladly customer {item['customer_id']}"}
         email = customer and customer["primary_email"]
         if email and EMAIL_RE.match(email):
@@ -865,6 +963,16 @@ class UnthreadLoader:
                     updates.append({**row, "state": "unverified", "detail": "no such file on the target message", "target_message_id": message_id})
                     continue
                 used.add(target["id"])
+                if not self.caps.supports(FILE_READ_BACK):
+                    size = target.get("size")
+                    differs = size is not None and size != row["bytes"]
+                    updates.append({
+                        **row, "target_message_id": message_id, "target_file_id": target["id"],
+                        "state": "mismatch" if differs else "unverifiable",
+                        "detail": f"listed on the message as {target.get('name')!r} ({size} bytes, source {row['bytes']}); "
+                                  "this workspace offers no file read-back, so the bytes cannot be compared",
+                    })
+                    continue
                 content = self.client.download_file(conversation_id, target["id"])
                 digest = hashlib.sha256(content).hexdigest()
                 same = digest == row["sha256_source"]
@@ -880,6 +988,7 @@ class UnthreadLoader:
             self.counts.uploads_verified += row["state"] == "verified"
             self.counts.checksum_mismatches += row["state"] == "mismatch"
             self.counts.uploads_unverified += row["state"] == "unverified"
+            self.counts.uploads_unverifiable += row["state"] == "unverifiable"
         with self.db.begin() as conn:
             self.db.upsert(conn, attachment_transfers, updates)
 
@@ -923,6 +1032,13 @@ def _describe(item) -> str:
     content = item["payload"].get("content") or {}
     details = {k: v for k, v in content.items() if k != "type" and isinstance(v, (str, int, float, bool))}
     return "; ".join(f"{k}: {v}" for k, v in sorted(details.items())) or f"({item['kind']})"
+
+
+def _rewind(files: list[Upload] | None) -> None:
+    """Back to the start of each open file part, so a write can be sent again."""
+    for _, content, _ in files or []:
+        if hasattr(content, "seek"):
+            content.seek(0)
 
 
 def _digest(tag_ids: list[str], metadata: dict[str, str]) -> str:

@@ -6,6 +6,11 @@ Blocking (the load does not start):
 - the triage channel the conversations are created in is configured (Unthread documents no
   channel list, so its existence is proven by the first create, not here);
 - a configured placeholder user exists in the workspace.
+- what the workspace supports of the UNCONFIRMED surface, probed once (capabilities.py) and
+  recorded in `target_capabilities`; a later run reads the record and sends no probe. Without a
+  blocking capability (metadata kept and found on conversations) the load cannot prove
+  exactly-once and does not start; an optional one missing is a warning with what the load does
+  instead.
 Listed, not blocking: agents with no Unthread user of the same email (they post as the placeholder
 user, or by name without one), and the reminder to pause the workspace's automations and
 autoresponders during the import (the API cannot read or switch them).
@@ -21,6 +26,7 @@ import sqlalchemy as sa
 
 from migration_pipeline.core.http import VendorAPIError
 from migration_pipeline.staging.db import StagingDatabase, agents
+from migration_pipeline.targets.unthread.capabilities import CapabilityStore, Finding, ProbeIncomplete, Prober, render
 from migration_pipeline.targets.unthread.client import UnthreadClient
 
 AUTOMATIONS_WARNING = (
@@ -37,6 +43,12 @@ class PreflightReport:
     matched_agents: int = 0
     unmatched_agents: list[dict[str, Any]] = field(default_factory=list)
     offline: bool = False
+    capabilities: list[Finding] = field(default_factory=list)  # every finding on record
+    probed_now: list[str] = field(default_factory=list)  # names probed by this run
+
+    @property
+    def missing_capabilities(self) -> list[Finding]:
+        return [f for f in self.capabilities if not f.supported]
 
     @property
     def passed(self) -> bool:
@@ -47,6 +59,10 @@ class PreflightReport:
         lines += [f"  ok    {c}" for c in self.passed_checks]
         lines += [f"  FAIL  {f}" for f in self.failures]
         lines += [f"  warn  {w}" for w in self.warnings]
+        if self.capabilities:
+            probed = f"probed now: {', '.join(self.probed_now)}" if self.probed_now else "all on record, nothing probed"
+            lines.append(f"  workspace capabilities ({probed}):")
+            lines += [f"    {line}" for line in render(self.capabilities)]
         if self.unmatched_agents:
             lines.append(f"  unmatched agents ({len(self.unmatched_agents)}):")
             lines += [f"    - {a['id']} {a['name'] or ''} <{a['email'] or 'no email'}>" for a in self.unmatched_agents]
@@ -74,8 +90,10 @@ def run_preflight(
     triage_channel_id: str | None,
     placeholder_user_id: str | None,
     offline: bool = False,
+    reprobe: bool = False,
 ) -> PreflightReport:
-    """Run every check; `offline` (dry runs) checks the configuration only and sends nothing."""
+    """Run every check; `offline` (dry runs) checks the configuration only and sends nothing.
+    Capabilities are probed only where none is on record (`reprobe` forgets the record first)."""
     report = PreflightReport(offline=offline)
     if triage_channel_id and triage_channel_id.strip():
         report.passed_checks.append(f"triage channel configured ({triage_channel_id})")
@@ -116,4 +134,24 @@ def run_preflight(
         report.passed_checks.append(
             f"agents mapped by email: {report.matched_agents} of {len(staged)} ({len(report.unmatched_agents)} unmatched, listed)"
         )
+        if not report.failures and triage_channel_id:
+            _probe(report, client, db, triage_channel_id, placeholder_user_id or next(iter(by_id), None), reprobe)
     return report
+
+
+def _probe(report: PreflightReport, client: UnthreadClient, db: StagingDatabase, triage: str, user_id: str | None, reprobe: bool) -> None:
+    store = CapabilityStore(db)
+    if reprobe:
+        store.forget()
+    try:
+        report.probed_now = [f.name for f in Prober(client, db, store, triage_channel_id=triage, user_id=user_id).run()]
+    except (ProbeIncomplete, httpx.HTTPError) as exc:
+        report.failures.append(f"capability probe incomplete: {exc}")
+    report.capabilities = store.findings()
+    for finding in report.missing_capabilities:
+        cap = finding.capability
+        (report.failures if cap.blocking else report.warnings).append(
+            f"workspace lacks {finding.name} ({finding.detail}): {cap.without}"
+        )
+    if not report.missing_capabilities and report.capabilities:
+        report.passed_checks.append(f"workspace supports all {len(report.capabilities)} probed capabilities")

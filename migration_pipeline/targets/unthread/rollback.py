@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from migration_pipeline.staging.db import StagingDatabase, ledger, now_text, tickets
+from migration_pipeline.targets.unthread.capabilities import CONVERSATION_DELETE, CapabilityStore
 from migration_pipeline.staging.sample import SAMPLE_RUN_PREFIX
 from migration_pipeline.targets.unthread.client import UnthreadClient
 from migration_pipeline.targets.unthread.loader import tickets_touching
@@ -85,6 +86,9 @@ class RollbackResult:
     customers_kept: list[str] = field(default_factory=list)
     ledger_rows_rolled_back: int = 0
     skipped_leased: list[str] = field(default_factory=list)
+    # the workspace has no conversation DELETE (the preflight's probe): listed, not deleted
+    not_deletable: list[str] = field(default_factory=list)
+    not_deletable_reason: str = ""
 
     def render(self) -> str:
         return (
@@ -93,6 +97,9 @@ class RollbackResult:
             f"{len(self.customers_kept)} kept: other conversations remain); "
             f"{self.ledger_rows_rolled_back} ledger rows marked rolled_back"
             + (f"; {len(self.skipped_leased)} tickets skipped (a run is loading them)" if self.skipped_leased else "")
+            + (f"; {len(self.not_deletable)} conversations NOT deleted: this workspace has no conversation DELETE "
+               f"({self.not_deletable_reason}); delete them in Unthread by hand: {', '.join(self.not_deletable)}"
+               if self.not_deletable else "")
         )
 
 
@@ -206,7 +213,13 @@ def execute_rollback(
     ledger. Safe to repeat: gone objects answer 404 and marked rows are not selected again."""
     result = RollbackResult()
     owner = f"rollback:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    for conversation in plan.conversations:
+    missing = {f.name: f for f in CapabilityStore(db).missing()}
+    if CONVERSATION_DELETE in missing:
+        # Nothing is marked rolled back (the objects are still there); customers with a listed
+        # conversation stay too, as _customer_still_used finds them live in the ledger.
+        result.not_deletable = [c.target_id or c.source_key for c in plan.conversations]
+        result.not_deletable_reason = missing[CONVERSATION_DELETE].detail
+    for conversation in plan.conversations if not result.not_deletable else []:
         # Hold the ticket's lease so a load running at the same time cannot add to it meanwhile.
         if not db.try_lease(conversation.source_key, owner, lease_ttl_seconds):
             result.skipped_leased.append(conversation.source_key)
