@@ -180,7 +180,7 @@ def _load(
         else:
             gladly = GladlyResource(
                 base_url=_need("GLADLY_BASE_URL"), api_user=_need("GLADLY_API_USER"), api_token=_need("GLADLY_API_TOKEN"),
-                requests_per_second=float(os.getenv("GLADLY_REQUESTS_PER_SECOND", "8")),
+                requests_per_second=float(os.getenv("GLADLY_REQUESTS_PER_SECOND", "9")),
             )
             source = stack.enter_context(gladly.client())
             loader = UnthreadLoader(db, client, settings, fetch_attachment=source.download_attachment)  # type: ignore[arg-type]
@@ -344,7 +344,7 @@ def cutover_close_cmd(
     if execute:
         gladly = GladlyResource(
             base_url=_need("GLADLY_BASE_URL"), api_user=_need("GLADLY_API_USER"), api_token=_need("GLADLY_API_TOKEN"),
-            requests_per_second=float(os.getenv("GLADLY_REQUESTS_PER_SECOND", "8")),
+            requests_per_second=float(os.getenv("GLADLY_REQUESTS_PER_SECOND", "9")),
         )
     reports = Path(os.environ.get("MIGRATION_DATA_DIR") or default_data_dir()) / "reports"
     db = _database(staging_url)

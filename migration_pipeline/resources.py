@@ -51,6 +51,8 @@ def build_resources() -> dict[str, object]:
             base_url=dg.EnvVar("GLADLY_BASE_URL"),
             api_user=dg.EnvVar("GLADLY_API_USER"),
             api_token=dg.EnvVar("GLADLY_API_TOKEN"),
+            # one budget for the whole org on this machine (Gladly allows 10/s per org)
+            requests_per_second=float(os.getenv("GLADLY_REQUESTS_PER_SECOND", "9")),
         ),
         "unthread": UnthreadResource(
             base_url=dg.EnvVar("UNTHREAD_BASE_URL"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 import re
 
@@ -15,7 +14,7 @@ from migration_pipeline.definitions import defs
 from migration_pipeline.emulators.common import FaultConfig
 from migration_pipeline.staging.db import conversation_items, ledger, ticket_items, tickets
 from migration_pipeline.synth.dataset import DatasetLayout, read_json
-from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, UNTHREAD_KEY
+from migration_pipeline_tests.conftest import GLADLY_TOKEN, UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal
 
 

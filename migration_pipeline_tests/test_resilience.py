@@ -61,7 +61,8 @@ def launch(small_dataset, gladly_server_factory, unthread_server_factory, tmp_pa
             "--select", "*", "--partition-range", f"{FIRST}...{LAST}",
             "--config-json", json.dumps({"execution": {"config": {"in_process": {}}}}),
         ]
-        env = base_env | {"UNTHREAD_REQUESTS_PER_SECOND": str(requests_per_second)}
+        # the Gladly emulator here allows 1000/s: pace the org's shared budget well above Gladly's 9/s
+        env = base_env | {"UNTHREAD_REQUESTS_PER_SECOND": str(requests_per_second), "GLADLY_REQUESTS_PER_SECOND": "300"}
         return subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
         )

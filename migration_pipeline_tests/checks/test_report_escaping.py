@@ -101,3 +101,25 @@ def test_html_report_escapes_agent_names_quarantine_reasons_and_item_ids():
     # every <script> element in the file is plotly's own: opened and closed the same number of times
     assert html.count("<script") == html.count("</script>")
     assert 'href="javascript:' not in html
+
+
+def test_the_first_screen_separates_data_guarantees_from_workspace_limits():
+    """A check failed only by what the workspace lacks is a warning in its own table, after the
+    data guarantees; a real failure stays among the guarantees, marked FAILED."""
+    rec = _hostile_reconciliation()
+    outcomes = [
+        CheckOutcome("no_duplicate_messages", True, "0 source items found more than once"),
+        CheckOutcome("messages_in_source_order", False, "2 conversations out of order"),
+        CheckOutcome("tag_coverage", False, "this workspace takes no tags", limit=True),
+    ]
+    markdown = render_markdown(rec, outcomes)
+    guarantees, _, limits = markdown.partition("**Workspace limits**")
+    assert "**Data guarantees**" in guarantees and limits
+    assert "| messages_in_source_order | **FAILED** |" in guarantees and "tag_coverage" not in guarantees
+    assert "| tag_coverage | WARN | this workspace takes no tags |" in limits
+    html = render_html(rec, checks=outcomes)
+    first, _, rest = html.partition("Workspace limits")
+    assert ">FAILED<" in first and "tag_coverage" not in first
+    assert ">WARN<" in rest and 'class="warn"' in rest
+    # nothing limited: no limits table at all
+    assert "Workspace limits" not in render_markdown(rec, outcomes[:2])

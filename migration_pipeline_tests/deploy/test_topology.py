@@ -262,6 +262,7 @@ def test_backfills_through_the_webserver_queue_share_pools_and_match_a_single_pr
             "UNTHREAD_API_KEY": UNTHREAD_KEY,
             "UNTHREAD_TRIAGE_CHANNEL_ID": workspace_seed["triageChannels"][0]["id"],
             "UNTHREAD_REQUESTS_PER_SECOND": "200",
+            "GLADLY_REQUESTS_PER_SECOND": "300",  # its Gladly emulator allows 1000/s
             "MIGRATION_DATA_DIR": str(tmp_path / "deployed"),
             "MIGRATION_STAGING_URL": staging_pg,
             "MIGRATION_HISTORY_START": "2026-01-01",

@@ -349,8 +349,8 @@ class Prober:
         try:
             self.client.patch_conversation(cid, body)
         except VendorAPIError as exc:
-            if not _absent(exc):
-                raise
+            if not _absent(exc) or exc.status == 404:  # 404: the probe conversation went away meanwhile
+                raise _incomplete(exc, name) from exc
             self.store.record(name, False, _said(exc))
             return
         doc = self.client.get_conversation(cid) or {}

@@ -18,6 +18,8 @@ autoresponders during the import (the API cannot read or switch them).
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +27,8 @@ import httpx
 import sqlalchemy as sa
 
 from migration_pipeline.core.http import VendorAPIError
-from migration_pipeline.staging.db import StagingDatabase, agents
-from migration_pipeline.targets.unthread.capabilities import CapabilityStore, Finding, ProbeIncomplete, Prober, render
+from migration_pipeline.staging.db import StagingDatabase, agents, exclusive
+from migration_pipeline.targets.unthread.capabilities import PROBE_KEY, CapabilityStore, Finding, ProbeIncomplete, Prober, render
 from migration_pipeline.targets.unthread.client import UnthreadClient
 
 AUTOMATIONS_WARNING = (
@@ -140,13 +142,17 @@ def run_preflight(
 
 
 def _probe(report: PreflightReport, client: UnthreadClient, db: StagingDatabase, triage: str, user_id: str | None, reprobe: bool) -> None:
-    store = CapabilityStore(db)
-    if reprobe:
-        store.forget()
-    try:
-        report.probed_now = [f.name for f in Prober(client, db, store, triage_channel_id=triage, user_id=user_id).run()]
-    except (ProbeIncomplete, httpx.HTTPError) as exc:
-        report.failures.append(f"capability probe incomplete: {exc}")
+    # One prober at a time (two runs starting together would share, and delete, one probe
+    # conversation); the record is read under the lease, so the second finds the first's answers.
+    owner = f"preflight:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    with exclusive(db, PROBE_KEY, owner, ttl_seconds=120.0):
+        store = CapabilityStore(db)
+        if reprobe:
+            store.forget()
+        try:
+            report.probed_now = [f.name for f in Prober(client, db, store, triage_channel_id=triage, user_id=user_id).run()]
+        except (ProbeIncomplete, httpx.HTTPError) as exc:
+            report.failures.append(f"capability probe incomplete: {exc}")
     report.capabilities = store.findings()
     for finding in report.missing_capabilities:
         cap = finding.capability
