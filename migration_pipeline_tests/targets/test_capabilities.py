@@ -58,10 +58,17 @@ def test_the_preflight_probes_each_capability_once_and_a_rerun_sends_no_probe(
         assert again.passed and again.probed_now == []
         assert [e["path"] for e in _requests(server.url)[seen:]] == ["/api/users/list"]
 
+        assert httpx.get(f"{server.url}/_emulator/stats").json()["customers"] == 0  # the probe customer is gone
+
         # a re-probe asks again, and reuses the probe conversation that could not be deleted
         fresh = run_preflight(client, staging_db, triage_channel_id=triage, placeholder_user_id=None, reprobe=True)
         assert set(fresh.probed_now) == set(CATALOG)
         assert httpx.get(f"{server.url}/_emulator/stats").json()["conversations"] == conversations
+
+        # without what exactly-once rests on, the load does not start
+        CapabilityStore(staging_db).record("conversation_metadata", False, "metadata sent on create is not read back")
+        blocked = run_preflight(client, staging_db, triage_channel_id=triage, placeholder_user_id=None)
+        assert not blocked.passed and any("conversation_metadata" in f for f in blocked.failures), blocked.render()
 
 
 def test_a_refused_optional_field_is_sent_again_without_it_and_recorded_once(staging_db):

@@ -39,6 +39,7 @@ class Capability:
     blocking: bool = False
 
 
+CUSTOMER_STAMP = "customer_stamp"
 CONVERSATION_METADATA = "conversation_metadata"
 METADATA_LOOKUP = "metadata_lookup"
 METADATA_ON_UPDATE = "metadata_on_update"
@@ -53,6 +54,10 @@ CONVERSATION_DELETE = "conversation_delete"
 CATALOG: dict[str, Capability] = {
     c.name: c
     for c in (
+        Capability(CUSTOMER_STAMP, "each customer is stamped with its source id (externalCrmMetadata.id) and found by it "
+                   "(POST /customers/list where) after an unanswered create",
+                   "a customer create whose answer was lost could not be found again, so exactly-once cannot be "
+                   "proven: the load does not start", blocking=True),
         Capability(CONVERSATION_METADATA, "each conversation is stamped with its source key (metadata.sourceKey) on create",
                    "a create whose answer was lost could not be found again, so exactly-once cannot be proven: "
                    "the load does not start", blocking=True),
@@ -233,7 +238,9 @@ class Prober:
         before = {f.name for f in self.store.findings()}
         if not self.store.known(TAGS):
             self._probe_tags()
-        needs_conversation = [n for n in todo if n != TAGS]
+        if not self.store.known(CUSTOMER_STAMP):
+            self._probe_customer()
+        needs_conversation = [n for n in todo if n not in (TAGS, CUSTOMER_STAMP)]
         if needs_conversation:
             self._probe_on_conversation()
         return [f for f in self.store.findings() if f.name not in before]
@@ -290,6 +297,42 @@ class Prober:
         if "tags" in payload and self.store.supports(TAGS_ON_CREATE):
             self.store.record(TAGS_ON_CREATE, True, "POST /conversations accepted tags")
         return created
+
+    def _probe_customer(self) -> None:
+        """Create a labelled customer stamped like the loader stamps them, read it back, find it
+        by the stamp, delete it again (customer DELETE is documented)."""
+        stamp = f"{PROBE_KEY}:{uuid.uuid4().hex[:12]}"
+
+        def find() -> dict[str, Any] | None:
+            try:
+                return self.client.find_one("/customers/list", "externalCrmMetadata.id", stamp)
+            except VendorAPIError as exc:
+                if exc.retryable:
+                    raise
+                return None
+
+        try:
+            created = _create_once(
+                lambda: self.client.create_customer({"name": PROBE_TITLE, "externalCrmMetadata": {"id": stamp}}), find
+            )
+            try:
+                found = self.client.find_one("/customers/list", "externalCrmMetadata.id", stamp)
+            except VendorAPIError as exc:
+                if not _absent(exc):
+                    raise
+                self.store.record(CUSTOMER_STAMP, False, _said(exc))
+            else:
+                ok = bool(found and found.get("id") == created["id"])
+                self.store.record(CUSTOMER_STAMP, ok, "found by externalCrmMetadata.id" if ok
+                                  else "a customer is not found by the externalCrmMetadata.id it was created with")
+            try:
+                self.client.delete_customer(created["id"])
+            except VendorAPIError as exc:  # a leftover labelled customer is harmless; say so
+                log.warning("the probe customer %s stays (%s)", created["id"], exc)
+        except VendorAPIError as exc:
+            raise _incomplete(exc, "customer stamps") if exc.retryable else ProbeIncomplete(
+                f"the probe customer was refused ({_said(exc)})"
+            ) from exc
 
     # The probe conversation's id sits in target_capabilities under PROBE_KEY (detail = the id, or
     # "" while a create is unanswered), not in the ledger: it is no migrated object, so rollback,
