@@ -121,10 +121,14 @@ def _progress():
 def preflight_cmd(
     staging_url: StagingUrl = None,
     offline: Annotated[bool, typer.Option("--offline", help="Check the configuration only; send nothing")] = False,
+    reprobe: Annotated[
+        bool, typer.Option("--reprobe", help="Forget what the workspace was found to support and probe it again")
+    ] = False,
 ) -> None:
     """Blocking checks before the first write to Unthread: the API key works, the triage channel and
-    placeholder user are configured, agents map to Unthread users (unmatched ones listed), and a
-    reminder to pause the workspace's automations. Exit status 1 when a blocking check fails."""
+    placeholder user are configured, agents map to Unthread users (unmatched ones listed), what the
+    workspace supports (probed once, kept in the staging database), and a reminder to pause the
+    workspace's automations. Exit status 1 when a blocking check fails."""
     from migration_pipeline.targets.unthread.preflight import run_preflight
 
     unthread = _unthread_from_env()
@@ -133,7 +137,7 @@ def preflight_cmd(
         with unthread.client() as client:
             report = run_preflight(
                 None if offline else client, db, triage_channel_id=unthread.triage_channel_id,
-                placeholder_user_id=unthread.placeholder_user_id, offline=offline,
+                placeholder_user_id=unthread.placeholder_user_id, offline=offline, reprobe=reprobe,
             )
     finally:
         db.dispose()
