@@ -259,7 +259,7 @@ class Prober:
 
     # a conversation made for probing, reused across runs --------
     def _probe_conversation(self) -> dict[str, Any]:
-        row = self._ledger_row()
+        row = self._probe_record()
         if row and row["state"] == "done" and row["target_id"]:
             found = self.client.get_conversation(row["target_id"])
             if found is not None:
@@ -278,25 +278,30 @@ class Prober:
                 self.store, self.client.create_conversation, payload, {TAGS_ON_CREATE: "tags", CONVERSATION_METADATA: "metadata"}
             )
 
-        def find() -> dict[str, Any] | None:
-            try:
-                return self.client.find_one("/conversations/list", "metadata.sourceKey", PROBE_KEY)
-            except VendorAPIError as exc:
-                if exc.retryable:
-                    raise
-                return None  # no lookup by metadata: the metadata probes will say so
+        def find() -> dict[str, Any] | None:  # no lookup by metadata: the metadata probes will say so
+            return self._find_or_none("/conversations/list", "metadata.sourceKey", PROBE_KEY)
 
-        self._write_ledger("intent", None)
+        self._write_probe_record("intent", None)
         try:
             created = _create_once(create, find, unknown=bool(row and row["state"] == "intent"))
         except VendorAPIError as exc:
             raise _incomplete(exc, "a probe conversation") if exc.retryable else ProbeIncomplete(
                 f"the probe conversation was refused ({_said(exc)}): check UNTHREAD_TRIAGE_CHANNEL_ID"
             ) from exc
-        self._write_ledger("done", created["id"])
+        self._write_probe_record("done", created["id"])
         if "tags" in payload and self.store.supports(TAGS_ON_CREATE):
             self.store.record(TAGS_ON_CREATE, True, "POST /conversations accepted tags")
         return created
+
+    def _find_or_none(self, path: str, field: str, value: str) -> dict[str, Any] | None:
+        """A probe object looked up after an unanswered create; a refused lookup (the filter is
+        what is being probed) is "not found", an unanswered one is raised."""
+        try:
+            return self.client.find_one(path, field, value)
+        except VendorAPIError as exc:
+            if exc.retryable:
+                raise
+            return None
 
     def _probe_customer(self) -> None:
         """Create a labelled customer stamped like the loader stamps them, read it back, find it
@@ -304,12 +309,7 @@ class Prober:
         stamp = f"{PROBE_KEY}:{uuid.uuid4().hex[:12]}"
 
         def find() -> dict[str, Any] | None:
-            try:
-                return self.client.find_one("/customers/list", "externalCrmMetadata.id", stamp)
-            except VendorAPIError as exc:
-                if exc.retryable:
-                    raise
-                return None
+            return self._find_or_none("/customers/list", "externalCrmMetadata.id", stamp)
 
         try:
             created = _create_once(
@@ -337,14 +337,14 @@ class Prober:
     # The probe conversation's id sits in target_capabilities under PROBE_KEY (detail = the id, or
     # "" while a create is unanswered), not in the ledger: it is no migrated object, so rollback,
     # the reconciliation and the trace never see it.
-    def _ledger_row(self) -> dict[str, Any] | None:
+    def _probe_record(self) -> dict[str, Any] | None:
         with self.db.engine.connect() as conn:
             row = conn.execute(sa.select(target_capabilities).where(target_capabilities.c.name == PROBE_KEY)).mappings().first()
         if row is None:
             return None
         return {"state": "done" if row["detail"] else "intent", "target_id": row["detail"] or None}
 
-    def _write_ledger(self, state: str, target_id: str | None) -> None:
+    def _write_probe_record(self, state: str, target_id: str | None) -> None:
         row = {"name": PROBE_KEY, "supported": state == "done", "detail": target_id or "", "found_by": "probe",
                "probed_at": now_text()}
         with self.db.begin() as conn:
