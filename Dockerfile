@@ -13,12 +13,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/dagster/app
 
-# Editable install on purpose: the SQL models are read from dbt_like_sql/ beside the package
-# (migration_pipeline/staging/sql.py), which a plain site-packages install would leave behind.
-COPY pyproject.toml README.md ./
+# A plain install: the SQL models of dbt_like_sql/ ship inside the package (setup.py maps them to
+# migration_pipeline.dbt_like_sql), so nothing is read from the build folder at run time.
+COPY pyproject.toml setup.py README.md ./
 COPY migration_pipeline ./migration_pipeline
 COPY dbt_like_sql ./dbt_like_sql
-RUN pip install -e .
+RUN pip install . && rm -rf build
 
 # The production instance (PostgreSQL storage, run queue, pools, run retries) and the workspace
 # that points the webserver and daemon at the code server over gRPC.

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from migration_pipeline.cli_ops import StagingUrl
+from migration_pipeline.cli_ops import StagingUrl, cli_settings, usage_errors
+from migration_pipeline.settings import MigrationPair
 
 app = typer.Typer(
     help="Helpdesk history migration (Gladly -> Unthread) on Dagster, with vendor emulators.",
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    pair: Annotated[
+        Optional[MigrationPair],
+        typer.Option("--pair", help="Source and target of the migration (default: MIGRATION_PAIR, else gladly_to_unthread)"),
+    ] = None,
+) -> None:
+    """Options of every command: the migration pair they work on (kept for `cli_settings`)."""
+    ctx.obj = pair
+
+
 emulator_app = typer.Typer(help="Run a vendor API emulator on loopback (for rehearsals and tests).", no_args_is_help=True)
 app.add_typer(emulator_app, name="emulator")
 
@@ -43,11 +57,9 @@ def _fault_config(faults_file: Path | None, **overrides):
     return base.merged(**overrides)
 
 
-def _require_env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise typer.BadParameter(f"set {name} in the environment (the emulator checks it like the vendor would)")
-    return value
+def _credential(settings_class, field: str) -> str:
+    """A credential the emulator checks like the vendor would, from the variable the pipeline reads."""
+    return usage_errors(lambda: settings_class.from_env().required(field))
 
 
 @emulator_app.command("gladly")
@@ -74,6 +86,7 @@ def emulator_gladly(
     """Serve a dataset as Gladly's REST API (Basic auth from GLADLY_API_USER / GLADLY_API_TOKEN)."""
     from migration_pipeline.emulators.common import serve_forever
     from migration_pipeline.emulators.gladly import create_app
+    from migration_pipeline.settings import GladlySettings
 
     config = _fault_config(
         faults,
@@ -87,8 +100,8 @@ def emulator_gladly(
     )
     asgi = create_app(
         data,
-        api_user=_require_env("GLADLY_API_USER"),
-        api_token=_require_env("GLADLY_API_TOKEN"),
+        api_user=_credential(GladlySettings, "api_user"),
+        api_token=_credential(GladlySettings, "api_token"),
         faults=config,
         now=_utc(now),
         rate_limit_per_second=rate_limit,
@@ -127,6 +140,7 @@ def emulator_unthread(
     """Serve an Unthread-compatible API under /api (X-Api-Key from UNTHREAD_API_KEY)."""
     from migration_pipeline.emulators.common import serve_forever
     from migration_pipeline.emulators.unthread import create_app
+    from migration_pipeline.settings import UnthreadSettings
 
     config = _fault_config(
         faults,
@@ -138,7 +152,7 @@ def emulator_unthread(
         truncate_downloads=fault_truncate,
     )
     asgi = create_app(
-        api_key=_require_env("UNTHREAD_API_KEY"),
+        api_key=_credential(UnthreadSettings, "api_key"),
         state_path=state,
         workspace=json.loads(workspace.read_text(encoding="utf-8")) if workspace else None,
         faults=config,
@@ -226,6 +240,7 @@ def ui_cmd(
 
 @app.command("trace")
 def trace_cmd(
+    ctx: typer.Context,
     record_id: Annotated[str, typer.Argument(help="Gladly item / customer / conversation id, an email, or an Unthread conversation id")],
     staging_url: StagingUrl = None,
     readback: Annotated[
@@ -238,15 +253,14 @@ def trace_cmd(
     from contextlib import nullcontext
 
     from migration_pipeline.checks.trace import trace
-    from migration_pipeline.resources import default_staging_url
+    from migration_pipeline.resources import unthread_resource
     from migration_pipeline.staging.db import StagingDatabase
-    from migration_pipeline.targets.unthread.client import UnthreadClient
 
-    base_url, api_key = os.environ.get("UNTHREAD_BASE_URL"), os.environ.get("UNTHREAD_API_KEY")
-    client = UnthreadClient(base_url, api_key) if readback and base_url and api_key else None
-    db = StagingDatabase(staging_url or default_staging_url())
+    settings = cli_settings(ctx)
+    readback = readback and settings.unthread.base_url is not None and settings.unthread.api_key is not None
+    db = StagingDatabase(staging_url or settings.staging_database_url)
     try:
-        with client if client is not None else nullcontext():
+        with unthread_resource(settings, env_vars=False).client() if readback else nullcontext() as client:
             result = trace(db, record_id, client)
     finally:
         db.dispose()
@@ -257,6 +271,7 @@ def trace_cmd(
 
 @app.command("split-preview")
 def split_preview_cmd(
+    ctx: typer.Context,
     customer: Annotated[Optional[str], typer.Option("--customer", help="Gladly customer id (merged profiles included)")] = None,
     conversation: Annotated[Optional[str], typer.Option("--conversation", help="Gladly conversation id")] = None,
     rules: Annotated[
@@ -271,19 +286,19 @@ def split_preview_cmd(
     """Show how one customer's or conversation's staged timeline would be cut into tickets under
     the current rules and, with --rules, under a candidate rules file. Writes nothing."""
     from migration_pipeline.core.split_rules import RulesFileError, SplitRules
-    from migration_pipeline.resources import default_staging_url
     from migration_pipeline.staging import preview as pv
     from migration_pipeline.staging.db import StagingDatabase
 
     if (customer is None) == (conversation is None):
         raise typer.BadParameter("give exactly one of --customer or --conversation")
+    settings = cli_settings(ctx)
     try:
-        rule_sets = [("current", SplitRules.load(current_rules))]
+        rule_sets = [("current", SplitRules.load(current_rules or settings.split_rules))]
         if rules is not None:
             rule_sets.append(("candidate", SplitRules.load(rules)))
     except RulesFileError as exc:
         raise typer.BadParameter(str(exc)) from None
-    db = StagingDatabase(staging_url or default_staging_url())
+    db = StagingDatabase(staging_url or settings.staging_database_url)
     try:
         timelines = pv.timeline_items(db, customer, conversation)
         staged = pv.count_staged_tickets(db, timelines) if timelines else {}

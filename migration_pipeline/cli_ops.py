@@ -1,23 +1,24 @@
 """`migration-pipeline` commands for the review before cutover: preflight, sample, dry-run, rollback.
 
 They run the same library code as the Dagster assets and jobs (staging/sample.py,
-targets/unthread/{preflight,dry_run,rollback}.py) directly, with rich progress bars, reading the
-same environment variables as `defs` (README, Configuration).
+targets/unthread/{preflight,dry_run,rollback}.py) directly, with rich progress bars, on resources
+built from the same settings as `defs` (settings.py, resources.py).
 """
 
 from __future__ import annotations
 
-import os
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
+    from migration_pipeline.settings import MigrationSettings
     from migration_pipeline.staging.db import StagingDatabase
-    from migration_pipeline.targets.unthread.resources import UnthreadResource
+
+Built = TypeVar("Built")
 
 
 def _passwordless_url(value: str | None) -> str | None:
@@ -59,32 +60,28 @@ Range = Annotated[
 ]
 
 
-def _need(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise typer.BadParameter(f"set {name} in the environment")
-    return value
+def usage_errors(build: Callable[..., Built], *args, **kwargs) -> Built:
+    """`build(*args, **kwargs)`, a bad or missing setting reported as a usage error (exit status 2)
+    naming its variable."""
+    from migration_pipeline.settings import SettingsError
+
+    try:
+        return build(*args, **kwargs)
+    except SettingsError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
-def _unthread_from_env() -> UnthreadResource:
-    from migration_pipeline.targets.unthread.resources import UnthreadResource
+def cli_settings(ctx: typer.Context) -> MigrationSettings:
+    """The settings from the environment, with the pair chosen by the top-level `--pair`."""
+    from migration_pipeline.settings import load_settings
 
-    return UnthreadResource(
-        base_url=_need("UNTHREAD_BASE_URL"),
-        api_key=_need("UNTHREAD_API_KEY"),
-        triage_channel_id=os.environ.get("UNTHREAD_TRIAGE_CHANNEL_ID", ""),
-        placeholder_user_id=os.environ.get("UNTHREAD_PLACEHOLDER_USER_ID") or None,
-        requests_per_second=float(os.getenv("UNTHREAD_REQUESTS_PER_SECOND", "20")),
-        customer_mode=os.getenv("UNTHREAD_CUSTOMER_MODE", "per_person"),
-        lease_ttl_seconds=float(os.getenv("MIGRATION_LEASE_TTL_SECONDS", "120")),
-    )
+    return usage_errors(load_settings, **({"pair": ctx.obj} if ctx.obj else {}))
 
 
-def _database(staging_url: str | None) -> StagingDatabase:
-    from migration_pipeline.resources import default_staging_url
+def _database(settings: MigrationSettings, staging_url: str | None) -> StagingDatabase:
     from migration_pipeline.staging.db import StagingDatabase
 
-    db = StagingDatabase(staging_url or default_staging_url())
+    db = StagingDatabase(staging_url or settings.staging_database_url)
     db.create_schema()
     return db
 
@@ -119,6 +116,7 @@ def _progress():
 
 
 def preflight_cmd(
+    ctx: typer.Context,
     staging_url: StagingUrl = None,
     offline: Annotated[bool, typer.Option("--offline", help="Check the configuration only; send nothing")] = False,
     reprobe: Annotated[
@@ -129,10 +127,12 @@ def preflight_cmd(
     placeholder user are configured, agents map to Unthread users (unmatched ones listed), what the
     workspace supports (probed once, kept in the staging database), and a reminder to pause the
     workspace's automations. Exit status 1 when a blocking check fails."""
+    from migration_pipeline.resources import unthread_resource
     from migration_pipeline.targets.unthread.preflight import run_preflight
 
-    unthread = _unthread_from_env()
-    db = _database(staging_url)
+    settings = cli_settings(ctx)
+    unthread = usage_errors(unthread_resource, settings, env_vars=False)
+    db = _database(settings, staging_url)
     try:
         with unthread.client() as client:
             report = run_preflight(
@@ -147,47 +147,41 @@ def preflight_cmd(
 
 
 def _load(
-    db: StagingDatabase, ticket_ids: list[str], until: datetime, *, run_id: str, dry_run: bool, read_users: bool, label: str
+    settings: MigrationSettings, db: StagingDatabase, ticket_ids: list[str], until: datetime, *,
+    run_id: str, dry_run: bool, read_users: bool, label: str,
 ) -> int:
-    """Preflight, then load (or dry-run) the tickets with a progress bar; returns the exit status."""
+    """Preflight, then load (or dry-run) the tickets with a progress bar; returns the exit status.
+    The loader gets what the `unthread_loaded_records` asset gives it (load_setup.py)."""
     from contextlib import ExitStack
 
     from migration_pipeline.checks.sample import sample_readback
-    from migration_pipeline.resources import default_data_dir
-    from migration_pipeline.sources.gladly.resources import GladlyResource
+    from migration_pipeline.load_setup import gladly_fetchers, loader_settings
+    from migration_pipeline.resources import gladly_resource, storage_resource, unthread_resource
     from migration_pipeline.targets.unthread.dry_run import DryRunLoader, DryRunUnthreadClient
-    from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader
+    from migration_pipeline.targets.unthread.loader import UnthreadLoader
     from migration_pipeline.targets.unthread.preflight import run_preflight
 
-    unthread = _unthread_from_env() if not dry_run or read_users else None
-    settings = LoadSettings(
-        triage_channel_id=(unthread.triage_channel_id if unthread else os.environ.get("UNTHREAD_TRIAGE_CHANNEL_ID", "")),
-        placeholder_user_id=os.environ.get("UNTHREAD_PLACEHOLDER_USER_ID") or None,
-        customer_mode=os.getenv("UNTHREAD_CUSTOMER_MODE", "per_person"),
-        lease_ttl_seconds=float(os.getenv("MIGRATION_LEASE_TTL_SECONDS", "120")),
-        run_id=run_id,
-    )
+    reads_unthread = not dry_run or read_users
+    unthread = usage_errors(unthread_resource, settings, env_vars=False, offline=not reads_unthread)
+    gladly = None if dry_run else usage_errors(gladly_resource, settings, env_vars=False)
+    storage = storage_resource(settings)
+    load_settings = loader_settings(unthread, run_id)
     with ExitStack() as stack:
-        client = stack.enter_context(unthread.client()) if unthread else None
+        client = stack.enter_context(unthread.client()) if reads_unthread else None
         report = run_preflight(
-            None if dry_run else client, db, triage_channel_id=settings.triage_channel_id,
-            placeholder_user_id=settings.placeholder_user_id, offline=dry_run,
+            None if dry_run else client, db, triage_channel_id=load_settings.triage_channel_id,
+            placeholder_user_id=load_settings.placeholder_user_id, offline=dry_run,
         )
         typer.echo(report.render())
         if not report.passed:
             return 1
         if dry_run:
-            out = Path(os.environ.get("MIGRATION_DATA_DIR") or default_data_dir()) / "dry-run" / run_id.replace(":", "-")
-            target = DryRunUnthreadClient(out, reader=client)
+            target = DryRunUnthreadClient(storage.root / "dry-run" / run_id.replace(":", "-"), reader=client)
             stack.callback(target.close)
-            loader: UnthreadLoader = DryRunLoader(db, target, settings)
+            loader: UnthreadLoader = DryRunLoader(db, target, load_settings)
         else:
-            gladly = GladlyResource(
-                base_url=_need("GLADLY_BASE_URL"), api_user=_need("GLADLY_API_USER"), api_token=_need("GLADLY_API_TOKEN"),
-                requests_per_second=float(os.getenv("GLADLY_REQUESTS_PER_SECOND", "9")),
-            )
-            source = stack.enter_context(gladly.client())
-            loader = UnthreadLoader(db, client, settings, fetch_attachment=source.download_attachment)  # type: ignore[arg-type]
+            source = stack.enter_context(gladly.client())  # type: ignore[union-attr]
+            loader = UnthreadLoader(db, client, load_settings, **gladly_fetchers(source, storage.root))  # type: ignore[arg-type]
             stack.callback(loader.close)  # stops the lease heartbeat
         with _progress() as bar:
             task = bar.add_task(label, total=len(ticket_ids))
@@ -212,13 +206,15 @@ def _load(
         return 0 if readback.passed and not c.failed else 1
 
 
-def _split(db: StagingDatabase, lo: str, hi: str) -> None:
-    """Cut tickets for the window exactly as the split_tickets asset does (default rules)."""
+def _split(settings: MigrationSettings, db: StagingDatabase, lo: str, hi: str) -> None:
+    """Cut tickets for the window exactly as the split_tickets asset does (MIGRATION_SPLIT_RULES
+    or the shipped rules)."""
+    from migration_pipeline.core.split_rules import SplitRules
     from migration_pipeline.staging.db import exclusive
     from migration_pipeline.staging.tickets import SPLIT_LEASE, SPLIT_LEASE_TTL_SECONDS, split_window
 
     with exclusive(db, SPLIT_LEASE, f"cli:{uuid.uuid4().hex[:8]}:split", SPLIT_LEASE_TTL_SECONDS):
-        split_window(db, lo, hi)
+        split_window(db, lo, hi, SplitRules.load(settings.split_rules))
 
 
 def _run_id(kind: str) -> str:
@@ -226,6 +222,7 @@ def _run_id(kind: str) -> str:
 
 
 def sample_cmd(
+    ctx: typer.Context,
     customers: Annotated[int, typer.Option("--customers", help="How many of the messiest customers", min=1)] = 10,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the payloads to files; send nothing")] = False,
     read_users: Annotated[
@@ -242,10 +239,11 @@ def sample_cmd(
 
     from migration_pipeline.staging.sample import messiest_customers, sample_run_id, tickets_of_customers
 
-    db = _database(staging_url)
+    settings = cli_settings(ctx)
+    db = _database(settings, staging_url)
     try:
         lo, hi = _window(db, date_range)
-        _split(db, lo, hi)
+        _split(settings, db, lo, hi)
         chosen = messiest_customers(db, customers)
         table = Table(title=f"the {len(chosen)} messiest customers")
         for column in ("customer", "score", "items", "channels", "merged profiles", "bad email", "with attachments"):
@@ -256,13 +254,15 @@ def sample_cmd(
         ticket_ids = tickets_of_customers(db, [c["customer_id"] for c in chosen], lo, hi)
         run_id = sample_run_id(_run_id("sample"))
         until = datetime.fromisoformat(hi.replace("Z", "+00:00"))
-        code = _load(db, ticket_ids, until, run_id=run_id, dry_run=dry_run, read_users=read_users, label="sample tickets")
+        code = _load(settings, db, ticket_ids, until, run_id=run_id, dry_run=dry_run, read_users=read_users,
+                     label="sample tickets")
     finally:
         db.dispose()
     raise typer.Exit(code)
 
 
 def dry_run_cmd(
+    ctx: typer.Context,
     date_range: Range = None,
     read_users: Annotated[
         bool, typer.Option("--read-users", help="Read Unthread's user list (one read) so agents map as in a real run")
@@ -274,18 +274,21 @@ def dry_run_cmd(
     nothing, writes nothing to the ledger. Tickets must be split already (the split_tickets asset)."""
     from migration_pipeline.targets.unthread.loader import tickets_touching
 
-    db = _database(staging_url)
+    settings = cli_settings(ctx)
+    db = _database(settings, staging_url)
     try:
         lo, hi = _window(db, date_range)
         ticket_ids = tickets_touching(db, lo, hi)
         until = datetime.fromisoformat(hi.replace("Z", "+00:00"))
-        code = _load(db, ticket_ids, until, run_id=_run_id("dry-run"), dry_run=True, read_users=read_users, label="tickets")
+        code = _load(settings, db, ticket_ids, until, run_id=_run_id("dry-run"), dry_run=True, read_users=read_users,
+                     label="tickets")
     finally:
         db.dispose()
     raise typer.Exit(code)
 
 
 def rollback_cmd(
+    ctx: typer.Context,
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Roll back what this run created (ledger run id)")] = None,
     date_range: Annotated[
         Optional[str], typer.Option("--range", help="Roll back the tickets with items on these UTC days: FIRST...LAST")
@@ -297,11 +300,13 @@ def rollback_cmd(
     """Delete from Unthread what a run, a day range or the sample runs created, driven by the
     ledger: conversations with their messages, then customers nothing else uses. Ledger rows are
     marked rolled_back so a later run recreates them. Prints the plan; `--yes` executes it."""
+    from migration_pipeline.resources import unthread_resource
     from migration_pipeline.targets.unthread.rollback import execute_rollback, plan_rollback
 
     if sum(bool(x) for x in (run_id, date_range, sample)) != 1:
         raise typer.BadParameter("choose exactly one of --run-id, --range, --sample")
-    db = _database(staging_url)
+    settings = cli_settings(ctx)
+    db = _database(settings, staging_url)
     try:
         window = _window(db, date_range) if date_range else None
         plan = plan_rollback(db, run_id=run_id, window=window, sample=sample)
@@ -311,7 +316,7 @@ def rollback_cmd(
         if not yes:
             typer.echo("nothing deleted: re-run with --yes to delete the above")
             return
-        unthread = _unthread_from_env()
+        unthread = usage_errors(unthread_resource, settings, env_vars=False)
         with unthread.client() as client, _progress() as bar:
             task = bar.add_task("rolling back", total=len(plan.conversations) + len(plan.customers))
             result = execute_rollback(
@@ -323,6 +328,7 @@ def rollback_cmd(
 
 
 def cutover_close_cmd(
+    ctx: typer.Context,
     execute: Annotated[
         bool, typer.Option("--execute", help="Close for real; without it a dry run: the plan CSV only, nothing sent")
     ] = False,
@@ -340,18 +346,13 @@ def cutover_close_cmd(
     Without --execute nothing is sent. Exit status 1 when a conversation could not be closed."""
     from contextlib import nullcontext
 
-    from migration_pipeline.resources import default_data_dir
+    from migration_pipeline.resources import gladly_resource, storage_resource
     from migration_pipeline.sources.gladly.cutover import run_cutover
-    from migration_pipeline.sources.gladly.resources import GladlyResource
 
-    gladly = None
-    if execute:
-        gladly = GladlyResource(
-            base_url=_need("GLADLY_BASE_URL"), api_user=_need("GLADLY_API_USER"), api_token=_need("GLADLY_API_TOKEN"),
-            requests_per_second=float(os.getenv("GLADLY_REQUESTS_PER_SECOND", "9")),
-        )
-    reports = Path(os.environ.get("MIGRATION_DATA_DIR") or default_data_dir()) / "reports"
-    db = _database(staging_url)
+    settings = cli_settings(ctx)
+    gladly = usage_errors(gladly_resource, settings, env_vars=False) if execute else None
+    reports = storage_resource(settings).root / "reports"
+    db = _database(settings, staging_url)
     try:
         with gladly.client() if gladly else nullcontext() as client, _progress() as bar:
             task = bar.add_task("closing conversations", total=None)

@@ -1,4 +1,4 @@
-"""The Dagster code location: `dagster dev -m migration_pipeline.definitions` (or `make ui`)."""
+"""The Dagster code location: `dg dev -m migration_pipeline.definitions` (or `make ui`)."""
 
 import dagster as dg
 
@@ -9,6 +9,7 @@ from migration_pipeline.assets.preflight import unthread_preflight
 from migration_pipeline.assets.reconciliation_report import reconciliation_report
 from migration_pipeline.assets.staged_records import staged_gladly_records
 from migration_pipeline.assets.tickets import split_tickets
+from migration_pipeline.checks.pipeline_checks import PIPELINE_CHECKS, freshness_sensor
 from migration_pipeline.jobs import dry_run_migration, rollback_unthread, sample_migration
 from migration_pipeline.jobs_cutover import gladly_cutover_close
 from migration_pipeline.resources import build_resources
@@ -26,8 +27,9 @@ defs = dg.Definitions(
         reconciliation_report,
         unthread_workspace,
     ],
+    asset_checks=PIPELINE_CHECKS,
     jobs=[migration_job, sample_migration, dry_run_migration, rollback_unthread, trace_record, gladly_cutover_close],
     schedules=[delta_schedule],
-    sensors=[new_gladly_export_jobs],
+    sensors=[new_gladly_export_jobs, freshness_sensor],
     resources=build_resources(),
 )

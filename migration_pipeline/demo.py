@@ -107,21 +107,29 @@ def run_demo(*, workdir: Path | None, customers: int, days: int, seed: int) -> i
 
 
 def run_ui(*, workdir: Path | None, customers: int, days: int, seed: int) -> int:
-    """The same rehearsal in the Dagster UI: emulators in this process, `dagster dev` beside it."""
+    """The same rehearsal in the Dagster UI: emulators in this process, `dg dev` beside it."""
     workdir = (workdir or Path("data") / "ui").resolve()
     with rehearsal_environment(workdir, customers=customers, days=days, seed=seed, fresh=False) as (env, _):
         home = workdir / "dagster_home"
         home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(Path(__file__).resolve().parent.parent / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(_instance_yaml(), home / "dagster.yaml")
         console.print(
             f"partitions {env['MIGRATION_HISTORY_START']} .. {env['MIGRATION_HISTORY_END']} (exclusive); "
             "open the printed URL, select the assets and launch a backfill. Ctrl-C stops everything."
         )
-        command = [sys.executable, "-m", "dagster", "dev", "-m", "migration_pipeline.definitions"]
+        command = [str(Path(sys.executable).with_name("dg")), "dev", "-m", "migration_pipeline.definitions"]
         try:
             return subprocess.call(command, env=os.environ | env | {"DAGSTER_HOME": str(home)})
         except KeyboardInterrupt:
             return 0
+
+
+def _instance_yaml() -> Path:
+    """The project's dagster.yaml (pools, retry logs): the working directory's, else the checkout's."""
+    for candidate in (Path.cwd() / "dagster.yaml", Path(__file__).resolve().parent.parent / "dagster.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise SystemExit("dagster.yaml not found: run `migration-pipeline ui` from the project folder (it holds the instance settings)")
 
 
 def _emulator_apps(dataset_dir: Path, workdir: Path, creds: dict[str, str], as_of: datetime):
@@ -146,7 +154,7 @@ def _materialize_range(first: str, last: str):
     from migration_pipeline.definitions import defs
 
     return dg.materialize(
-        list(defs.assets or []),
+        [*(defs.assets or []), *(defs.asset_checks or [])],  # the checks along the pipeline too, as the job runs them
         resources=defs.resources,
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
@@ -156,6 +164,7 @@ def _materialize_range(first: str, last: str):
 
 def _report(layout: DatasetLayout, data_dir: Path, result) -> int:
     """Print what every stage did and the reconciliation; non-zero if anything failed."""
+    import dagster as dg
     manifest = read_json(layout.manifest)
     table = Table(title="stages (one single-run backfill over the whole range)")
     for column in ("asset", "figures"):
@@ -164,10 +173,12 @@ def _report(layout: DatasetLayout, data_dir: Path, result) -> int:
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
         name = mat.asset_key.to_user_string()
-        if name in seen:  # a range run records one materialization per day with the same figures
+        if name in seen:  # a range run records one materialization per day; range_* holds the whole range
             continue
         seen.add(name)
-        figures = {k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float)) and k != "duration_s"}
+        numbers = {k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float)) and k != "duration_s"}
+        # a day's own figure has a range_ twin: show the range's under the plain name
+        figures = {k: numbers.get(f"range_{k}", v) for k, v in numbers.items() if not k.startswith("range_")}
         table.add_row(name, ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))
     console.print(table)
 
@@ -175,9 +186,15 @@ def _report(layout: DatasetLayout, data_dir: Path, result) -> int:
     if reports:
         console.print(reports[-1].read_text(encoding="utf-8").split("\n| day")[0].strip())
         console.print(f"full report: {reports[-1]}")
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    for name, passed in sorted(checks.items()):
-        console.print(f"check {name}: {'[green]passed[/]' if passed else '[red]FAILED[/]'}")
+    evaluations = result.get_asset_check_evaluations()
+    # a failed WARN check is a workspace limit or a reminder (freshness), shown but not a failure
+    checks = {
+        f"{c.asset_key.to_user_string()}:{c.check_name}": c.passed or c.severity == dg.AssetCheckSeverity.WARN
+        for c in evaluations
+    }
+    for c in sorted(evaluations, key=lambda c: (c.asset_key.to_user_string(), c.check_name)):
+        verdict = "[green]passed[/]" if c.passed else "[yellow]warning[/]" if c.severity == dg.AssetCheckSeverity.WARN else "[red]FAILED[/]"
+        console.print(f"check {c.asset_key.to_user_string()}:{c.check_name}: {verdict}")
     console.print(
         f"ground truth: {manifest['counts']['items']} items generated; "
         f"{len(manifest['mess']['malformed_lines']['where'])} malformed lines planted"

@@ -1,21 +1,31 @@
-"""Jobs for the review before cutover: sample run, dry run, rollback (launch them from the UI)."""
+"""Jobs for the review before cutover: sample run, dry run, rollback (launch them from the UI).
+
+The sample and dry runs record observations of unthread_loaded_records, never a materialization
+(so no day looks loaded and a backfill of missing days still loads it), and every run of them
+carries its mode in the `migration/mode` run tag."""
 
 from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
+from migration_pipeline.assets.loaded_records import DRY_RUN, MODE_TAG, SAMPLE
 from migration_pipeline.staging.db import utc_text
 from migration_pipeline.staging.resources import StagingResource
 from migration_pipeline.targets.unthread.resources import UnthreadResource
 from migration_pipeline.targets.unthread.rollback import execute_rollback, plan_rollback
 
-_LOAD_STEPS = dg.AssetSelection.assets("split_tickets", "unthread_preflight", "unthread_loaded_records")
+# Without the load's checks (no_writes_refused, dead_letters, freshness): a review run materializes
+# no load to check. The split's check (every item in a ticket) still runs: that cut is real.
+_LOAD_STEPS = dg.AssetSelection.assets(
+    "split_tickets", "unthread_preflight", "unthread_loaded_records"
+) - dg.AssetSelection.checks_for_assets("unthread_loaded_records")
 
 sample_migration = dg.define_asset_job(
     "sample_migration",
     selection=_LOAD_STEPS,
     config={"ops": {"unthread_loaded_records": {"config": {"sample_customers": 10}}}},
+    tags={MODE_TAG: SAMPLE},
     description="The N messiest customers (default 10; edit sample_customers in the launchpad) split, loaded into "
     "the configured Unthread workspace and read back, for the mapping review before the full run. Wipe it "
     "with the rollback job (sample: true) or `migration-pipeline rollback --sample --yes`.",
@@ -30,6 +40,7 @@ dry_run_migration = dg.define_asset_job(
             "unthread_loaded_records": {"config": {"dry_run": True}},
         }
     },
+    tags={MODE_TAG: DRY_RUN},
     description="Every Unthread payload of the selected days built exactly as a real run would and written to "
     "MIGRATION_DATA_DIR/dry-run/<run id>/*.jsonl; nothing is sent and the ledger is not touched.",
 )

@@ -1,11 +1,13 @@
-"""Resources every stage shares, and the one place that builds them from the environment."""
+"""Resources every stage shares, and the one place that builds them: from the settings
+(settings.py), for the Dagster definitions and the CLI alike."""
 
-import os
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from migration_pipeline.settings import EnvSettings, MigrationSettings, load_settings
 from migration_pipeline.sources.gladly.resources import GladlyResource
 from migration_pipeline.staging.resources import StagingResource
 from migration_pipeline.targets.unthread.resources import UnthreadResource
@@ -26,45 +28,70 @@ class MigrationStorage(dg.ConfigurableResource):
         return self.root / "landing" / "gladly"
 
 
-def default_data_dir() -> str:
-    return os.getenv("MIGRATION_DATA_DIR", str(Path("data").resolve()))
-
-
-def default_staging_url() -> str:
-    """MIGRATION_STAGING_URL, or a SQLite file under the data dir (the embedded default)."""
-    return os.getenv("MIGRATION_STAGING_URL") or f"sqlite:///{Path(default_data_dir()) / 'staging.db'}"
-
-
-def staging_url_config() -> str:
-    """The staging URL as `defs` configure it: MIGRATION_STAGING_URL as an EnvVar when set (it
-    may carry a password, which must not land in Dagster's run config or UI), else the SQLite
-    file under the data dir."""
-    return dg.EnvVar("MIGRATION_STAGING_URL") if os.getenv("MIGRATION_STAGING_URL") else default_staging_url()
-
-
-def build_resources() -> dict[str, object]:
-    """Resources for `defs`: secrets as EnvVar (resolved at launch, never shown in the UI)."""
+def build_resources(settings: MigrationSettings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Resources for `defs`, from the settings (default: the environment's). The vendor URLs,
+    credentials and triage channel, and MIGRATION_STAGING_URL when set (it may carry a password),
+    are `dg.EnvVar`s: resolved when a run starts, never shown in the UI or stored with a run."""
+    settings = settings or load_settings()
     return {
-        "storage": MigrationStorage(data_dir=default_data_dir()),
-        "staging": StagingResource(url=staging_url_config()),
-        "gladly": GladlyResource(
-            base_url=dg.EnvVar("GLADLY_BASE_URL"),
-            api_user=dg.EnvVar("GLADLY_API_USER"),
-            api_token=dg.EnvVar("GLADLY_API_TOKEN"),
-            # one budget for the whole org on this machine (Gladly allows 10/s per org)
-            requests_per_second=float(os.getenv("GLADLY_REQUESTS_PER_SECOND", "9")),
-        ),
-        "unthread": UnthreadResource(
-            base_url=dg.EnvVar("UNTHREAD_BASE_URL"),
-            api_key=dg.EnvVar("UNTHREAD_API_KEY"),
-            triage_channel_id=dg.EnvVar("UNTHREAD_TRIAGE_CHANNEL_ID"),
-            placeholder_user_id=os.getenv("UNTHREAD_PLACEHOLDER_USER_ID") or None,
-            requests_per_second=float(os.getenv("UNTHREAD_REQUESTS_PER_SECOND", "20")),
-            customer_mode=os.getenv("UNTHREAD_CUSTOMER_MODE", "per_person"),
-            lease_ttl_seconds=float(os.getenv("MIGRATION_LEASE_TTL_SECONDS", "120")),
-            email_inbox_id=os.getenv("UNTHREAD_EMAIL_INBOX_ID") or None,
-            slack_channel_id=os.getenv("UNTHREAD_SLACK_CHANNEL_ID") or None,
-            mappings_file=os.getenv("MIGRATION_MAPPINGS_FILE") or None,
-            content_rules_file=os.getenv("MIGRATION_CONTENT_RULES_FILE") or None,
-        ),
+        "storage": storage_resource(settings),
+        "staging": staging_resource(settings, env_vars=True),
+        "gladly": gladly_resource(settings, env_vars=True),
+        "unthread": unthread_resource(settings, env_vars=True),
     }
+
+
+# Each builder below serves `defs` (env_vars=True) and the CLI (env_vars=False: values resolved
+# from the settings now, a missing one raising MissingSetting with its variable).
+def _given(group: EnvSettings, field: str, env_vars: bool, missing: str | None = None) -> Any:
+    """The field as a resource takes it: an EnvVar of its variable, or its value (`missing` when
+    unset, if given)."""
+    if env_vars:
+        return dg.EnvVar(group.env_name(field))
+    if missing is not None and getattr(group, field) is None:
+        return missing
+    return group.required(field)
+
+
+def storage_resource(settings: MigrationSettings) -> MigrationStorage:
+    return MigrationStorage(data_dir=str(settings.data_dir))
+
+
+def staging_resource(settings: MigrationSettings, *, env_vars: bool) -> StagingResource:
+    if env_vars and settings.staging_url is not None:
+        return StagingResource(url=dg.EnvVar(settings.env_name("staging_url")))
+    return StagingResource(url=settings.staging_database_url)
+
+
+def gladly_resource(settings: MigrationSettings, *, env_vars: bool) -> GladlyResource:
+    gladly = settings.gladly
+    return GladlyResource(
+        base_url=_given(gladly, "base_url", env_vars),
+        api_user=_given(gladly, "api_user", env_vars),
+        api_token=_given(gladly, "api_token", env_vars),
+        requests_per_second=gladly.requests_per_second,
+    )
+
+
+def unthread_resource(settings: MigrationSettings, *, env_vars: bool, offline: bool = False) -> UnthreadResource:
+    """`offline`: the resource only carries the load settings and makes no client (a CLI dry run),
+    so an unset URL or key is left empty instead of refused. An unset triage channel is left
+    empty for the preflight to report."""
+    unthread, unset_api = settings.unthread, "" if offline else None
+    return UnthreadResource(
+        base_url=_given(unthread, "base_url", env_vars, unset_api),
+        api_key=_given(unthread, "api_key", env_vars, unset_api),
+        triage_channel_id=_given(unthread, "triage_channel_id", env_vars, ""),
+        placeholder_user_id=unthread.placeholder_user_id,
+        requests_per_second=unthread.requests_per_second,
+        customer_mode=unthread.customer_mode,
+        lease_ttl_seconds=settings.lease_ttl_seconds,
+        email_inbox_id=unthread.email_inbox_id,
+        slack_channel_id=unthread.slack_channel_id,
+        mappings_file=_text(settings.mappings_file),
+        content_rules_file=_text(settings.content_rules_file),
+    )
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)

@@ -1,6 +1,6 @@
 """Real processes: a load killed midway and restarted, and two runs racing on the same range.
 
-The pipeline runs as `dagster asset materialize` in its own process group, exactly as a user or
+The pipeline runs as `dg launch` in its own process group, exactly as a user or
 the daemon would launch it; the emulators run in this test process. Exactly-once is judged
 against the ground truth, what a clean uninterrupted run of the same range leaves on Unthread
 (the shared migrated state of the same engine): the same customers, conversations and message
@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import dagster as dg
 import httpx
@@ -57,8 +58,8 @@ def launch(small_dataset, gladly_server_factory, unthread_server_factory, tmp_pa
         # Steps in the run's own process: the graph is a chain, so a process per step (production's
         # default executor) adds only start-up time here; the kill takes the whole group either way.
         command = [
-            sys.executable, "-m", "dagster", "asset", "materialize", "-m", "migration_pipeline.definitions",
-            "--select", "*", "--partition-range", f"{FIRST}...{LAST}",
+            str(Path(sys.executable).with_name("dg")), "launch", "-m", "migration_pipeline.definitions",
+            "--assets", "*", "--partition-range", f"{FIRST}...{LAST}",
             "--config-json", json.dumps({"execution": {"config": {"in_process": {}}}}),
         ]
         # the Gladly emulator here allows 1000/s: pace the org's shared budget well above Gladly's 9/s

@@ -1,9 +1,11 @@
 """Stage 1: Gladly export jobs archived byte for byte (the raw input of every later stage)."""
 
 import time
+from typing import Any
 
 import dagster as dg
 
+from migration_pipeline.assets.day_figures import day_windows, record_by_day
 from migration_pipeline.assets.external import gladly_export
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage
@@ -11,6 +13,7 @@ from migration_pipeline.sources.gladly.archive import (
     CUSTOMER_CONVERSATIONS_LAYOUT,
     ITEMS_CSV_LAYOUT,
     TOPICS_CSV_LAYOUT,
+    ArchivedJob,
     ExportArchive,
     ExportFilesGone,
     MissingExportWindow,
@@ -43,19 +46,20 @@ def gladly_export_jobs(
     a link, an unsafe or bomb-like ZIP, ...) and a listed job that cannot be archived are logged
     as errors with their reason and listed in the metadata, while every other one is archived.
     Fails, naming the uncovered window and those reasons, when no job covers part of the partition.
+    Each day's materialization counts the jobs covering that day (`figures` says which numbers).
     """
     started = time.monotonic()
     window = context.partition_time_window
     archive = ExportArchive(storage.root)
-    downloaded = reused = 0
+    downloaded: set[str] = set()  # ids of the jobs archived now, and of those found archived already
+    reused: set[str] = set()
     gone: list[object] = []  # exports that could not be used, each printable with its reason
     landing = archive.archive_from_landing(storage.landing_dir)
     for refused in landing.rejected:
         gone.append(refused)
         context.log.error(f"landing export refused, not archived: {refused}")
     for job, fresh in landing.archived:
-        downloaded += fresh
-        reused += not fresh
+        (downloaded if fresh else reused).add(job.job_id)
         context.log.info(f"landing export {'archived' if fresh else 'already archived'}: {job.describe()}")
     with gladly.client() as client:
         listed = [j for j in client.list_export_jobs(status="COMPLETED") if j.overlaps(window.start, window.end)]
@@ -67,8 +71,7 @@ def gladly_export_jobs(
                 gone.append(exc)
                 context.log.error(str(exc))
                 continue
-            downloaded += fresh
-            reused += not fresh
+            (downloaded if fresh else reused).add(job.id)
             context.log.info(
                 f"job {job.id} [{job.parameters.start_at:%Y-%m-%d %H:%M} .. {job.parameters.end_at:%Y-%m-%d %H:%M}): "
                 f"{'downloaded' if fresh else 'already archived'}, "
@@ -93,13 +96,15 @@ def gladly_export_jobs(
     # a CSV is archived next to the JSONL made from it: count the lines once
     total_bytes = sum(f["bytes"] for j in covering for n, f in j.files.items() if n.endswith(".jsonl"))
     total_lines = sum(f["lines"] for j in covering for n, f in j.files.items() if n.endswith(".jsonl"))
+    landed = {job.job_id for job, _ in landing.archived}
+    per_day = {
+        day: job_figures([j for j in covering if j.overlaps(start, end) or j.configuration], downloaded, reused, landed)
+        for day, (start, end) in day_windows(context).items()
+    }
     return dg.MaterializeResult(
         metadata={
-            "jobs": dg.MetadataValue.int(len(covering)),
-            "jobs_downloaded": dg.MetadataValue.int(downloaded),
-            "jobs_reused": dg.MetadataValue.int(reused),
+            **record_by_day(context, per_day, job_figures(covering, downloaded, reused, landed)),
             "exports_unusable": dg.MetadataValue.int(len(gone)),
-            "landing_exports": dg.MetadataValue.int(len(landing.archived)),
             "landing_refused": dg.MetadataValue.json(
                 [{"source": r.source, "reason": r.reason} for r in landing.rejected]
             ),
@@ -108,6 +113,18 @@ def gladly_export_jobs(
             "api_calls": dg.MetadataValue.int(calls["requests"]),
             "api_retries": dg.MetadataValue.int(calls["retries"]),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-            "job_ids": dg.MetadataValue.json([j.job_id for j in covering]),
         }
     )
+
+
+def job_figures(jobs: list[ArchivedJob], downloaded: set[str], reused: set[str], landed: set[str]) -> dict[str, Any]:
+    """The archived jobs covering a day (or the range): how many, which, and how many of them this
+    run downloaded, found archived already, or took from the landing folder."""
+    ids = [j.job_id for j in jobs]
+    return {
+        "jobs": len(ids),
+        "job_ids": ids,
+        "jobs_downloaded": len(downloaded.intersection(ids)),
+        "jobs_reused": len(reused.intersection(ids)),
+        "landing_exports": len(landed.intersection(ids)),
+    }

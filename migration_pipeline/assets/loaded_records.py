@@ -1,27 +1,46 @@
 """Stage 4: tickets loaded into Unthread, every created object recorded in the ledger."""
 
 import time
+from collections import Counter
 from contextlib import ExitStack
-from functools import partial
 
 import dagster as dg
 from pydantic import Field
 
+from migration_pipeline.assets.day_figures import range_metadata, record_by_day
 from migration_pipeline.checks.sample import sample_readback
 from migration_pipeline.core.content import describe_neutralized
 from migration_pipeline.core.markdown import md_row
+from migration_pipeline.load_setup import gladly_fetchers, loader_settings
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.sources.gladly.resources import GladlyResource
+from migration_pipeline.staging.by_day import ticket_first_days
 from migration_pipeline.staging.db import utc_text
 from migration_pipeline.staging.resources import StagingResource
 from migration_pipeline.staging.sample import messiest_customers, sample_run_id, tickets_of_customers
 from migration_pipeline.targets.unthread.dry_run import DryRunLoader, DryRunUnthreadClient
-from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader, tickets_touching
+from migration_pipeline.targets.unthread.loader import LoadCounts, UnthreadLoader, tickets_touching
 from migration_pipeline.targets.unthread.resources import UnthreadResource
 
 
+LOADED = dg.AssetKey("unthread_loaded_records")
 REFUSED_CHECK = "no_writes_refused"
+# Run tag naming the load's mode, set on each job that loads (jobs.py: the review jobs)
+MODE_TAG = "migration/mode"
+FULL, SAMPLE, DRY_RUN = "full", "sample", "dry_run"
+# What each day of a run records of its own (metadata name -> LoadCounts field), beside `tickets`
+DAY_FIGURES = {
+    "customers_created": "customers_created",
+    "conversations_created": "conversations_created",
+    "messages_created": "messages_created",
+    "statuses_patched": "statuses_patched",
+    "failed": "failed",
+    "tickets_blocked": "tickets_blocked",
+    "attachments_uploaded": "attachments_uploaded",
+    "attachment_bytes": "attachment_bytes",
+    "attachments_over_limit": "attachments_oversize",
+}
 
 
 class LoadConfig(dg.Config):
@@ -41,20 +60,25 @@ class LoadConfig(dg.Config):
     progress_every: int = Field(default=100, description="Log progress every this many tickets (and at least every 30 s)")
 
 
-@dg.asset(
-    deps=["split_tickets", "unthread_preflight"],
+@dg.multi_asset(
+    specs=[
+        # skippable: a dry or sample run yields no materialization (the days must stay unloaded
+        # for Dagster), only observations
+        dg.AssetSpec(LOADED, deps=["split_tickets", "unthread_preflight"], group_name="load", kinds={"unthread"}, skippable=True),
+    ],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="load",
-    kinds={"unthread"},
     pool="unthread_api",
     check_specs=[
         # Not blocking: the reconciliation downstream is what lists every item those writes held
         # back; its blocking check turns red for them (a failed load step would skip it).
-        dg.AssetCheckSpec(REFUSED_CHECK, asset="unthread_loaded_records", blocking=False,
+        dg.AssetCheckSpec(REFUSED_CHECK, asset=LOADED, blocking=False,
                           description="No write was refused by Unthread in this run (each refusal is a dead letter, "
                                       "retried by the next run; reconciliation_report names the items it holds back)"),
     ],
+    # Only a subsettable op may leave its check without a result (a dry or sample run evaluates
+    # nothing: a result would land on the last real load's materialization).
+    can_subset=True,
 )
 def unthread_loaded_records(
     context: dg.AssetExecutionContext,
@@ -63,32 +87,28 @@ def unthread_loaded_records(
     gladly: GladlyResource,
     staging: StagingResource,
     storage: MigrationStorage,
-) -> dg.MaterializeResult:
+):
     """The ledger of what is in Unthread: one row per Gladly customer, ticket, item and final
     status, each with its Unthread id. Tickets touching the partition are loaded oldest first:
     conversation (first item as its initial message, `onBehalfOf` the author), the other items
     as messages in source order, then the final status. Re-running finds everything in the
     ledger and sends nothing; an interrupted create is looked up on Unthread before re-sending.
     With `sample_customers` only the messiest customers' tickets are loaded (and read back);
-    with `dry_run` the payloads go to files and nothing is sent."""
+    with `dry_run` the payloads go to files and nothing is sent. Those two record no
+    materialization (the days stay unloaded, so a backfill of missing days still loads them)
+    but an observation of each day with the same figures, and leave no_writes_refused
+    unevaluated. Each ticket counts on the day of its earliest item in the run's range
+    (`figures` says which numbers are the day's)."""
+    if LOADED not in context.selected_asset_keys:
+        context.log.info(f"{REFUSED_CHECK} is evaluated by a load of {LOADED.to_user_string()}: nothing to do alone")
+        return
     started = time.monotonic()
     window = context.partition_time_window
     sample = config.sample_customers > 0
+    mode = DRY_RUN if config.dry_run else SAMPLE if sample else FULL
+    log_mode(context, mode)
     run_id = sample_run_id(context.run.run_id) if sample else context.run.run_id
-    settings = LoadSettings(
-        triage_channel_id=unthread.triage_channel_id,
-        placeholder_user_id=unthread.placeholder_user_id,
-        customer_mode=unthread.customer_mode,
-        create_attempts=unthread.max_attempts,
-        create_backoff_seconds=unthread.backoff_initial_seconds,
-        lease_ttl_seconds=unthread.lease_ttl_seconds,
-        max_file_bytes=unthread.max_file_bytes,
-        email_inbox_id=unthread.email_inbox_id,
-        slack_channel_id=unthread.slack_channel_id,
-        mappings_file=unthread.mappings_file,
-        content_rules_file=unthread.content_rules_file,
-        run_id=run_id,
-    )
+    settings = loader_settings(unthread, run_id)
     extra: dict[str, dg.MetadataValue] = {}
     with ExitStack() as stack:
         db = stack.enter_context(staging.database())
@@ -120,14 +140,17 @@ def unthread_loaded_records(
         else:
             client = stack.enter_context(unthread.client())
             source = stack.enter_context(gladly.client())
-            # Attachments are streamed to anonymous temp files on the data volume (nothing is left
-            # behind even by a crash), never held whole in memory.
-            fetch = partial(source.download_attachment, scratch_dir=storage.root / "tmp" / "attachments")
-            loader = UnthreadLoader(db, client, settings, fetch_attachment=fetch, fetch_transcript=source.voice_transcript)
+            loader = UnthreadLoader(db, client, settings, **gladly_fetchers(source, storage.root))
             stack.callback(loader.close)  # stops the lease heartbeat
+        first_days = ticket_first_days(db, lo, hi)
+        per_day = {day: Counter(dict.fromkeys(["tickets", *DAY_FIGURES], 0)) for day in context.partition_keys}
         last_log = time.monotonic()
         for n, ticket_id in enumerate(ticket_ids, start=1):
+            before = day_figures(loader.counts)
             loader.load_ticket(ticket_id, window.end)
+            day = per_day[first_days[ticket_id]]
+            day["tickets"] += 1
+            day.update(day_figures(loader.counts) - before)
             if n % max(config.progress_every, 1) == 0 or time.monotonic() - last_log > 30 or n == len(ticket_ids):
                 last_log = time.monotonic()
                 c = loader.counts
@@ -152,29 +175,47 @@ def unthread_loaded_records(
         unmatched = loader.unmatched_agent_details()
     for error in counts.errors[:50]:
         context.log.error(error)
-    return dg.MaterializeResult(
-        metadata={
-            "tickets": dg.MetadataValue.int(len(ticket_ids)),
-            "customers_created": dg.MetadataValue.int(counts.customers_created),
-            "conversations_created": dg.MetadataValue.int(counts.conversations_created),
-            "messages_created": dg.MetadataValue.int(counts.messages_created),
-            "statuses_patched": dg.MetadataValue.int(counts.statuses_patched),
-            "recovered_from_ledger_intents": dg.MetadataValue.int(counts.recovered),
-            "waited_for_another_run": dg.MetadataValue.int(counts.waited_for_lease),
-            "failed": dg.MetadataValue.int(counts.failed),
-            "tickets_blocked": dg.MetadataValue.int(counts.tickets_blocked),
-            "unmatched_agents": dg.MetadataValue.int(len(counts.unmatched_agents)),
-            "attachments_uploaded": dg.MetadataValue.int(counts.attachments_uploaded),
-            "attachment_bytes": dg.MetadataValue.int(counts.attachment_bytes),
-            "attachments_over_limit": dg.MetadataValue.int(counts.attachments_oversize),
-            **fidelity_metadata(counts, unmatched, loader),
-            "api_calls": dg.MetadataValue.int(calls["requests"]),
-            "api_retries": dg.MetadataValue.int(calls["retries"]),
-            "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-            **extra,
-        },
-        check_results=[refused_writes_result(counts)],
-    )
+    run_figures = {
+        "mode": dg.MetadataValue.text(mode),
+        "recovered_from_ledger_intents": dg.MetadataValue.int(counts.recovered),
+        "waited_for_another_run": dg.MetadataValue.int(counts.waited_for_lease),
+        "unmatched_agents": dg.MetadataValue.int(len(counts.unmatched_agents)),
+        **fidelity_metadata(counts, unmatched, loader),
+        "api_calls": dg.MetadataValue.int(calls["requests"]),
+        "api_retries": dg.MetadataValue.int(calls["retries"]),
+        "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+        **extra,
+    }
+    whole_range = {"tickets": len(ticket_ids), **day_figures(counts)}
+    if mode != FULL:
+        # Figures of what a real load would do (dry run) or did for a few customers (sample):
+        # seen in the UI, but no day counts as loaded.
+        shared = {**range_metadata(context.partition_keys, whole_range), **run_figures}
+        for day, figures in per_day.items():
+            context.log_event(dg.AssetObservation(asset_key=LOADED, partition=day, metadata={**shared, **figures}))
+        context.log.info(f"{mode}: recorded as observations of {LOADED.to_user_string()}, not as a materialization")
+        return
+    by_day = record_by_day(context, per_day, whole_range)
+    checks = [refused_writes_result(counts)] if dg.AssetCheckKey(LOADED, REFUSED_CHECK) in context.selected_asset_check_keys else []
+    yield dg.MaterializeResult(asset_key=LOADED, metadata={**by_day, **run_figures}, check_results=checks)
+
+
+def day_figures(counts: LoadCounts) -> Counter[str]:
+    """The DAY_FIGURES of a load's counts so far."""
+    return Counter({name: getattr(counts, field) for name, field in DAY_FIGURES.items()})
+
+
+def log_mode(context: dg.AssetExecutionContext, mode: str) -> None:
+    """Say which mode the load runs in, loudly when the run's MODE_TAG says otherwise (a dry or
+    sample run launched from another job through config)."""
+    tagged = context.run.tags.get(MODE_TAG)
+    if tagged == mode or (tagged is None and mode == FULL):
+        context.log.info(f"load mode: {mode}")
+    else:
+        context.log.warning(
+            f"load mode: {mode} (config dry_run / sample_customers), but this run's {MODE_TAG} tag says "
+            f"{tagged or 'nothing'}" + ("" if mode == FULL else f": {LOADED.to_user_string()} is not materialized")
+        )
 
 
 def refused_writes_result(counts) -> dg.AssetCheckResult:

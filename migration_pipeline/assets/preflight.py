@@ -6,7 +6,7 @@ from pydantic import Field
 from migration_pipeline.core.markdown import md_row
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.staging.resources import StagingResource
-from migration_pipeline.targets.unthread.preflight import run_preflight
+from migration_pipeline.targets.unthread.preflight import PreflightReport, run_preflight
 from migration_pipeline.targets.unthread.resources import UnthreadResource
 
 
@@ -38,7 +38,9 @@ def unthread_preflight(
     and a reminder to pause the workspace's automations and autoresponders; what the workspace
     supports of the unconfirmed API surface (tags, file read-back, private notes, ...), probed
     once and kept in `target_capabilities` (a re-run probes nothing). Fails, and so stops
-    the load, when a blocking check fails; stores the findings as metadata."""
+    the load, when a blocking check fails; stores the findings as metadata. They are of the
+    workspace and the configuration, not of a day: every day of a run gets the same, and
+    `checked` says so, and whether the workspace was asked at all (not when `offline`)."""
     with staging.database() as db, unthread.client() as client:
         report = run_preflight(
             None if config.offline else client,
@@ -50,10 +52,28 @@ def unthread_preflight(
         )
     for warning in report.warnings:
         context.log.warning(warning)
-    unmatched = "\n".join(md_row([a["id"], a["name"], a["email"]]) for a in report.unmatched_agents)
+    days = context.partition_keys
+    asked = "the configuration only (offline: nothing was sent to Unthread)" if config.offline else "the Unthread workspace over its API"
     metadata = {
+        "checked": dg.MetadataValue.text(
+            f"{asked}, once for the run's days {days[0]} .. {days[-1]}: the same findings for every day, none of them a day's"
+        ),
+        "offline": dg.MetadataValue.bool(config.offline),
         "passed": dg.MetadataValue.bool(report.passed),
         "report": dg.MetadataValue.md("```\n" + report.render() + "```"),
+        # offline, agents and capabilities were not looked at: no zeros that would read as "all fine"
+        **({} if config.offline else workspace_findings(report)),
+    }
+    if not report.passed:
+        raise dg.Failure(description="Unthread preflight failed: " + "; ".join(report.failures), metadata=metadata)
+    context.log.info(report.render())
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def workspace_findings(report: PreflightReport) -> dict[str, dg.MetadataValue]:
+    """What the preflight found on the workspace: agent matches and capabilities."""
+    unmatched = "\n".join(md_row([a["id"], a["name"], a["email"]]) for a in report.unmatched_agents)
+    return {
         "matched_agents": dg.MetadataValue.int(report.matched_agents),
         "unmatched_agents": dg.MetadataValue.int(len(report.unmatched_agents)),
         "unmatched_agent_list": dg.MetadataValue.md(f"| agent | name | email |\n|---|---|---|\n{unmatched}"),
@@ -67,7 +87,3 @@ def unthread_preflight(
             )
         ),
     }
-    if not report.passed:
-        raise dg.Failure(description="Unthread preflight failed: " + "; ".join(report.failures), metadata=metadata)
-    context.log.info(report.render())
-    return dg.MaterializeResult(metadata=metadata)

@@ -4,13 +4,16 @@ import json
 import shutil
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from migration_pipeline.assets.day_figures import record_by_day
 from migration_pipeline.checks.fidelity import attachment_checksum_mismatches, tag_coverage
+from migration_pipeline.checks.full_lists import FullList, copy_full_lists, listed_note, write_full_lists
 from migration_pipeline.checks.reconciliation import (
     ACCEPTED_LOSSES_FILE,
     MAX_LISTED,
@@ -39,7 +42,7 @@ TAG_CHECK = "tag_coverage"
 ATTACHMENT_CHECK = "attachment_checksums"
 ACCOUNTED_CHECK = "every_source_item_accounted_for"
 CAPABILITIES_CHECK = "workspace_capabilities"
-METADATA_ROWS = 100  # rows per metadata table; the full lists are in the report files
+METADATA_ROWS = 100  # rows per metadata table; the full lists are in the report's Parquet files
 
 
 class ReconciliationConfig(dg.Config):
@@ -105,7 +108,12 @@ def reconciliation_report(
     tickets, loaded and read back from Unthread, per day; the variance; every missing item with
     the stage where it stopped and why; dead letters, ticket sizes, unmatched agents, and the
     attribution and customer checks. Written to MIGRATION_DATA_DIR/reports/ as JSON, markdown and
-    a self-contained HTML file with charts (also kept per run under reports/runs/<run id>/)."""
+    a self-contained HTML file with charts, and every list in full as Parquet under
+    reports/reconciliation-<range>/ (HTML and Parquet also kept per run under reports/runs/<run id>/).
+
+    Each day of the range gets its own figures (source_items, staged, in_tickets, loaded,
+    read_back, missing) on its materialization; the range's totals of them are range_*, and every
+    other number (variance, losses, dead letters, tickets, attribution, customers) is the range's."""
     started = time.monotonic()
     window = context.partition_time_window
     jobs = ExportArchive(storage.root).jobs_overlapping(window.start, window.end)
@@ -132,27 +140,29 @@ def reconciliation_report(
     reports = storage.root / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     stem = f"reconciliation-{window.start:%Y-%m-%d}_{window.end:%Y-%m-%d}"
-    atomic_write_text(reports / f"{stem}.json", json.dumps(rec.as_dict(), indent=1, default=str))
-    summary = render_markdown(rec, outcomes)
+    full = write_full_lists(rec, reports / stem)
+    links = {name: f"{stem}/{written.path.name}" for name, written in full.items()}  # relative to reports/
+    atomic_write_text(reports / f"{stem}.json", report_json(rec, links))
+    summary = render_markdown(rec, outcomes, links)
     atomic_write_text(reports / f"{stem}.md", summary)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    html_path = write_html(reports / f"{stem}.html", rec, checks=outcomes, run_id=context.run.run_id, generated_at=generated)
-    # the range's file is replaced by the next run; this run's copy stays for sign-off
+    html_path = write_html(reports / f"{stem}.html", rec, checks=outcomes, run_id=context.run.run_id,
+                           generated_at=generated, full_lists=links)
+    # the range's files are replaced by the next run; this run's copy stays for sign-off (the
+    # same layout, so the HTML's links to the Parquet files work in both places)
     run_html = reports / "runs" / context.run.run_id / f"{stem}.html"
     run_html.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(html_path, run_html)
+    copy_full_lists(full, run_html.parent / stem)
     context.log.info(summary.splitlines()[2] if len(summary.splitlines()) > 2 else summary)
 
+    whole_range = {"source_items": rec.source_items, "staged": rec.staged, "in_tickets": rec.in_tickets,
+                   "loaded": rec.loaded, "read_back": rec.read_back, "missing": len(rec.missing)}
     sizes = sorted(rec.ticket_sizes)
     yield dg.MaterializeResult(
         metadata={
-            "source_items": dg.MetadataValue.int(rec.source_items),
-            "staged": dg.MetadataValue.int(rec.staged),
+            **record_by_day(context, day_figures(rec, context.partition_keys), whole_range),
             "quarantined_lines": dg.MetadataValue.int(rec.quarantined_lines),
-            "in_tickets": dg.MetadataValue.int(rec.in_tickets),
-            "loaded": dg.MetadataValue.int(rec.loaded),
-            "read_back": dg.MetadataValue.int(rec.read_back),
-            "missing": dg.MetadataValue.int(len(rec.missing)),
             "dead_letters": dg.MetadataValue.int(len(rec.dead_letters)),
             "variance": dg.MetadataValue.float(rec.variance),
             "unplaceable_lines": dg.MetadataValue.int(rec.unplaceable_lines),
@@ -174,7 +184,8 @@ def reconciliation_report(
             "report_html": dg.MetadataValue.path(str(html_path)),
             "report_html_url": dg.MetadataValue.url(run_html.as_uri()),
             "summary": dg.MetadataValue.md(summary),
-            **metadata_tables(rec),
+            **metadata_tables(rec, full),
+            **{f"full_list_{name}": dg.MetadataValue.path(str(written.path)) for name, written in full.items()},
         }
     )
     fidelity_metadata = [
@@ -193,7 +204,7 @@ def reconciliation_report(
                                            for f in caps.missing()]),
          "supported": dg.MetadataValue.json([f.name for f in caps.findings() if f.supported])},
     ]
-    for outcome, metadata in zip(outcomes, check_metadata(rec, accepted_file) + fidelity_metadata, strict=True):
+    for outcome, metadata in zip(outcomes, check_metadata(rec, accepted_file, full) + fidelity_metadata, strict=True):
         yield dg.AssetCheckResult(check_name=outcome.name, passed=outcome.passed, description=outcome.detail,
                                   severity=dg.AssetCheckSeverity.WARN if outcome.limit else dg.AssetCheckSeverity.ERROR,
                                   metadata=metadata)
@@ -274,50 +285,115 @@ def accounted_detail(rec: Reconciliation) -> str:
             f"{accepted} accepted; {rec.unplaceable_lines} lines could not be placed in a day")
 
 
-def check_metadata(rec: Reconciliation, accepted_file: Path | None = None) -> list[dict]:
-    """Each check's metadata, in the order of `check_outcomes`."""
+def check_metadata(
+    rec: Reconciliation, accepted_file: Path | None = None, full: Mapping[str, FullList] | None = None
+) -> list[dict]:
+    """Each check's metadata, in the order of `check_outcomes`; with `full`, each check links the
+    Parquet files of the lists it shows examples of, and says where it cut them."""
+    examples = 50
+    attribution = rec.attribution_mismatches + rec.conversation_customer_mismatches
+    customers = rec.duplicate_customers + rec.merged_customers_on_target + rec.customers_missing_on_target
+    accepted = [x for x in rec.losses if x.get("accepted")]
     return [
         {
             "variance": dg.MetadataValue.float(rec.variance),
             "missing": dg.MetadataValue.int(len(rec.missing)),
             "missing_by_stage": dg.MetadataValue.json(dict(rec.missing_by_stage)),
+            **_listed(full, {"missing": len(rec.missing)}),
         },
         {
             "tickets_in_window": dg.MetadataValue.int(rec.tickets_in_window),
             "conversations_expected": dg.MetadataValue.int(rec.conversations_expected),
             "conversations_checked": dg.MetadataValue.int(rec.conversations_checked),
-            "out_of_order": dg.MetadataValue.json(rec.out_of_order[:50]),
+            "out_of_order": dg.MetadataValue.json(rec.out_of_order[:examples]),
+            **_listed(full, _shown(examples, out_of_order=rec.out_of_order)),
         },
         {"duplicates": dg.MetadataValue.int(len(rec.duplicates)),
-         "examples": dg.MetadataValue.json(rec.duplicates[:50])},
+         "examples": dg.MetadataValue.json(rec.duplicates[:examples]),
+         **_listed(full, _shown(examples, duplicates=rec.duplicates))},
         {
             "messages_attributed": dg.MetadataValue.int(rec.messages_attributed),
             "messages_unverifiable": dg.MetadataValue.int(rec.messages_unverifiable),
             "mismatches": dg.MetadataValue.int(len(rec.attribution_mismatches)),
             "conversation_customer_mismatches": dg.MetadataValue.int(len(rec.conversation_customer_mismatches)),
-            "examples": dg.MetadataValue.json((rec.attribution_mismatches + rec.conversation_customer_mismatches)[:50]),
+            "examples": dg.MetadataValue.json(attribution[:examples]),
+            **_listed(full, _shown(examples, attribution_mismatches=rec.attribution_mismatches,
+                                   conversation_customer_mismatches=rec.conversation_customer_mismatches)),
         },
         {
             "target_customers": dg.MetadataValue.int(rec.target_customers),
             "duplicate_customers": dg.MetadataValue.int(len(rec.duplicate_customers)),
             "merged_customers_on_target": dg.MetadataValue.int(len(rec.merged_customers_on_target)),
             "customers_missing_on_target": dg.MetadataValue.int(len(rec.customers_missing_on_target)),
-            "examples": dg.MetadataValue.json(
-                (rec.duplicate_customers + rec.merged_customers_on_target + rec.customers_missing_on_target)[:50]
-            ),
+            "examples": dg.MetadataValue.json(customers[:examples]),
+            **_listed(full, _shown(examples, duplicate_customers=rec.duplicate_customers,
+                                   merged_customers_on_target=rec.merged_customers_on_target,
+                                   customers_missing_on_target=rec.customers_missing_on_target)),
         },
         {
             "losses": dg.MetadataValue.int(len(rec.losses)),
             "not_accepted": dg.MetadataValue.int(len(rec.unaccepted_losses)),
-            "accepted": dg.MetadataValue.int(len(rec.losses) - len(rec.unaccepted_losses)),
+            "accepted": dg.MetadataValue.int(len(accepted)),
             "unplaceable_lines": dg.MetadataValue.int(rec.unplaceable_lines),
             "not_accepted_by_stage": dg.MetadataValue.json(dict(Counter(x["stage"] for x in rec.unaccepted_losses))),
             "not_accepted_list": dg.MetadataValue.json(rec.unaccepted_losses[:MAX_LISTED]),
-            "accepted_list": dg.MetadataValue.json([x for x in rec.losses if x.get("accepted")][:MAX_LISTED]),
+            "accepted_list": dg.MetadataValue.json(accepted[:MAX_LISTED]),
             "stale_acceptances": dg.MetadataValue.json(rec.stale_acceptances[:MAX_LISTED]),
             **({"accepted_losses_file": dg.MetadataValue.path(str(accepted_file))} if accepted_file else {}),
+            **_listed(full, {"losses": min(len(rec.unaccepted_losses), MAX_LISTED) + min(len(accepted), MAX_LISTED),
+                             **_shown(MAX_LISTED, stale_acceptances=rec.stale_acceptances)}),
         },
     ]
+
+
+def _shown(limit: int, **lists: Sequence) -> dict[str, int]:
+    """How many rows of each list their concatenation, cut at `limit` rows, shows."""
+    shown = {}
+    for name, rows in lists.items():
+        shown[name] = min(len(rows), limit)
+        limit -= shown[name]
+    return shown
+
+
+def _listed(full: Mapping[str, FullList] | None, shown: Mapping[str, int]) -> dict[str, dg.MetadataValue]:
+    """For each list (name -> rows shown in this metadata), a link to its Parquet file and, when
+    fewer rows are shown than it has, "N listed here, all M in <file>" (`<list>_listed`)."""
+    out: dict[str, dg.MetadataValue] = {}
+    for name, n in shown.items():
+        written = (full or {}).get(name)
+        if written is None:
+            continue
+        out[f"full_list_{name}"] = dg.MetadataValue.path(str(written.path))
+        if note := listed_note(n, written.rows, written.path):
+            out[f"{name}_listed"] = dg.MetadataValue.text(note)
+    return out
+
+
+def day_figures(rec: Reconciliation, days: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Each day's own source_items, staged, in_tickets, loaded, read_back and missing, from the
+    per-day table and the missing items' days (zeros for a day with nothing in it)."""
+    by_day = {d["day"]: d for d in rec.by_day}
+    missing = Counter(m.get("day") for m in rec.missing)
+    columns = {"source_items": "source", "staged": "staged", "in_tickets": "in_tickets", "loaded": "loaded",
+               "read_back": "read_back"}
+    return {
+        day: {**{name: int(by_day.get(day, {}).get(column) or 0) for name, column in columns.items()},
+              "missing": missing[day]}
+        for day in days
+    }
+
+
+def report_json(rec: Reconciliation, full_lists: Mapping[str, str]) -> str:
+    """The JSON report: `Reconciliation.as_dict` (each list cut at MAX_LISTED), and under
+    `full_lists` each list's Parquet file (relative to the report), its rows, how many are listed
+    here and, when cut, "N listed here, all M in <file>"."""
+    data = rec.as_dict()
+    data["full_lists"] = {}
+    for name, href in full_lists.items():
+        listed, rows = len(data[name]), len(getattr(rec, name))
+        note = listed_note(listed, rows, href)
+        data["full_lists"][name] = {"file": href, "rows": rows, "listed": listed, **({"note": note} if note else {})}
+    return json.dumps(data, indent=1, default=str)
 
 
 def _table(columns: list[tuple[str, str]], rows: list[list]) -> dg.TableMetadataValue:
@@ -331,8 +407,9 @@ def _table(columns: list[tuple[str, str]], rows: list[list]) -> dg.TableMetadata
     return dg.MetadataValue.table(records, schema=schema)
 
 
-def metadata_tables(rec: Reconciliation) -> dict[str, dg.TableMetadataValue]:
-    """The report's figures as Dagster table metadata (the UI shows them on the materialization)."""
+def metadata_tables(rec: Reconciliation, full: Mapping[str, FullList] | None = None) -> dict[str, dg.MetadataValue]:
+    """The report's figures as Dagster table metadata (the UI shows them on the materialization);
+    with `full`, where a table of a list is cut, where all its rows are."""
     per_day = [("day", "string"), ("source", "int"), ("staged", "int"), ("in_tickets", "int"), ("loaded", "int"),
                ("read_back", "int")]
     sizes = Counter(rec.ticket_sizes)
@@ -352,12 +429,24 @@ def metadata_tables(rec: Reconciliation) -> dict[str, dg.TableMetadataValue]:
                                 [[m["item_id"], m.get("day"), m["stage"], m["reason"]] for m in rec.missing]),
         "losses_not_accepted": _table([("key", "string"), ("stage", "string"), ("reason", "string")],
                                       [[x["key"], x["stage"], x["reason"]] for x in rec.unaccepted_losses]),
+        **_listed(full, {"missing": min(len(rec.missing), METADATA_ROWS),
+                         "unmatched_agents": min(len(rec.unmatched_agents), METADATA_ROWS),
+                         "losses": min(len(rec.unaccepted_losses), METADATA_ROWS)}),
     }
 
 
-def render_markdown(rec: Reconciliation, outcomes: list[CheckOutcome] | None = None) -> str:
+def render_markdown(
+    rec: Reconciliation, outcomes: list[CheckOutcome] | None = None, full_lists: Mapping[str, str] | None = None
+) -> str:
     """The report as markdown (the asset's `summary` metadata and the .md file). Every cell goes
-    through `md_row`: names, ids and reasons come from Gladly, staging and vendor errors."""
+    through `md_row`: names, ids and reasons come from Gladly, staging and vendor errors. A list
+    cut at 200 rows says where all of them are (`full_lists`: list -> Parquet file)."""
+    files = dict(full_lists or {})
+
+    def cut(name: str, shown: int) -> list[str]:
+        note = listed_note(shown, len(getattr(rec, name)), f"`{files[name]}`" if name in files else None)
+        return ["", f"{note}."] if note else []
+
     lines = [
         f"# Reconciliation {rec.window[0][:10]} .. {rec.window[1][:10]} (UTC, end exclusive)",
         "",
@@ -390,17 +479,21 @@ def render_markdown(rec: Reconciliation, outcomes: list[CheckOutcome] | None = N
         lines += ["", f"## Dead letters ({len(rec.dead_letters)}): refused by the target; the next run retries them",
                   "", "| source key | attempts | reason |", "|---|---|---|"]
         lines += [md_row([d["source_key"], d["attempts"], d["reason"]]) for d in rec.dead_letters[:200]]
+        lines += cut("dead_letters", min(len(rec.dead_letters), 200))
     if rec.unmatched_agents:
         lines += ["", f"## Unmatched agents ({len(rec.unmatched_agents)}): no Unthread user with their email",
                   "", "| agent | name | email | items |", "|---|---|---|---|"]
         lines += [md_row([a["agent_id"], a["name"], a["email"], a["items"]]) for a in rec.unmatched_agents[:200]]
+        lines += cut("unmatched_agents", min(len(rec.unmatched_agents), 200))
     if rec.missing:
         lines += ["", f"## Missing from Unthread ({len(rec.missing)})", "", "| item | stage | reason |", "|---|---|---|"]
         lines += [md_row([m["item_id"], m["stage"], m["reason"]]) for m in rec.missing[:200]]
+        lines += cut("missing", min(len(rec.missing), 200))
     if rec.losses:
         open_ = rec.unaccepted_losses
         lines += ["", f"## Not in Unthread ({len(rec.losses)}: {len(open_)} not accepted)", "",
                   "| loss | stage | reason | accepted |", "|---|---|---|---|"]
         shown = open_[:200] + [x for x in rec.losses if x.get("accepted")][: max(0, 200 - len(open_))]
         lines += [md_row([x["key"], x["stage"], x["reason"], x.get("accepted") or "NO"]) for x in shown]
+        lines += cut("losses", len(shown))
     return "\n".join(lines) + "\n"

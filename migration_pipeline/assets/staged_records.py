@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 
+from migration_pipeline.assets.day_figures import range_metadata, record_counts_by_day
 from migration_pipeline.assets.export_jobs import gladly_export_jobs
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage
@@ -11,7 +12,8 @@ from migration_pipeline.sources.gladly.archive import ExportArchive
 from migration_pipeline.sources.gladly.customers import customer_ids_needing_lookup, resolve_customers
 from migration_pipeline.sources.gladly.resources import GladlyResource
 from migration_pipeline.sources.gladly.staging import StageCounts, stage_job_file
-from migration_pipeline.staging.db import agents, utc_text
+from migration_pipeline.staging.by_day import rows_by_day
+from migration_pipeline.staging.db import agents, conversation_items, utc_text
 from migration_pipeline.staging.resources import StagingResource
 
 STAGED_KEYS = ("staged_customers", "staged_agents", "staged_topics", "staged_conversation_items")
@@ -39,7 +41,9 @@ def staged_gladly_records(
 ):
     """Stream every archived export job overlapping the partition into staging (upsert by source
     id; items selected by timestamp into the window), quarantine bad lines with their reason, and
-    resolve merged profiles and custom attributes over REST for customers never looked up before."""
+    resolve merged profiles and custom attributes over REST for customers never looked up before.
+    Each day's staged_conversation_items materialization counts the items of that day in staging
+    (`figures` says which numbers are the day's)."""
     started = time.monotonic()
     window = context.partition_time_window
     jobs = ExportArchive(storage.root).jobs_overlapping(window.start, window.end)
@@ -65,13 +69,16 @@ def staged_gladly_records(
             with db.begin() as conn:
                 conn.execute(agents.update().values(active=agents.c.source_id.in_(active)))
             calls = client.stats.as_dict()
+        items_by_day = rows_by_day(db, conversation_items.c.ts, lo, hi)
 
+    items_metadata = record_counts_by_day(context, {"items": items_by_day}, asset_key="staged_conversation_items")
     duration = round(time.monotonic() - started, 3)
     common = {"jobs": dg.MetadataValue.int(len(jobs)), "duration_s": dg.MetadataValue.float(duration)}
     for key, file_name in zip(STAGED_KEYS, ("customers.jsonl", "agents.jsonl", "topics.jsonl", "conversation_items.jsonl")):
         counts = totals[file_name]
         metadata = {
             **common,
+            **(items_metadata if key == "staged_conversation_items" else range_metadata(context.partition_keys, {})),
             "rows": dg.MetadataValue.int(counts.staged),
             "lines": dg.MetadataValue.int(counts.lines),
             "quarantined": dg.MetadataValue.int(counts.quarantined),

@@ -5,9 +5,11 @@ import time
 import dagster as dg
 from pydantic import Field
 
+from migration_pipeline.assets.day_figures import record_counts_by_day
 from migration_pipeline.core.split_rules import RULES_ENV, SplitRules
 from migration_pipeline.partitions import daily_partitions
-from migration_pipeline.staging.db import exclusive, utc_text
+from migration_pipeline.staging.by_day import rows_by_day
+from migration_pipeline.staging.db import exclusive, ticket_items, tickets, utc_text
 from migration_pipeline.staging.resources import StagingResource
 from migration_pipeline.staging.tickets import SPLIT_LEASE, SPLIT_LEASE_TTL_SECONDS, split_window
 
@@ -31,14 +33,19 @@ def split_tickets(context: dg.AssetExecutionContext, config: SplitConfig, stagin
     dormancy, channel switch, topic change, size cap; ties broken by item id), with every item's
     ticket, the rule version and the reason each ticket starts. Stable: tickets already cut are
     never re-cut; a new item joins the ticket whose span covers it, the ticket it continues, or
-    starts a new one."""
+    starts a new one. Each day's materialization counts the tickets starting that day and the
+    items of that day in tickets (`figures` says which numbers are the day's)."""
     started = time.monotonic()
     rules = SplitRules.load(config.rules_file)
     window = context.partition_time_window
+    lo, hi = utc_text(window.start), utc_text(window.end)
     with staging.database() as db:
         # One splitter at a time: a second run of the same range waits, then finds nothing to cut.
         with exclusive(db, SPLIT_LEASE, f"{context.run.run_id}:split", SPLIT_LEASE_TTL_SECONDS):
-            counts = split_window(db, utc_text(window.start), utc_text(window.end), rules)
+            counts = split_window(db, lo, hi, rules)
+        starting = rows_by_day(db, tickets.c.first_ts, lo, hi)
+        in_tickets = rows_by_day(db, ticket_items.c.ts, lo, hi)
+    by_day = record_counts_by_day(context, {"tickets": starting, "items_in_tickets": in_tickets})
     context.log.info(
         f"{counts.items_assigned} items into tickets under rules {rules.rule_version}: "
         f"{counts.tickets_created} new, {counts.tickets_extended} extended"
@@ -46,6 +53,7 @@ def split_tickets(context: dg.AssetExecutionContext, config: SplitConfig, stagin
     reasons = "\n".join(f"| {reason} | {n} |" for reason, n in sorted(counts.cut_reasons.items()))
     return dg.MaterializeResult(
         metadata={
+            **by_day,
             "items_assigned": dg.MetadataValue.int(counts.items_assigned),
             "tickets_created": dg.MetadataValue.int(counts.tickets_created),
             "tickets_extended": dg.MetadataValue.int(counts.tickets_extended),

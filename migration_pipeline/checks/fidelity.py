@@ -15,6 +15,7 @@ import json
 
 import sqlalchemy as sa
 
+from migration_pipeline.core import ledger_keys
 from migration_pipeline.core.mappings import Mappings, load_mappings
 from migration_pipeline.staging.db import StagingDatabase, attachment_transfers, conversation_items, ledger, ticket_items, tickets, topics
 from migration_pipeline.targets.unthread.loader import ticket_topic_ids, tickets_touching
@@ -90,7 +91,7 @@ def tag_coverage(
     for ticket_id in tickets_touching(db, lo, hi):
         with db.engine.connect() as conn:
             target = conn.execute(
-                sa.select(ledger.c.target_id).where(ledger.c.source_key == f"ticket:{ticket_id}", ledger.c.state == "done")
+                sa.select(ledger.c.target_id).where(ledger.c.source_key == ledger_keys.ticket(ticket_id), ledger.c.state == "done")
             ).scalar()
         if not target:
             continue

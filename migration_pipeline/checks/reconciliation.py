@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
+from migration_pipeline.core import ledger_keys, markers
 from migration_pipeline.core.http import VendorAPIError
 from migration_pipeline.core.jsonl import iter_jsonl
 from migration_pipeline.sources.gladly.archive import ArchivedJob
@@ -50,13 +51,9 @@ from migration_pipeline.staging.db import (
 )
 from migration_pipeline.staging.sql import run_model
 from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.loader import EMAIL_RE, MARKER
+from migration_pipeline.targets.unthread.loader import EMAIL_RE
 
-MARKER_RE = re.compile(r"`" + re.escape(MARKER) + r"([^`#]+)(?:#(\d+))?`")
-# Any marker, attachment follow-ups (`#f1`) included: each of those messages has an author too.
-ANY_MARKER_RE = re.compile(r"`" + re.escape(MARKER) + r"([^`#]+)(?:#[^`]+)?`")
 MAX_LISTED = 500
-CUSTOMER_STAMP = "gladly:"  # externalCrmMetadata.id of every customer the loader creates
 ITEMS_FILE = "conversation_items.jsonl"
 ACCEPTED_LOSSES_FILE = "accepted_losses.yaml"  # in MIGRATION_DATA_DIR unless configured
 _ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -221,11 +218,6 @@ def source_items_by_day(jobs: list[ArchivedJob], lo: str, hi: str) -> dict[str, 
     return recount_source(jobs, lo, hi).days
 
 
-def source_item_ids(jobs: list[ArchivedJob], lo: str, hi: str) -> set[str]:
-    """Item ids in the archived files whose timestamp is in [lo, hi), read straight from the files."""
-    return set(source_items_by_day(jobs, lo, hi))
-
-
 def line_key(job_id: str, file_name: str, line_no: int) -> str:
     """How a loss that is one line of an export file is named (and accepted)."""
     return f"line:{job_id}/{file_name}:{line_no}"
@@ -316,7 +308,7 @@ def reconcile(
     rec.ticket_sizes = [int(t["item_count"]) for t in sizes]
 
     job_ids = [j.job_id for j in jobs]
-    quarantined = _quarantined_lines(db, job_ids)
+    quarantined = quarantined_lines(db, job_ids)
     rec.quarantine_reasons = Counter(quarantined.values())
     rec.quarantined_lines = len(quarantined)
     with db.engine.connect() as conn:
@@ -371,7 +363,7 @@ def reconcile(
 
     window_tickets = {t["ticket_id"] for t in sizes}
     window_customers = {"*"} if customer_mode == "single" else {t["customer_id"] for t in sizes}
-    dead_letters = _window_dead_letters(rec.dead_letters, window_tickets, window_customers)
+    dead_letters = window_dead_letters(rec.dead_letters, window_tickets, window_customers)
     rec.losses = _losses(rec, recount, read_back, quarantined, staged_from, dead_letters)
     _accept(rec, accepted or {})
     return rec
@@ -385,7 +377,7 @@ _NOT_ATTEMPTED = {
 }
 
 
-def _quarantined_lines(db: StagingDatabase, job_ids: list[str]) -> dict[tuple[str, str, int], str]:
+def quarantined_lines(db: StagingDatabase, job_ids: list[str]) -> dict[tuple[str, str, int], str]:
     """(job, file, line) -> quarantine reason, for every quarantined line of the given jobs."""
     out: dict[tuple[str, str, int], str] = {}
     query = sa.select(quarantine.c.job_id, quarantine.c.file_name, quarantine.c.line_no, quarantine.c.reason)
@@ -406,7 +398,7 @@ def _quarantine_reason(lines: list[tuple[str, int]], quarantined: dict[tuple[str
     return "not staged (no quarantine record: staging has not read its file)"
 
 
-def _window_dead_letters(
+def window_dead_letters(
     dead_letters: list[dict[str, Any]], window_tickets: set[str], window_customers: set[str]
 ) -> list[dict[str, Any]]:
     """The refused writes that belong to the window: of its tickets (the ticket, its messages,
@@ -414,14 +406,14 @@ def _window_dead_letters(
     tied to no ticket or customer (a tag), which every window reports until they are retried."""
     out = []
     for d in dead_letters:
-        kind, _, rest = str(d["source_key"]).partition(":")
-        parent = str(d.get("parent_key") or "")
-        if parent.startswith("ticket:"):
-            belongs = parent.removeprefix("ticket:") in window_tickets
-        elif kind in ("ticket", "status", "tags"):
-            belongs = rest in window_tickets
-        elif kind == "customer":
-            belongs = rest in window_customers
+        key = ledger_keys.parse(str(d["source_key"]))
+        parent = ledger_keys.parse(d["parent_key"]) if d.get("parent_key") else None
+        if parent is not None and parent.entity == ledger_keys.TICKET:
+            belongs = parent.id in window_tickets
+        elif key.entity in (ledger_keys.TICKET, ledger_keys.STATUS, ledger_keys.TAGS):
+            belongs = key.id in window_tickets
+        elif key.entity == ledger_keys.CUSTOMER:
+            belongs = key.id in window_customers
         else:
             belongs = True
         if belongs:
@@ -460,7 +452,8 @@ def _losses(
     missing_items = {m["item_id"] for m in rec.missing}
     for d in dead_letters:
         key = str(d["source_key"])
-        if key.startswith("message:") and key.removeprefix("message:").split("#", 1)[0] in missing_items:
+        parsed = ledger_keys.parse(key)
+        if parsed.entity == ledger_keys.MESSAGE and parsed.id in missing_items:
             continue  # named with its item, the vendor's message as the reason
         losses.append({"key": f"ledger:{key}", "kind": "write", "stage": "load: failed",
                        "reason": f"refused by Unthread: {d['reason'] or 'no message'}"})
@@ -612,7 +605,7 @@ def _read_back(
         .where(ledger.c.entity_type == "conversation", ledger.c.state == "done")
         .where(
             sa.exists().where(
-                sa.literal("ticket:") + ticket_items.c.ticket_id == ledger.c.source_key,
+                ledger_keys.ticket_sql(ticket_items.c.ticket_id) == ledger.c.source_key,
                 ticket_items.c.ts >= lo,
                 ticket_items.c.ts < hi,
             )
@@ -625,7 +618,7 @@ def _read_back(
     rec.conversations_expected = len(conversations)
     customer_of = _conversation_customers(client, [target for _, target in conversations])
     for source_key, target_id in conversations:
-        ticket_id = source_key.removeprefix("ticket:")
+        ticket_id = ledger_keys.parse(source_key).id
         expected = _ticket_items(db, ticket_id)
         ticket_customer = next(iter(expected.values()))["ticket_customer"] if expected else None
         people.customer_rows({r["customer_id"] for r in expected.values()} | {ticket_customer})
@@ -634,9 +627,7 @@ def _read_back(
         try:
             for message in client.iter_messages(target_id):
                 text = message.get("text") or ""
-                for item_id, part in MARKER_RE.findall(text):
-                    if part in ("", "1"):
-                        seen.append(item_id)
+                seen += [m.item_id for m in markers.find(text) if m.first]
                 _check_attribution(rec, people, expected, ticket_customer, target_id, message, text)
         except VendorAPIError as exc:
             if exc.status != 404:
@@ -656,7 +647,8 @@ def _read_back(
 def _check_attribution(
     rec: Reconciliation, people: _People, expected: dict[str, Any], ticket_customer, conversation_id: str, message, text: str
 ) -> None:
-    item_ids = dict.fromkeys(m for m in ANY_MARKER_RE.findall(text) if m in expected)
+    # every marker, attachment follow-ups (`#f2`) included: each of those messages has an author too
+    item_ids = dict.fromkeys(m.item_id for m in markers.find(text, any_part=True) if m.item_id in expected)
     for item_id in item_ids:
         who = found_identity(message)
         if who is None:
@@ -691,7 +683,7 @@ def _check_conversation_customer(
 ) -> None:
     if conversation_id not in customer_of or not ticket_customer:
         return  # gone from the target: reported by the message readback
-    key = "customer:*" if customer_mode == "single" else f"customer:{ticket_customer}"
+    key = ledger_keys.single_customer() if customer_mode == "single" else ledger_keys.customer(ticket_customer)
     with db.engine.connect() as conn:
         expected = conn.execute(
             sa.select(ledger.c.target_id).where(ledger.c.source_key == key, ledger.c.state == "done")
@@ -737,9 +729,9 @@ def _check_customers(
     body = {"select": ["id", "externalCrmMetadata"], "order": ["createdAt", "id"]}
     for row in client.iter_list("/customers/list", body):
         rec.target_customers += 1
-        stamp = (row.get("externalCrmMetadata") or {}).get("id")
-        if isinstance(stamp, str) and stamp.startswith(CUSTOMER_STAMP):
-            stamped.setdefault(stamp.removeprefix(CUSTOMER_STAMP), []).append(row["id"])
+        gladly_id = markers.stamped_customer((row.get("externalCrmMetadata") or {}).get("id"))
+        if gladly_id is not None:
+            stamped.setdefault(gladly_id, []).append(row["id"])
     with db.engine.connect() as conn:
         merged = {
             r[0]: r[1]
@@ -770,9 +762,9 @@ def _check_customers(
             rec.merged_customers_on_target.append(
                 {"gladly_id": gladly_id, "merged_into": merged[gladly_id], "unthread_ids": ids}
             )
-    expected = {"*"} if customer_mode == "single" else window_customers
+    expected = {ledger_keys.SINGLE_CUSTOMER_ID} if customer_mode == "single" else window_customers
     for gladly_id in sorted(expected):
         # only customers the ledger says were created: one not loaded yet is a load gap, counted
         # by the variance check, not a profile problem
-        if f"customer:{gladly_id}" in loaded and not stamped.get(gladly_id):
+        if ledger_keys.customer(gladly_id) in loaded and not stamped.get(gladly_id):
             rec.customers_missing_on_target.append({"gladly_id": gladly_id})

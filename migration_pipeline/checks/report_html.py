@@ -4,25 +4,27 @@ The file is what a migration lead signs off before cutover, so it must open anyw
 plotly.js is inlined once (in the first chart), nothing is fetched from a CDN, and the tables
 are plain HTML. Charts: source vs staged vs in tickets vs loaded vs read back per day,
 quarantine reasons, dead-letter reasons, ticket size distribution; tables: the checks, unmatched
-agents, and the missing items with the stage where each stopped.
+agents, and the missing items with the stage where each stopped. A table shows at most MAX_ROWS
+rows and then links the list's Parquet file, which holds every row (checks/full_lists.py).
 """
 
 from __future__ import annotations
 
 import html
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 
+from migration_pipeline.checks.full_lists import listed_note
 from migration_pipeline.checks.reconciliation import Reconciliation
 from migration_pipeline.core.files import atomic_write_text
 
 STAGES = ("source", "staged", "in_tickets", "loaded", "read_back")
-MAX_ROWS = 1000  # rows per HTML table; the JSON report beside it holds up to its own cap
+MAX_ROWS = 1000  # rows per HTML table; the list's Parquet file holds them all
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,13 @@ def render_html(
     checks: Iterable[CheckOutcome] = (),
     run_id: str | None = None,
     generated_at: str | None = None,
+    full_lists: Mapping[str, str] | None = None,
 ) -> str:
-    """The whole report as one HTML document (plotly.js inlined in the first chart only)."""
+    """The whole report as one HTML document (plotly.js inlined in the first chart only).
+    `full_lists`: each list's Parquet file (by `Reconciliation` attribute), as a link relative
+    to the HTML file: listed at the end, and linked under each table cut at MAX_ROWS."""
     charts: list[str] = []
+    files = dict(full_lists or {})
 
     def chart(fig: go.Figure) -> None:
         charts.append(
@@ -96,7 +102,7 @@ def render_html(
         chart(reasons_figure(rec.dead_letter_reasons, "Dead letters (refused by the target) by reason", "writes"))
         sections.append(_section("Dead letters", charts[-1] + _table(
             ["source key", "attempts", "reason"],
-            [[d["source_key"], d["attempts"], d["reason"]] for d in rec.dead_letters],
+            [[d["source_key"], d["attempts"], d["reason"]] for d in rec.dead_letters], full_list=files.get("dead_letters"),
         )))
     else:
         sections.append(_section("Dead letters", "<p>No write was refused by the target.</p>"))
@@ -109,11 +115,12 @@ def render_html(
         "messages are posted as the placeholder user, or under their name.</p>"
         + _table(["agent", "name", "email", "active in Gladly", "items"],
                  [[a["agent_id"], a["name"], a["email"], "yes" if a["active"] else "no", a["items"]]
-                  for a in rec.unmatched_agents]),
+                  for a in rec.unmatched_agents], full_list=files.get("unmatched_agents")),
     ))
     sections.append(_section(
         f"Missing from Unthread ({len(rec.missing)})",
-        _table(["item", "day", "stage", "reason"], [[m["item_id"], m.get("day"), m["stage"], m["reason"]] for m in rec.missing]),
+        _table(["item", "day", "stage", "reason"], [[m["item_id"], m.get("day"), m["stage"], m["reason"]] for m in rec.missing],
+               full_list=files.get("missing")),
     ))
     if rec.losses:
         open_ = rec.unaccepted_losses
@@ -124,29 +131,32 @@ def render_html(
             + _table(["loss", "stage", "reason", "accepted because"],
                      [[x["key"], x["stage"], x["reason"], x.get("accepted") or "not accepted"]
                       for x in open_ + [x for x in rec.losses if x.get("accepted")]],
-                     row_class=lambda row: "ok" if row[3] != "not accepted" else "bad"),
+                     row_class=lambda row: "ok" if row[3] != "not accepted" else "bad", full_list=files.get("losses")),
         ))
     problems = [
-        ("Messages out of source order", ["ticket", "conversation"],
+        ("out_of_order", "Messages out of source order", ["ticket", "conversation"],
          [[o["ticket_id"], o["conversation_id"]] for o in rec.out_of_order]),
-        ("Duplicate messages", ["item", "conversation", "copies"],
+        ("duplicates", "Duplicate messages", ["item", "conversation", "copies"],
          [[d["item_id"], d["conversation_id"], d["copies"]] for d in rec.duplicates]),
-        ("Messages from the wrong person", ["item", "conversation", "message", "expected", "found"],
+        ("attribution_mismatches", "Messages from the wrong person", ["item", "conversation", "message", "expected", "found"],
          [[a["item_id"], a["conversation_id"], a["message_id"], a["expected"], a["found"]] for a in rec.attribution_mismatches]),
-        ("Conversations under the wrong customer", ["ticket", "conversation", "Gladly customer", "expected", "found"],
+        ("conversation_customer_mismatches", "Conversations under the wrong customer",
+         ["ticket", "conversation", "Gladly customer", "expected", "found"],
          [[c["ticket_id"], c["conversation_id"], c["gladly_customer"], c["expected_customer"], c["found_customer"]]
           for c in rec.conversation_customer_mismatches]),
-        ("Duplicate Unthread customers", ["Gladly id", "Unthread customers"],
+        ("duplicate_customers", "Duplicate Unthread customers", ["Gladly id", "Unthread customers"],
          [[d["gladly_id"], ", ".join(d["unthread_ids"])] for d in rec.duplicate_customers]),
-        ("Merged-away Gladly profiles with an Unthread customer", ["Gladly id", "merged into", "Unthread customers"],
+        ("merged_customers_on_target", "Merged-away Gladly profiles with an Unthread customer",
+         ["Gladly id", "merged into", "Unthread customers"],
          [[m["gladly_id"], m["merged_into"], ", ".join(m["unthread_ids"])] for m in rec.merged_customers_on_target]),
-        ("Loaded customers not found on Unthread", ["Gladly id"], [[c["gladly_id"]] for c in rec.customers_missing_on_target]),
-        ("Conversations gone from Unthread", ["ticket", "conversation"],
+        ("customers_missing_on_target", "Loaded customers not found on Unthread", ["Gladly id"],
+         [[c["gladly_id"]] for c in rec.customers_missing_on_target]),
+        ("conversations_gone", "Conversations gone from Unthread", ["ticket", "conversation"],
          [[g["ticket_id"], g["conversation_id"]] for g in rec.conversations_gone]),
     ]
-    for title, columns, rows in problems:
+    for name, title, columns, rows in problems:
         if rows:
-            sections.append(_section(f"{title} ({len(rows)})", _table(columns, rows)))
+            sections.append(_section(f"{title} ({len(rows)})", _table(columns, rows, full_list=files.get(name))))
 
     checks = list(checks)
     classes = {"PASSED": "ok", "WARN": "warn", "FAILED": "bad"}
@@ -176,7 +186,7 @@ def render_html(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p class=\"meta\">{meta}</p>"
-        f"{summary}{check_table}{''.join(sections)}</body></html>\n"
+        f"{summary}{check_table}{''.join(sections)}{_files_section(rec, files)}</body></html>\n"
     )
 
 
@@ -193,7 +203,23 @@ def _section(title: str, body: str) -> str:
     return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], row_class=None) -> str:
+def _link(href: str) -> str:
+    return f'<a href="{html.escape(href)}">{html.escape(href)}</a>'
+
+
+def _files_section(rec: Reconciliation, files: Mapping[str, str]) -> str:
+    """Every list's Parquet file with its number of rows."""
+    if not files:
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{len(getattr(rec, name))}</td><td>{_link(href)}</td></tr>"
+                   for name, href in files.items())
+    return _section("Full lists (Parquet, every row)",
+                    f"<table><thead><tr><th>list</th><th>rows</th><th>file</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], row_class=None, full_list: str | None = None) -> str:
+    """An HTML table of the first MAX_ROWS rows; past them, where all of them are (`full_list`,
+    a link relative to the report)."""
     if not rows:
         return "<p>None.</p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
@@ -201,7 +227,8 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], row_class=None
     for row in rows[:MAX_ROWS]:
         cls = f' class="{row_class(row)}"' if row_class else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row) + "</tr>")
-    more = f"<p>… and {len(rows) - MAX_ROWS} more (see the JSON report).</p>" if len(rows) > MAX_ROWS else ""
+    note = listed_note(len(body), len(rows), full_list and _link(full_list))
+    more = f"<p>{note}.</p>" if note else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 

@@ -6,19 +6,16 @@ few customers on purpose, so it is checked on its own tickets instead. No Dagste
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
+from migration_pipeline.core import ledger_keys, markers
 from migration_pipeline.core.http import VendorAPIError
 from migration_pipeline.staging.db import StagingDatabase, ledger, ticket_items
 from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.loader import MARKER
-
-_MARKER_RE = re.compile(r"`" + re.escape(MARKER) + r"([^`#]+)(?:#(\d+|f\d+))?`")
 
 
 @dataclass
@@ -57,16 +54,14 @@ def sample_readback(db: StagingDatabase, client: UnthreadClient, ticket_ids: lis
                 )
             ]
             row = conn.execute(
-                sa.select(ledger.c.target_id, ledger.c.state).where(ledger.c.source_key == f"ticket:{ticket_id}")
+                sa.select(ledger.c.target_id, ledger.c.state).where(ledger.c.source_key == ledger_keys.ticket(ticket_id))
             ).first()
         result.expected_items += len(expected)
         seen: list[str] = []
         if row is not None and row.state == "done":
             try:
                 for message in client.iter_messages(row.target_id):
-                    for item_id, part in _MARKER_RE.findall(message.get("text") or ""):
-                        if part in ("", "1"):
-                            seen.append(item_id)
+                    seen += [m.item_id for m in markers.find(message.get("text") or "") if m.first]
                 result.conversations_read += 1
             except VendorAPIError as exc:
                 if exc.status != 404:

@@ -9,11 +9,11 @@ also reads the record back from Unthread now (`readback` steps): the item's mess
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from migration_pipeline.core import ledger_keys, markers
 from migration_pipeline.core.http import VendorAPIError
 
 from migration_pipeline.staging.db import (
@@ -27,7 +27,6 @@ from migration_pipeline.staging.db import (
     tickets,
 )
 from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.loader import MARKER
 
 
 @dataclass
@@ -99,16 +98,15 @@ def trace(db: StagingDatabase, query: str, client: UnthreadClient | None = None)
         if target is not None:
             result.kind = f"Unthread {target['entity_type']}"
             result.add("ledger", f"{target['source_key']} -> {query} ({target['state']})")
-            if target["source_key"].startswith("ticket:"):
-                t = conn.execute(
-                    sa.select(tickets).where(tickets.c.ticket_id == target["source_key"].removeprefix("ticket:"))
-                ).mappings().first()
+            key = ledger_keys.parse(target["source_key"])
+            if key.entity == ledger_keys.TICKET:
+                t = conn.execute(sa.select(tickets).where(tickets.c.ticket_id == key.id)).mappings().first()
                 if t is not None:
                     _trace_ticket(conn, result, t, readback)
                 else:
                     readback.conversation(target)
-            elif target["source_key"].startswith("customer:"):
-                readback.customer(target["source_key"].removeprefix("customer:"), target)
+            elif key.entity == ledger_keys.CUSTOMER:
+                readback.customer(key.id, target)
             return result
     result.add("not found", "no staged item, quarantined line, customer, email, conversation or target id matches")
     return result
@@ -134,13 +132,17 @@ def _trace_item(conn, result: Trace, item, readback: "_Readback") -> None:
         )
     ).scalar_one()
     result.add("ticket", f"{ticket['ticket_id']} item {position + 1} of {ticket['item_count']} (rule {ticket['rule_version']})")
-    conversation = _ledger(conn, f"ticket:{ticket['ticket_id']}")
+    conversation = _ledger(conn, ledger_keys.ticket(ticket["ticket_id"]))
     result.add("loaded", _describe(conversation, "conversation"))
-    rows = conn.execute(
-        sa.select(ledger).where(
-            sa.or_(ledger.c.source_key == f"message:{item['source_id']}", ledger.c.source_key.like(f"message:{item['source_id']}#%"))
-        ).order_by(ledger.c.source_key)
-    ).mappings().all()
+    item_id = item["source_id"]
+    parts = ledger.c.source_key.like(ledger_keys.message_parts_like(item_id), escape=ledger_keys.LIKE_ESCAPE)
+    rows = [
+        row
+        for row in conn.execute(
+            sa.select(ledger).where(sa.or_(ledger.c.source_key == ledger_keys.message(item_id), parts)).order_by(ledger.c.source_key)
+        ).mappings()
+        if ledger_keys.parse(row["source_key"]).id == item_id  # SQLite's LIKE ignores case
+    ]
     if not rows:
         result.add("message", "stopped: not sent yet (materialize unthread_loaded_records)")
     for row in rows:
@@ -157,7 +159,7 @@ def _trace_customer(conn, result: Trace, customer_id: str, customer, lookup, rea
         else:
             result.add("rest", f"GET customer-profiles: {lookup['status']}")
     surviving = lookup["surviving_id"] if lookup is not None else customer_id
-    loaded = _ledger(conn, f"customer:{surviving}")
+    loaded = _ledger(conn, ledger_keys.customer(surviving))
     result.add("loaded", _describe(loaded, "Unthread customer"))
     readback.customer(surviving, loaded)
     for t in conn.execute(sa.select(tickets).where(tickets.c.customer_id == surviving).order_by(tickets.c.first_ts)).mappings():
@@ -165,7 +167,7 @@ def _trace_customer(conn, result: Trace, customer_id: str, customer, lookup, rea
 
 
 def _trace_ticket(conn, result: Trace, ticket, readback: "_Readback") -> None:
-    conversation = _ledger(conn, "ticket:" + ticket["ticket_id"])
+    conversation = _ledger(conn, ledger_keys.ticket(ticket["ticket_id"]))
     result.add(
         "ticket",
         f"{ticket['ticket_id']} {ticket['first_ts'][:16]}..{ticket['last_ts'][:16]} {ticket['item_count']} items "
@@ -194,9 +196,12 @@ class _Readback:
         if conversation is None or conversation["state"] != "done" or not self._available():
             return
         target = conversation["target_id"]
-        marker = re.compile("`" + re.escape(MARKER + item_id) + r"(?:#[^`]+)?`")
         try:
-            found = [m["id"] for m in self.client.iter_messages(target) if marker.search(m.get("text") or "")]
+            found = [
+                message["id"]
+                for message in self.client.iter_messages(target)
+                if any(m.item_id == item_id for m in markers.find(message.get("text") or "", any_part=True))
+            ]
         except VendorAPIError as exc:
             if exc.status != 404:
                 raise
@@ -205,7 +210,7 @@ class _Readback:
         if found:
             self.result.add("readback", f"found on Unthread now: message {', '.join(found)} in conversation {target}")
         else:
-            self.result.add("readback", f"MISSING: no message of conversation {target} carries `{MARKER}{item_id}`")
+            self.result.add("readback", f"MISSING: no message of conversation {target} carries `{markers.marker(item_id)}`")
 
     def conversation(self, target: str) -> None:
         if not self._available():
@@ -218,7 +223,7 @@ class _Readback:
     def customer(self, customer_id: str, loaded) -> None:
         if loaded is None or loaded["state"] != "done" or not self._available():
             return
-        stamp = f"gladly:{customer_id}"
+        stamp = markers.customer_stamp(customer_id)
         body = {"select": ["id"], "where": [{"field": "externalCrmMetadata.id", "operator": "==", "value": stamp}]}
         ids = [row["id"] for row in self.client.iter_list("/customers/list", body)]
         if not ids:

@@ -1,6 +1,7 @@
 """Message bodies to Slack-compatible markdown: HTML converted with markdownify, quoted replies and
 signatures trimmed by versioned rules, inline base64 images pulled out as attachments. No Dagster
-import, no vendor knowledge: a source hands in HTML or text, a target gets markdown and files.
+import; the only vendor knowledge is the source marker (`core.markers`), which a body may not forge:
+a source hands in HTML or text, a target gets markdown and files.
 
 Rules live in `migration_pipeline/config/content_rules.yaml` (with a `version:`); a copy of your
 own is used when `MIGRATION_CONTENT_RULES_FILE` (or an explicit path) points at it. Nothing is
@@ -28,14 +29,25 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-import yaml
+import soupsieve
 from bs4 import BeautifulSoup, NavigableString, Tag
 from markdownify import MarkdownConverter
+from pydantic import AfterValidator
+
+from migration_pipeline.core.markers import (
+    FORGED_RE as _FORGED_MARKER,  # the loader's source marker, forged
+)
+from migration_pipeline.core.rule_files import (
+    NonEmpty,
+    RulesDocument,
+    load_rules_file,
+    packaged_file,
+    template,
+    validate_rules,
+)
 
 RULES_ENV = "MIGRATION_CONTENT_RULES_FILE"
 BLOCKS = ("p", "div", "blockquote", "td", "li", "font", "span", "pre", "h1", "h2", "h3", "h4", "h5", "h6")
@@ -44,7 +56,6 @@ _TOKEN = "INLINEIMAGE{}TOKEN"
 
 # -- neutralizing content that would act in Slack or in a markdown view ----------------------------
 SAFE_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
-SOURCE_MARKER = "gladly-item:"  # the marker the loader stamps on each message (targets.unthread.loader.MARKER)
 ZWSP = "\u200b"  # zero-width space: invisible, but `@\u200bchannel` is no longer a mention
 BROADCASTS = frozenset({"channel", "here", "everyone", "group"})  # Slack's `<!...>` that notify many
 NEUTRALIZED_KINDS = {  # kind -> what the report calls it
@@ -55,7 +66,6 @@ NEUTRALIZED_KINDS = {  # kind -> what the report calls it
     "markup": "other Slack or HTML markup (labelled links, comments)",
     "forged_marker": "gladly-item markers written inside a body",
 }
-_FORGED_MARKER = re.compile(re.escape(SOURCE_MARKER), re.IGNORECASE)
 # [label](destination "title") / ![alt](...): a label without brackets (escaped ones allowed), a
 # destination in <...> or with one level of balanced parentheses, an optional title.
 # Possessive (`*+`, `++`): no backtracking, so a hostile body costs linear time.
@@ -72,6 +82,61 @@ _SAFE_AUTOLINK = re.compile(r"(?:https?|mailto|tel):[^\s|<>]*|[^\s@<>|]+@[^\s@<>
 _TAG = re.compile(r"/?[A-Za-z][\w:-]*(?:[\s/].*)?", re.DOTALL)
 _BARE_BROADCAST = re.compile(r"(?<![\w@.+-])@(channel|here|everyone)\b", re.IGNORECASE)
 _URL_BREAKERS = re.compile(r"[\s<>()|`\"]")  # would end or split a markdown / Slack link
+
+
+QUOTE_TEXT_FLAGS = re.IGNORECASE | re.DOTALL  # quote headers wrap over lines
+
+
+def _pattern(flags: re.RegexFlag) -> AfterValidator:
+    def check(value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value, flags)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value
+
+    return AfterValidator(check)
+
+
+def _css_selector(value: str) -> str:
+    try:
+        soupsieve.compile(value)
+    except soupsieve.SelectorSyntaxError as exc:
+        raise ValueError(f"not a valid CSS selector ({str(exc).splitlines()[0]})") from None
+    return value
+
+
+class SelectorRule(RulesDocument):
+    name: NonEmpty
+    css: Annotated[NonEmpty, AfterValidator(_css_selector)]
+
+
+class PatternRule(RulesDocument):
+    name: NonEmpty
+    pattern: Annotated[NonEmpty, _pattern(QUOTE_TEXT_FLAGS)]
+
+
+class QuoteRulesFile(RulesDocument):
+    remove_selectors: list[SelectorRule] | None = None
+    cut_from_selectors: list[SelectorRule] | None = None
+    cut_from_text: list[PatternRule] | None = None
+    plain_quote_prefix: str | None = None
+
+
+class SignatureRulesFile(RulesDocument):
+    remove_selectors: list[SelectorRule] | None = None
+    delimiter: Annotated[str | None, _pattern(re.IGNORECASE)] = None
+    lines: list[Annotated[str, _pattern(re.IGNORECASE)]] | None = None
+
+
+class ContentRulesFile(RulesDocument):
+    """What content_rules.yaml may hold, checked when it is loaded (selectors and patterns compile)."""
+
+    version: NonEmpty
+    quote: QuoteRulesFile | None = None
+    signature: SignatureRulesFile | None = None
+    trimmed_note: Annotated[str | None, template(what="quoted text")] = None
 
 
 @dataclass(frozen=True)
@@ -96,31 +161,27 @@ class ContentRules:
     source: str = "package"
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], source: str = "mapping") -> ContentRules:
-        if not isinstance(data, dict) or not data.get("version"):
-            raise ValueError(f"content rules ({source}) need a `version:`")
-        quote, sig = data.get("quote") or {}, data.get("signature") or {}
-        flags = re.IGNORECASE | re.DOTALL
+    def from_mapping(cls, data: Any, source: str = "mapping") -> ContentRules:
+        """The rules of a parsed document; a bad one raises `RulesFileError` naming the field."""
+        return cls.from_document(validate_rules(ContentRulesFile, data, "content rules", source), source)
 
-        def named(entries: Any, key: str, compile_: bool = False) -> tuple[NamedRule, ...]:
-            out = []
-            for entry in entries or ():
-                if not isinstance(entry, dict) or not entry.get("name") or not entry.get(key):
-                    raise ValueError(f"content rules ({source}): each rule needs `name` and `{key}`, got {entry!r}")
-                out.append(NamedRule(str(entry["name"]), re.compile(entry[key], flags) if compile_ else str(entry[key])))
-            return tuple(out)
+    @classmethod
+    def from_document(cls, document: ContentRulesFile, source: str) -> ContentRules:
+        quote, sig = document.quote or QuoteRulesFile(), document.signature or SignatureRulesFile()
 
-        delimiter = sig.get("delimiter")
+        def selectors(rules: list[SelectorRule] | None) -> tuple[NamedRule, ...]:
+            return tuple(NamedRule(r.name, r.css) for r in rules or ())
+
         return cls(
-            version=str(data["version"]),
-            quote_remove=named(quote.get("remove_selectors"), "css"),
-            quote_cut_from=named(quote.get("cut_from_selectors"), "css"),
-            quote_cut_from_text=named(quote.get("cut_from_text"), "pattern", compile_=True),
-            plain_quote_prefix=str(quote["plain_quote_prefix"]) if quote.get("plain_quote_prefix") else None,
-            signature_remove=named(sig.get("remove_selectors"), "css"),
-            signature_delimiter=re.compile(delimiter, re.IGNORECASE) if delimiter else None,
-            signature_lines=tuple(re.compile(p, re.IGNORECASE) for p in sig.get("lines") or ()),
-            trimmed_note=str(data.get("trimmed_note") or cls.trimmed_note),
+            version=document.version,
+            quote_remove=selectors(quote.remove_selectors),
+            quote_cut_from=selectors(quote.cut_from_selectors),
+            quote_cut_from_text=tuple(NamedRule(r.name, re.compile(r.pattern, QUOTE_TEXT_FLAGS)) for r in quote.cut_from_text or ()),
+            plain_quote_prefix=quote.plain_quote_prefix or None,
+            signature_remove=selectors(sig.remove_selectors),
+            signature_delimiter=re.compile(sig.delimiter, re.IGNORECASE) if sig.delimiter else None,
+            signature_lines=tuple(re.compile(p, re.IGNORECASE) for p in sig.lines or ()),
+            trimmed_note=document.trimmed_note or cls.trimmed_note,
             source=source,
         )
 
@@ -133,10 +194,8 @@ def load_rules(path: str | os.PathLike[str] | None = None) -> ContentRules:
 
 @lru_cache(maxsize=8)
 def _load_rules_cached(path: str | None) -> ContentRules:
-    if path:
-        return ContentRules.from_mapping(yaml.safe_load(Path(path).read_text(encoding="utf-8")), source=path)
-    text = resources.files("migration_pipeline.config").joinpath("content_rules.yaml").read_text(encoding="utf-8")
-    return ContentRules.from_mapping(yaml.safe_load(text), source="package")
+    document = load_rules_file(ContentRulesFile, path or packaged_file("content_rules.yaml"), "content rules")
+    return ContentRules.from_document(document, source=path or "package")
 
 
 @dataclass(frozen=True)

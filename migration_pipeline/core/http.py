@@ -38,7 +38,9 @@ from tenacity import (
 
 from migration_pipeline.core.budget import SharedRequestBudget, pacing_rates
 
-log = logging.getLogger(__name__)
+# Retries are logged here, at INFO; dagster.yaml names this logger so they reach the run log.
+RETRY_LOGGER = __name__
+log = logging.getLogger(RETRY_LOGGER)
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -310,11 +312,16 @@ class VendorHttpClient:
         return backoff
 
     def _retrying(self, method: str, path: str, idempotent: bool = True) -> Retrying:
+        # A file host's URL is pre-signed in its query: the log shows the path only.
+        shown = path.split("?", 1)[0]
+
         def before_sleep(state: RetryCallState) -> None:
             self.stats.bump("retries")
             exc = state.outcome.exception() if state.outcome else None
-            what = f"HTTP {exc.response.status_code}" if isinstance(exc, _RetryableResponse) else type(exc).__name__
-            log.info("%s %s %s: %s, retry %d", self.vendor, method, path, what, state.attempt_number)
+            status = (str(exc.response.status_code) if isinstance(exc, _RetryableResponse)
+                      else f"connection error ({type(exc).__name__})")
+            log.info("%s %s %s -> %s: attempt %d of %d failed, retrying in %.2fs", self.vendor, method, shown, status,
+                     state.attempt_number, self.max_attempts, state.upcoming_sleep)
 
         return Retrying(
             retry=retry_if_exception(

@@ -11,15 +11,46 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import AfterValidator
+
+from migration_pipeline.core.rule_files import NonEmpty, RulesDocument, load_rules_file, packaged_file, template, validate_rules
 
 MAPPINGS_ENV = "MIGRATION_MAPPINGS_FILE"
 TARGET_STATUSES = ("open", "in_progress", "on_hold", "closed")
 CONVERSATION_TYPES = ("email", "triage", "slack")
+
+
+def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+TargetStatus = Annotated[str, _one_of(TARGET_STATUSES, "status targets")]
+ConversationType = Annotated[str, _one_of(CONVERSATION_TYPES, "conversation types")]
+
+
+class TopicNaming(RulesDocument):
+    """How a topic path becomes one tag name."""
+
+    separator: str = " / "
+    prefix: str | None = None
+    unknown_name: Annotated[str | None, template(id="t")] = None
+
+
+class MappingsFile(RulesDocument):
+    """What mappings.yaml may hold, checked when it is loaded."""
+
+    version: NonEmpty
+    status: dict[str, TargetStatus] | None = None
+    channel_types: dict[str, ConversationType] | None = None
+    default_type: ConversationType | None = None
+    topics: TopicNaming | None = None
 
 
 @dataclass(frozen=True)
@@ -43,27 +74,21 @@ class Mappings:
     source: str = "package"
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], source: str = "mapping") -> Mappings:
-        if not isinstance(data, dict) or not data.get("version"):
-            raise ValueError(f"mappings ({source}) need a `version:`")
-        status = {str(k).upper(): str(v) for k, v in (data.get("status") or {}).items()}
-        bad = {k: v for k, v in status.items() if v not in TARGET_STATUSES}
-        if bad:
-            raise ValueError(f"mappings ({source}): status targets must be one of {TARGET_STATUSES}, got {bad}")
-        types = {str(k).lower(): str(v) for k, v in (data.get("channel_types") or {}).items()}
-        default = str(data.get("default_type") or "triage")
-        bad = {k: v for k, v in {**types, "default_type": default}.items() if v not in CONVERSATION_TYPES}
-        if bad:
-            raise ValueError(f"mappings ({source}): conversation types must be one of {CONVERSATION_TYPES}, got {bad}")
-        topics = data.get("topics") or {}
+    def from_mapping(cls, data: Any, source: str = "mapping") -> Mappings:
+        """The tables of a parsed document; a bad one raises `RulesFileError` naming the field."""
+        return cls.from_document(validate_rules(MappingsFile, data, "mappings", source), source)
+
+    @classmethod
+    def from_document(cls, document: MappingsFile, source: str) -> Mappings:
+        topics = document.topics or TopicNaming()
         return cls(
-            version=str(data["version"]),
-            status=status,
-            channel_types=types,
-            default_type=default,
-            topic_separator=str(topics.get("separator", " / ")),
-            topic_prefix=str(topics.get("prefix") or ""),
-            unknown_topic_name=str(topics.get("unknown_name") or "Gladly topic {id}"),
+            version=document.version,
+            status={k.upper(): v for k, v in (document.status or {}).items()},
+            channel_types={k.lower(): v for k, v in (document.channel_types or {}).items()},
+            default_type=document.default_type or "triage",
+            topic_separator=topics.separator,
+            topic_prefix=topics.prefix or "",
+            unknown_topic_name=topics.unknown_name or "Gladly topic {id}",
             source=source,
         )
 
@@ -123,10 +148,8 @@ def load_mappings(path: str | os.PathLike[str] | None = None) -> Mappings:
 
 @lru_cache(maxsize=8)
 def _load_cached(path: str | None) -> Mappings:
-    if path:
-        return Mappings.from_mapping(yaml.safe_load(Path(path).read_text(encoding="utf-8")), source=path)
-    text = resources.files("migration_pipeline.config").joinpath("mappings.yaml").read_text(encoding="utf-8")
-    return Mappings.from_mapping(yaml.safe_load(text), source="package")
+    document = load_rules_file(MappingsFile, path or packaged_file("mappings.yaml"), "mappings")
+    return Mappings.from_document(document, source=path or "package")
 
 
 def topics_of_ticket(changes: Iterable[tuple[str, Mapping[str, Any]]], ticket_item_ids: set[str]) -> list[str]:

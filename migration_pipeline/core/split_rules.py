@@ -14,8 +14,10 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from migration_pipeline.core.rule_files import RulesFileError as RulesFileError  # raised by `SplitRules.load`
+from migration_pipeline.core.rule_files import load_rules_file
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "config" / "splitting_rules.yaml"
 RULES_ENV = "MIGRATION_SPLIT_RULES"
@@ -111,20 +113,4 @@ class SplitRules(BaseModel):
     def load(cls, path: str | Path | None = None) -> SplitRules:
         """The rules in `path`, else in $MIGRATION_SPLIT_RULES, else the shipped default."""
         chosen = Path(path or os.environ.get(RULES_ENV) or DEFAULT_RULES_FILE)
-        try:
-            document = yaml.safe_load(chosen.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise RulesFileError(f"splitting rules {chosen}: cannot read ({exc.strerror or exc})") from None
-        except yaml.YAMLError as exc:
-            raise RulesFileError(f"splitting rules {chosen}: not valid YAML ({exc})") from None
-        try:
-            return cls.model_validate(document)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}" for e in exc.errors()
-            )
-            raise RulesFileError(f"splitting rules {chosen}: {problems}") from None
-
-
-class RulesFileError(ValueError):
-    """A rules file that cannot be used; the message names the file and the field."""
+        return load_rules_file(cls, chosen, "splitting rules")

@@ -156,7 +156,7 @@ ticket_items = sa.Table(
 ledger = sa.Table(
     "ledger",
     metadata,
-    sa.Column("source_key", sa.String(160), primary_key=True),  # e.g. ticket:<id>, message:<item id>
+    sa.Column("source_key", sa.String(160), primary_key=True),  # core.ledger_keys: ticket:<id>, message:<item id>, ...
     sa.Column("entity_type", sa.String(32), nullable=False, index=True),
     sa.Column("parent_key", sa.String(160), index=True),
     sa.Column("target_id", sa.String(128)),

@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from migration_pipeline.core import ledger_keys
 from migration_pipeline.core.split_rules import SplitRules
 from migration_pipeline.core.splitting import ItemRef, TicketSpan, TimelineCutter, decode_change
 from migration_pipeline.staging.db import StagingDatabase, ledger, now_text, stream_rows, ticket_items, tickets, utc_text
@@ -46,10 +47,6 @@ class SplitCounts:
     tickets_extended: int = 0
     conversations: int = 0
     cut_reasons: dict[str, int] = field(default_factory=dict)  # new tickets by the rule that cut them
-
-
-def conversation_key(conversation_id: str | None, customer_id: str) -> str:
-    return conversation_id or f"activity:{customer_id}"
 
 
 def item_ref(row: Any, kind: str | None = None) -> ItemRef:
@@ -140,7 +137,7 @@ def existing_tickets(conn: sa.Connection, keys: Iterable[str], lo: str, hi: str)
     ledger: those overlapping the window, the last one starting before it (the ticket a new item
     continues, or the one a reopen links back to) and the first one starting after it. Older
     tickets cannot receive an item of the window, so a delta's cost does not grow with history."""
-    loaded = sa.exists().where(ledger.c.source_key == sa.literal("ticket:") + tickets.c.ticket_id, ledger.c.state == "done")
+    loaded = sa.exists().where(ledger.c.source_key == ledger_keys.ticket_sql(tickets.c.ticket_id), ledger.c.state == "done")
     found: dict[str, list[TicketSpan]] = {}
     keys = list(keys)
     for start in range(0, len(keys), KEYS_PER_QUERY):

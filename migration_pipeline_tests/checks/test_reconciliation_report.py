@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import httpx
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from migration_pipeline.assets.reconciliation_report import (
@@ -75,7 +78,7 @@ def test_clean_run_passes_every_check_and_writes_an_offline_html_report(migrated
     n_tickets = len(_conversations(rehearsal))
     order = checks[ORDER_CHECK].metadata
     assert order["conversations_checked"].value == order["conversations_expected"].value == n_tickets
-    assert checks[ATTRIBUTION_CHECK].metadata["messages_attributed"].value >= meta["read_back"].value > 0
+    assert checks[ATTRIBUTION_CHECK].metadata["messages_attributed"].value >= meta["range_read_back"].value > 0
     assert checks[ATTRIBUTION_CHECK].metadata["messages_unverifiable"].value == 0
     manifest = read_json(DatasetLayout(rehearsal.dataset).manifest)
     assert manifest["mess"]["merged_profiles"]["where"], "the dataset should carry merged profiles"
@@ -84,13 +87,27 @@ def test_clean_run_passes_every_check_and_writes_an_offline_html_report(migrated
     # the same figures as Dagster metadata: per-day table, distributions, numbers
     per_day = meta["per_day"].value
     assert [c.name for c in per_day.schema.columns] == ["day", "source", "staged", "in_tickets", "loaded", "read_back"]
-    assert sum(r.data["read_back"] for r in per_day.records) == meta["read_back"].value
-    assert sum(r.data["source"] for r in per_day.records) == meta["source_items"].value
+    assert sum(r.data["read_back"] for r in per_day.records) == meta["range_read_back"].value
+    assert sum(r.data["source"] for r in per_day.records) == meta["range_source_items"].value
     days = [r.data["day"] for r in per_day.records]
     assert days == sorted(set(days)) and FIRST <= days[0] and days[-1] <= LAST and len(days) >= 15
+    # each day's materialization carries that day's own figures (one run for the range); the
+    # range's totals are the range_* ones
+    by_day = {r.data["day"]: r.data for r in per_day.records}
+    materializations = {m.partition: m.metadata for m in result.asset_materializations_for_node("reconciliation_report")}
+    span = (date.fromisoformat(LAST) - date.fromisoformat(FIRST)).days + 1
+    assert sorted(materializations) == [(date.fromisoformat(FIRST) + timedelta(days=n)).isoformat() for n in range(span)]
+    assert set(days) < set(materializations), "a day with nothing in it has its own figures too (zeros)"
+    for day, day_meta in materializations.items():
+        row = by_day.get(day, {})
+        assert [day_meta[k].value for k in ("source_items", "staged", "in_tickets", "loaded", "read_back")] == [
+            row.get(k, 0) for k in ("source", "staged", "in_tickets", "loaded", "read_back")], day
+        assert day_meta["range_read_back"].value == meta["range_read_back"].value
+    assert sum(m["missing"].value for m in materializations.values()) == meta["range_missing"].value
+    assert len({m["source_items"].value for m in materializations.values()}) > 1, "not the range's figure on every day"
     sizes = meta["ticket_size_distribution"].value.records
     assert sum(r.data["tickets"] for r in sizes) == meta["tickets"].value == n_tickets
-    assert sum(r.data["items_per_ticket"] * r.data["tickets"] for r in sizes) >= meta["in_tickets"].value
+    assert sum(r.data["items_per_ticket"] * r.data["tickets"] for r in sizes) >= meta["range_in_tickets"].value
     assert meta["quarantine_reasons"].value.records, "the dataset's malformed lines show up by reason"
     # agents who wrote items in the range without an Unthread user of the same email, worked out
     # here from the staged rows and the workspace's users
@@ -124,6 +141,15 @@ def test_clean_run_passes_every_check_and_writes_an_offline_html_report(migrated
     assert open(run_copy.removeprefix("file://"), encoding="utf-8").read() == html
     data = json.loads(open(html_path.replace(".html", ".json"), encoding="utf-8").read())
     assert data["conversations_checked"] == n_tickets and data["attribution_mismatches"] == []
+
+    # every list in full as Parquet beside the JSON, linked from the metadata, copied for the run
+    missing = Path(meta["full_list_missing"].value)
+    assert missing.parent == Path(html_path).with_suffix("") and data["full_lists"]["missing"]["file"] == (
+        f"{missing.parent.name}/missing.parquet")
+    assert pq.read_table(missing).column("item_id").to_pylist() == [m["item_id"] for m in data["missing"]]
+    assert pq.read_table(meta["full_list_losses"].value).num_rows == data["losses_count"] > 0
+    run_copy_dir = Path(run_copy.removeprefix("file://")).with_suffix("")
+    assert (run_copy_dir / "missing.parquet").read_bytes() == missing.read_bytes()
 
 
 def test_attribution_check_fails_when_a_message_author_or_customer_changes_on_unthread(migrated, tmp_path):

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from migration_pipeline.checks.reconciliation import ANY_MARKER_RE, MARKER_RE
-from migration_pipeline.core.content import SOURCE_MARKER, html_to_markdown, neutralize_text, text_to_markdown
+from migration_pipeline.core import markers
+from migration_pipeline.core.content import html_to_markdown, neutralize_text, text_to_markdown
 from migration_pipeline.staging.db import StagingDatabase
 from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.loader import MARKER, LoadSettings, UnthreadLoader, _markers_in
+from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader
 
 ZWSP = "\u200b"
 
@@ -135,10 +135,6 @@ def test_neutralizing_twice_changes_nothing_and_counts_nothing(body):
     assert not again
 
 
-def test_the_marker_the_content_module_breaks_is_the_loaders():
-    assert SOURCE_MARKER == MARKER
-
-
 @pytest.mark.parametrize(
     "body",
     ["quoting `gladly-item:B1` from before", "unterminated `gladly-item:B1", "`gladly-item:B1#2` and `gladly-item:B1#f1`"],
@@ -147,10 +143,8 @@ def test_a_body_cannot_forge_or_swallow_a_marker(body):
     """With a forged `gladly-item:B1` in A1's text, a crash-recovery lookup of B1 finds A1's
     message and B1 is never sent; an unterminated one swallows A1's own marker (its backtick opens
     the forged code span), so A1 is sent again. The reconciliation would count B1 as loaded."""
-    sent = text_to_markdown(body, trim=False).markdown + f"\n\n`{MARKER}A1`"
-    assert _markers_in(sent) == [f"{MARKER}A1"]
-    assert MARKER_RE.findall(sent) == [("A1", "")]
-    assert ANY_MARKER_RE.findall(sent) == ["A1"]
+    sent = text_to_markdown(body, trim=False).markdown + "\n\n`gladly-item:A1`"
+    assert markers.find(sent) == markers.find(sent, any_part=True) == [markers.Marker("A1")]
 
 
 # -- the loader: what it sends and what it counts ------------------------------------------------
@@ -188,7 +182,7 @@ def test_the_loader_sends_subject_body_and_notes_inert_and_counts_when_sent(load
     [message] = loader.render(item)
     assert "<!" not in message and "<@" not in message and "javascript:alert" not in message
     assert f"@{ZWSP}here" in message
-    assert _markers_in(message) == [f"{MARKER}A1"]
+    assert markers.find(message) == [markers.Marker("A1")]
     assert "<!" not in loader.title(item, {})
     assert not loader.counts.neutralized, "nothing is counted before the message is sent"
     loader.count_sent(item, 0)
@@ -268,7 +262,7 @@ def test_a_forged_marker_does_not_stand_in_for_a_message_whose_send_was_lost(sta
             second_run.load_ticket("T1", until)
         conversation = first_run.ledger.get("ticket:T1")["target_id"]
         texts = [m.get("text") or "" for m in client.iter_messages(conversation)]
-        assert [_markers_in(t) for t in texts] == [[f"{MARKER}A1"], [f"{MARKER}B1"]]
+        assert [markers.find(t) for t in texts] == [[markers.Marker("A1")], [markers.Marker("B1")]]
         assert "the second message" in texts[1]
         assert second_run.counts.messages_created == 1 and second_run.counts.recovered == 0
     finally:

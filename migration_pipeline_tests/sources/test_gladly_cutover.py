@@ -18,10 +18,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from migration_pipeline.core import ledger_keys
 from migration_pipeline.emulators.common import RunningServer
 from migration_pipeline.emulators.gladly import create_app
 from migration_pipeline.sources.gladly.client import GladlyClient
-from migration_pipeline.sources.gladly.cutover import CSV_COLUMNS, LEDGER_PREFIX, plan_cutover, run_cutover
+from migration_pipeline.sources.gladly.cutover import CSV_COLUMNS, plan_cutover, run_cutover
 from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
 from migration_pipeline.synth.dataset import DatasetLayout, write_json
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER
@@ -189,8 +190,8 @@ def _csv(path: Path) -> dict[str, dict[str, str]]:
 def _cutover_ledger(db: StagingDatabase) -> dict[str, tuple[str, int]]:
     with db.engine.connect() as conn:
         rows = conn.execute(sa.select(ledger.c.source_key, ledger.c.state, ledger.c.attempts)
-                            .where(ledger.c.source_key.like(LEDGER_PREFIX + "%"))).all()
-    return {key.removeprefix(LEDGER_PREFIX): (state, attempts) for key, state, attempts in rows}
+                            .where(ledger.c.source_key.like(ledger_keys.prefix(ledger_keys.CUTOVER_CLOSE) + "%"))).all()
+    return {ledger_keys.parse(key).id: (state, attempts) for key, state, attempts in rows}
 
 
 # -- tests ---------------------------------------------------------------------------------------
@@ -265,7 +266,7 @@ def test_topic_is_applied_before_closing_and_force_overrides_a_waiting_customer(
 
 def test_a_crash_after_the_close_resumes_without_closing_again(staged, gladly, client, tmp_path):
     with staged.begin() as conn:  # the crashed run wrote its intent and Gladly applied the PATCH
-        conn.execute(ledger.insert(), [{**_ledger(LEDGER_PREFIX + "conv-ok", "cutover_close", "intent"), "target_id": None}])
+        conn.execute(ledger.insert(), [{**_ledger(ledger_keys.cutover_close("conv-ok"), "cutover_close", "intent"), "target_id": None}])
     with _api(gladly) as api:
         assert api.patch("/conversations/conv-ok", json={"status": {"value": "CLOSED"}}).status_code == 204
     httpx.post(f"{gladly.url}/_emulator/requests/clear").raise_for_status()

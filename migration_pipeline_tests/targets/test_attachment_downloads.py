@@ -142,7 +142,8 @@ def run_load(db, ticket_ids, gladly_url: str, unthread_url: str) -> UnthreadLoad
     with gladly_client(gladly_url) as source, UnthreadClient(f"{unthread_url}/api", UNTHREAD_KEY, backoff_initial_seconds=0.01) as target:
         loader = UnthreadLoader(db, target, settings, fetch_attachment=source.download_attachment)
         try:
-            loader.load_tickets(ticket_ids, DAY + timedelta(days=1))
+            for ticket_id in ticket_ids:
+                loader.load_ticket(ticket_id, DAY + timedelta(days=1))
         finally:
             getattr(loader, "close", lambda: None)()
     return loader

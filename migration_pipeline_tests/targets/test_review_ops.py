@@ -114,7 +114,9 @@ def test_dry_run_then_sample_then_rollback_then_full_run_gives_everything_exactl
     assert dry.success
     assert len(_requests(r)) == before == 0
     assert _ledger_states(r) == {}
-    meta = dry.asset_materializations_for_node("unthread_loaded_records")[0].metadata
+    # observed, not materialized (test_review_modes.py checks what Dagster records)
+    assert not dry.asset_materializations_for_node("unthread_loaded_records")
+    meta = dry.asset_observations_for_node("unthread_loaded_records")[0].metadata
     out_dir = Path(meta["dry_run_dir"].value)
     planned = _dry_run_keys(out_dir)
     assert len(planned["customers"]) == 3 and planned["conversations"] and planned["messages"]
@@ -123,7 +125,8 @@ def test_dry_run_then_sample_then_rollback_then_full_run_gives_everything_exactl
     # 2. the real sample creates exactly what the dry run listed, and reads back clean
     sample = _materialize(r, LOAD_KEYS, {"ops": {"unthread_loaded_records": {"config": {"sample_customers": 3}}}})
     assert sample.success
-    meta = sample.asset_materializations_for_node("unthread_loaded_records")[0].metadata
+    assert not sample.asset_materializations_for_node("unthread_loaded_records")
+    meta = sample.asset_observations_for_node("unthread_loaded_records")[0].metadata
     assert meta["sample_readback_passed"].value is True
     assert target_keys(r.unthread.url) == planned
     db = r.db()

@@ -2,8 +2,7 @@
 
 Facts it relies on are in `shared/vendor-apis/gladly-api.md`: HTTP Basic auth (agent email +
 API token), an org-wide 10 requests/second budget reported in `Ratelimit-Limit-Second` /
-`Ratelimit-Remaining-Second`, bare JSON arrays for lists (no pagination, capped lists flagged by
-`Gladly-Limited-Data`), 301 with `errors[].meta{old,new}` for merged customer profiles, and
+`Ratelimit-Remaining-Second`, bare JSON arrays for lists (no pagination), 301 with `errors[].meta{old,new}` for merged customer profiles, and
 export jobs that only the vendor's schedule creates and that vanish after 14 days.
 """
 
@@ -194,9 +193,6 @@ class GladlyClient(VendorHttpClient):
         response = self.request("GET", f"/export/jobs/{segment(job_id)}", ok=(404,))
         return None if response.status_code == 404 else ExportJob.model_validate(response.json())
 
-    def list_schedules(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/export/schedules").json()
-
     def download_export_file(self, job_id: str, name: str, dest: Path) -> DownloadedFile:
         """Stream one export file to `dest` byte for byte (never whole in memory).
 
@@ -245,10 +241,6 @@ class GladlyClient(VendorHttpClient):
             return CustomerLookup(customer_id, "moved", moved_to=_moved_to(response))
         return CustomerLookup(customer_id, "found", profile=CustomerProfile.model_validate(response.json()))
 
-    def find_customers_by_email(self, email: str) -> list[CustomerProfile]:
-        data = self.request("GET", "/customer-profiles", params={"email": email}).json()
-        return [CustomerProfile.model_validate(c) for c in data]
-
     def list_agents(self) -> list[Agent]:
         return [Agent.model_validate(a) for a in self.request("GET", "/agents").json()]
 
@@ -257,11 +249,6 @@ class GladlyClient(VendorHttpClient):
 
     def get_organization(self) -> dict[str, Any]:
         return self.request("GET", "/organization").json()
-
-    def list_conversation_items(self, conversation_id: str) -> tuple[list[dict[str, Any]], bool]:
-        """Items ascending by timestamp, capped at 1000; the flag says the list was cut."""
-        response = self.request("GET", f"/conversations/{segment(conversation_id)}/items")
-        return response.json(), _limited(response)
 
     def voice_transcript(self, item_id: str) -> VoiceTranscript | None:
         """The transcript of a PHONE_CALL / VOICEMAIL item, or None when Gladly has none (404)."""
@@ -337,10 +324,6 @@ class GladlyClient(VendorHttpClient):
     def add_topics(self, conversation_id: str, topic_ids: list[str]) -> None:
         """POST topics (204); topics already on the conversation are ignored, so safe to repeat."""
         self.request("POST", f"/conversations/{segment(conversation_id)}/topics", json={"topicIds": list(topic_ids)})
-
-
-def _limited(response: httpx.Response) -> bool:
-    return response.headers.get("Gladly-Limited-Data", "false").strip().lower() == "true"
 
 
 def _errors(response: httpx.Response) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from migration_pipeline.core import ledger_keys
 from migration_pipeline.core.files import atomic_write_text
 from migration_pipeline.core.http import VendorAPIError
 from migration_pipeline.sources.gladly.client import GladlyClient
@@ -57,14 +58,13 @@ from migration_pipeline.staging.sql import run_model
 
 log = logging.getLogger(__name__)
 
-LEDGER_PREFIX = "cutover-close:"
 LEDGER_ENTITY = "cutover_close"
 REFUSED = "refused"  # a state of our own: `failed` rows are read as refused Unthread writes (rpt_dead_letters)
 LEASE_KEY = "cutover-close"  # one cutover run at a time
 LEASE_TTL_SECONDS = 120.0
 CSV_COLUMNS = ("conversationId", "status", "error")
 STATUSES = ("closed", "already_closed", "failed", "skipped", "would_close")
-ACTIVITY_PREFIX = "activity:"  # staging.tickets.conversation_key for items outside any conversation
+ACTIVITY_PREFIX = "activity:"  # the timeline of items outside any conversation (dbt_like_sql/int_unassigned_items)
 # Every staged timestamp sorts between these (staging stores fixed-width UTC text).
 _ALL_TIME = ("0000-01-01T00:00:00.000000Z", "9999-12-31T23:59:59.999999Z")
 _CHUNK = 500
@@ -123,7 +123,7 @@ def plan_cutover(db: StagingDatabase) -> CutoverPlan:
             sa.func.sum(ticket_done).label("done"),
             sa.func.min(sa.case((ledger.c.state.is_(None) | (ledger.c.state != "done"), tickets.c.ticket_id))).label("example"),
         )
-        .select_from(tickets.outerjoin(ledger, ledger.c.source_key == sa.literal("ticket:") + tickets.c.ticket_id))
+        .select_from(tickets.outerjoin(ledger, ledger.c.source_key == ledger_keys.ticket_sql(tickets.c.ticket_id)))
         .where(tickets.c.conversation_id.not_like(ACTIVITY_PREFIX + "%"))
         .group_by(tickets.c.conversation_id)
     )
@@ -146,7 +146,7 @@ def plan_cutover(db: StagingDatabase) -> CutoverPlan:
             to_close.append(conversation_id)
         else:
             skipped[conversation_id] = reason
-    done = {key.removeprefix(LEDGER_PREFIX) for key, row in _cutover_ledger(db, to_close).items() if row["state"] == "done"}
+    done = {ledger_keys.parse(key).id for key, row in _cutover_ledger(db, to_close).items() if row["state"] == "done"}
     return CutoverPlan(to_close=to_close, skipped=skipped, closed_before=done)
 
 
@@ -156,7 +156,7 @@ def _skip_reason(ticket_row: Any, staged: int, unloaded: list[dict[str, Any]]) -
         return f"not migrated: not split into tickets yet ({staged} staged items)"
     total, done = int(ticket_row.tickets), int(ticket_row.done or 0)
     if done < total:
-        return f"not migrated: {total - done} of {total} tickets not loaded into Unthread (e.g. ticket:{ticket_row.example})"
+        return f"not migrated: {total - done} of {total} tickets not loaded into Unthread (e.g. {ledger_keys.ticket(ticket_row.example)})"
     if unloaded:
         first = unloaded[0]
         why = f"{first['stage']}" + (f": {first['reason']}" if first.get("reason") else "")
@@ -166,7 +166,7 @@ def _skip_reason(ticket_row: Any, staged: int, unloaded: list[dict[str, Any]]) -
 
 def _cutover_ledger(db: StagingDatabase, conversation_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The ledger rows `cutover-close:<id>` of these conversations, by key."""
-    keys = [LEDGER_PREFIX + c for c in conversation_ids]
+    keys = [ledger_keys.cutover_close(c) for c in conversation_ids]
     out: dict[str, dict[str, Any]] = {}
     with db.engine.connect() as conn:
         for start in range(0, len(keys), _CHUNK):
@@ -178,7 +178,7 @@ def _cutover_ledger(db: StagingDatabase, conversation_ids: Iterable[str]) -> dic
 def _write_ledger(db: StagingDatabase, conversation_id: str, state: str, run_id: str | None, *, outcome=None, error=None) -> None:
     """One committed upsert of `cutover-close:<id>`; `attempts` counts the intents (write attempts)."""
     row = {
-        "source_key": LEDGER_PREFIX + conversation_id,
+        "source_key": ledger_keys.cutover_close(conversation_id),
         "entity_type": LEDGER_ENTITY,
         "parent_key": None,
         "target_id": outcome,
@@ -230,7 +230,7 @@ def close_conversations(
             for conversation_id in plan.to_close:
                 if keeper.confirm() is not None:
                     raise RuntimeError("lost the cutover lease to another run; stopping before any further write")
-                row = _close_one(db, client, conversation_id, state.get(LEDGER_PREFIX + conversation_id), topic_id, force, run_id)
+                row = _close_one(db, client, conversation_id, state.get(ledger_keys.cutover_close(conversation_id)), topic_id, force, run_id)
                 rows.append(row)
                 if progress is not None:
                     progress(row)

@@ -17,19 +17,18 @@ No Dagster import.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from migration_pipeline.core import markers
 from migration_pipeline.core.http import CallStats
 from migration_pipeline.staging.db import StagingDatabase, now_text
 from migration_pipeline.targets.unthread.client import UnthreadClient, Upload
-from migration_pipeline.targets.unthread.loader import MARKER, LoadSettings, Ledger, UnthreadLoader
+from migration_pipeline.targets.unthread.loader import LoadSettings, Ledger, UnthreadLoader
 
-KINDS = ("customers", "conversations", "messages", "statuses", "tags")
-_MARKER_RE = re.compile(r"`(" + re.escape(MARKER) + r"[^`]+)`")
+KINDS = ("customers", "conversations", "messages", "statuses", "conversation_updates", "tags")
 
 
 class DryRunUnthreadClient:
@@ -71,11 +70,11 @@ class DryRunUnthreadClient:
 
     def create_message(self, conversation_id: str, payload: dict[str, Any], files: list[Upload] | None = None) -> dict[str, Any]:
         text = (payload.get("body") or {}).get("value") or payload.get("markdown") or ""
-        markers = _MARKER_RE.findall(text)
+        found = markers.find(text)
         message_id = self._record(
             "messages",
             {
-                "key": markers[-1] if markers else None,
+                "key": found[-1].text if found else None,
                 "conversationId": conversation_id,
                 "conversationKey": self._conversation_keys.get(conversation_id),
                 "payload": payload,

@@ -32,6 +32,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from migration_pipeline.core import ledger_keys, markers
 from migration_pipeline.core.content import Converted, html_to_markdown, load_rules, neutralize_text, text_to_markdown
 from migration_pipeline.core.downloads import DownloadedFile, FileDownloadError, FileTooLarge, redact_urls_in
 from migration_pipeline.core.http import VendorAPIError
@@ -64,9 +65,6 @@ from migration_pipeline.targets.unthread.capabilities import (
 from migration_pipeline.targets.unthread.client import UnthreadClient, Upload
 
 log = logging.getLogger(__name__)
-# The packaged default table (config/mappings.yaml); LoadSettings.mappings_file overrides it.
-STATUS_MAP = load_mappings().status
-MARKER = "gladly-item:"
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -307,13 +305,13 @@ class UnthreadLoader:
     # -- customers ---------------------------------------------------------------------------
     def ensure_customer(self, customer_id: str) -> str | None:
         if self.settings.customer_mode == "single":
-            return self._ensure_named_customer("*", self.settings.single_customer_name)
+            return self._ensure_named_customer(ledger_keys.SINGLE_CUSTOMER_ID, self.settings.single_customer_name)
         row = self.customer(customer_id)
         name = (row and (row["name"] or row["primary_email"])) or f"Gladly customer {customer_id}"
         return self._ensure_named_customer(customer_id, name)
 
     def _ensure_named_customer(self, customer_id: str, name: str) -> str | None:
-        key = f"customer:{customer_id}"
+        key = ledger_keys.customer(customer_id)
         row = self.ledger.get(key)
         if row and row["state"] == "done":
             return row["target_id"]
@@ -321,7 +319,7 @@ class UnthreadLoader:
             return self._create_customer(customer_id, name)
 
     def _create_customer(self, customer_id: str, name: str) -> str | None:
-        stamp = f"gladly:{customer_id}"
+        stamp = markers.customer_stamp(customer_id)
 
         def create() -> dict[str, Any]:
             created = self.client.create_customer({"name": name, "externalCrmMetadata": {"id": stamp}})
@@ -329,20 +327,15 @@ class UnthreadLoader:
             return created
 
         return self.ensure(
-            f"customer:{customer_id}",
+            ledger_keys.customer(customer_id),
             "customer",
             create,
             lambda: self.client.find_one("/customers/list", "externalCrmMetadata.id", stamp),
         )
 
     # -- tickets -----------------------------------------------------------------------------
-    def load_tickets(self, ticket_ids: list[str], until: datetime) -> LoadCounts:
-        for ticket_id in ticket_ids:
-            self.load_ticket(ticket_id, until)
-        return self.counts
-
     def load_ticket(self, ticket_id: str, until: datetime) -> None:
-        with self.lease(f"ticket:{ticket_id}"):
+        with self.lease(ledger_keys.ticket(ticket_id)):
             self._load_ticket(ticket_id, until)
 
     def _load_ticket(self, ticket_id: str, until: datetime) -> None:
@@ -368,7 +361,7 @@ class UnthreadLoader:
         customer_target = self.ensure_customer(ticket["customer_id"])
         if customer_target is None:
             return
-        key = f"ticket:{ticket_id}"
+        key = ledger_keys.ticket(ticket_id)
         self._prepared.clear()
         first = items[0]
         first_parts = self.render(first)
@@ -377,7 +370,8 @@ class UnthreadLoader:
         tag_ids = [t for t in (self.ensure_tag(topic) for topic in topic_ids) if t]
         choice = self.conversation_type(first)
         metadata = self.conversation_metadata(ticket_id, ticket, topic_ids, choice)
-        first_mkey = _message_key(first["source_id"], 0, len(first_parts))
+        first_part = _part(0, len(first_parts))
+        first_mkey = ledger_keys.message(first["source_id"], first_part)
         first_group = first_groups[0] if first_groups and len(first_parts) == 1 else None
         sent: dict[str, Any] = {}
 
@@ -414,7 +408,7 @@ class UnthreadLoader:
             self.count_sent(first, 0)
             initial = created.get("initialMessage") or {}
             self.ledger.write(first_mkey, "message", "done", target_id=initial.get("id") or created["id"], parent=key)
-            self.ledger.write(f"tags:{ticket_id}", "tags", "done", target_id=_digest(set_tags, metadata), parent=key)
+            self.ledger.write(ledger_keys.tags(ticket_id), "tags", "done", target_id=_digest(set_tags, metadata), parent=key)
             return created
 
         conversation_id = self.ensure(
@@ -425,10 +419,10 @@ class UnthreadLoader:
         if self.ledger.get(first_mkey) is None:
             # The conversation was found rather than created (a lost response or a crash): its
             # initial message exists, so record it from the target.
-            markers = self.markers_in_conversation(conversation_id)
-            marker = _marker(first["source_id"], 0, len(first_parts))
-            if marker in markers:
-                self.ledger.write(first_mkey, "message", "done", target_id=markers[marker], parent=key)
+            found = self.markers_in_conversation(conversation_id)
+            marker = markers.marker(first["source_id"], first_part)
+            if marker in found:
+                self.ledger.write(first_mkey, "message", "done", target_id=found[marker], parent=key)
         if first_group:
             initial = self.ledger.get(first_mkey)
             if initial and initial["state"] == "done":
@@ -439,16 +433,14 @@ class UnthreadLoader:
             # Text parts first, then any further groups of files (10 a message) right after them.
             sends = [(index, body, groups[0] if groups and index == len(parts) - 1 else None) for index, body in enumerate(parts)]
             sends += [
-                (f"f{n + 1}", f"📎 Attachments {n + 1}/{len(groups)} of the message above\n\n`{MARKER}{item['source_id']}#f{n + 1}`", group)
+                (f"f{n + 1}", f"📎 Attachments {n + 1}/{len(groups)} of the message above\n\n{markers.stamp(item['source_id'], f'f{n + 1}')}", group)
                 for n, group in enumerate(groups[1:], start=1)
             ]
             for index, body, group in sends:
                 if item is first and index == 0:
                     continue
-                if isinstance(index, str):
-                    mkey, marker = f"message:{item['source_id']}#{index}", f"{MARKER}{item['source_id']}#{index}"
-                else:
-                    mkey, marker = _message_key(item["source_id"], index, len(parts)), _marker(item["source_id"], index, len(parts))
+                part = index if isinstance(index, str) else _part(index, len(parts))
+                mkey, marker = ledger_keys.message(item["source_id"], part), markers.marker(item["source_id"], part)
 
                 def find_message(marker=marker) -> dict[str, Any] | None:
                     target = self.markers_in_conversation(conversation_id).get(marker)
@@ -489,20 +481,20 @@ class UnthreadLoader:
     def markers_in_conversation(self, conversation_id: str) -> dict[str, str]:
         """Source item marker -> Unthread message id, for every message of a conversation."""
         return {
-            marker: message["id"]
+            found.text: message["id"]
             for message in self.client.iter_messages(conversation_id)
-            for marker in _markers_in(message.get("text") or "")
+            for found in markers.find(message.get("text") or "")
         }
 
     def ensure_status(self, ticket_id: str, conversation_id: str, status: str) -> None:
-        key = f"status:{ticket_id}"
+        key, parent = ledger_keys.status(ticket_id), ledger_keys.ticket(ticket_id)
         row = self.ledger.get(key)
         if row and row["state"] == "done" and row["target_id"] == status:
             return
-        self.ledger.write(key, "status", "intent", parent=f"ticket:{ticket_id}")
+        self.ledger.write(key, "status", "intent", parent=parent)
         self.client.patch_conversation(conversation_id, {"status": status})  # idempotent: safe to repeat
         self.counts.statuses_patched += 1
-        self.ledger.write(key, "status", "done", target_id=status, parent=f"ticket:{ticket_id}")
+        self.ledger.write(key, "status", "done", target_id=status, parent=parent)
 
     # -- mapping -----------------------------------------------------------------------------
     @staticmethod
@@ -537,7 +529,7 @@ class UnthreadLoader:
         """Source ids stamped on the conversation (a string map): ticket, conversation, customer,
         the Gladly topic ids behind its tags, and the mapping tables' version."""
         metadata = {
-            "sourceKey": f"ticket:{ticket_id}",
+            "sourceKey": ledger_keys.ticket(ticket_id),
             "gladlyConversationId": str(ticket["conversation_id"]),
             "gladlyCustomerId": str(ticket["customer_id"]),
             "gladlyTicketId": ticket_id,
@@ -549,7 +541,7 @@ class UnthreadLoader:
         previous = ticket.get("previous_ticket_id")
         if previous:  # a reopen after dormancy links back to the ticket it reopens
             metadata["gladlyReopensTicketId"] = str(previous)
-            row = self.ledger.get(f"ticket:{previous}")
+            row = self.ledger.get(ledger_keys.ticket(previous))
             if row and row["state"] == "done" and row["target_id"]:
                 metadata["reopensUnthreadConversationId"] = str(row["target_id"])
         if topic_ids:
@@ -597,7 +589,7 @@ class UnthreadLoader:
             self.counts.tags_created += 1
             return created
 
-        key = f"tag:{topic_id}"
+        key = ledger_keys.tag(topic_id)
         row = self.ledger.get(key)
         if row and row["state"] == "done":
             target = row["target_id"]
@@ -621,7 +613,7 @@ class UnthreadLoader:
         topics: PATCHed only when they changed since they were last set (e.g. a late topic change).
         Only what the workspace takes is sent; a refused field is recorded and left out, never
         stopping the ticket."""
-        key = f"tags:{ticket_id}"
+        key, parent = ledger_keys.tags(ticket_id), ledger_keys.ticket(ticket_id)
         for _ in range(2):  # a second pass when a refusal moved the tag names into metadata
             metadata = metadata_of()
             body: dict[str, Any] = {}
@@ -639,7 +631,7 @@ class UnthreadLoader:
                 self.counts.topic_changes_not_written += 1
                 return
             attachable = self.tags_attachable()
-            self.ledger.write(key, "tags", "intent", parent=f"ticket:{ticket_id}")
+            self.ledger.write(key, "tags", "intent", parent=parent)
             # assumed: PATCH takes tag ids and replaces the map of metadata whole (facts §3.3, §4.4)
             try:
                 without_refused_fields(
@@ -649,13 +641,13 @@ class UnthreadLoader:
             except VendorAPIError as exc:
                 if exc.retryable:
                     raise
-                self.ledger.write(key, "tags", "failed", parent=f"ticket:{ticket_id}", error=str(exc))
+                self.ledger.write(key, "tags", "failed", parent=parent, error=str(exc))
                 self.counts.failed += 1
                 self.counts.errors.append(f"{key}: {exc}")
                 return
             self.counts.tag_patches += 1
             sent = _digest(body["tags"] if self.caps.supports(TAGS_ON_UPDATE) and "tags" in body else [], metadata)
-            self.ledger.write(key, "tags", "done", target_id=sent, parent=f"ticket:{ticket_id}")
+            self.ledger.write(key, "tags", "done", target_id=sent, parent=parent)
             if self.tags_attachable() == attachable:
                 return
 
@@ -743,7 +735,7 @@ class UnthreadLoader:
         trim = kind == "EMAIL"
         if kind in ("PHONE_CALL", "VOICEMAIL"):
             transcript = None
-            done = self.ledger.get(f"message:{item['source_id']}")
+            done = self.ledger.get(ledger_keys.message(item["source_id"]))
             if self.fetch_transcript is not None and not (done and done["state"] == "done"):
                 if (payload.get("content") or {}).get("recordingStatus") in (None, "AVAILABLE"):
                     transcript = self.fetch_transcript(item["source_id"])
@@ -1023,7 +1015,7 @@ class UnthreadLoader:
         chunks = [body[i : i + room] for i in range(0, len(body), room)] or [""]
         total = len(chunks)
         return [
-            f"{header}{f' (part {n + 1}/{total})' if total > 1 else ''}\n\n{chunk}\n\n`{_marker(item['source_id'], n, total)}`"
+            f"{header}{f' (part {n + 1}/{total})' if total > 1 else ''}\n\n{chunk}\n\n{markers.stamp(item['source_id'], _part(n, total))}"
             for n, chunk in enumerate(chunks)
         ]
 
@@ -1078,16 +1070,9 @@ def ticket_topic_ids(db: StagingDatabase, ticket, ticket_item_ids: set[str]) -> 
     return topics_of_ticket(((r[0], content(r[1])) for r in rows), ticket_item_ids)
 
 
-def _message_key(item_id: str, index: int, total: int) -> str:
-    return f"message:{item_id}" if total == 1 else f"message:{item_id}#{index + 1}"
-
-
-def _marker(item_id: str, index: int, total: int) -> str:
-    return f"{MARKER}{item_id}" if total == 1 else f"{MARKER}{item_id}#{index + 1}"
-
-
-def _markers_in(text: str) -> list[str]:
-    return re.findall(r"`(" + re.escape(MARKER) + r"[^`]+)`", text)
+def _part(index: int, total: int) -> int | None:
+    """The part (of its message key and marker) of text part `index` of an item rendered in `total`."""
+    return None if total == 1 else index + 1
 
 
 def tickets_touching(db: StagingDatabase, lo: str, hi: str) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from migration_pipeline.core import ledger_keys
 from migration_pipeline.staging.db import StagingDatabase, ledger, now_text, tickets
 from migration_pipeline.targets.unthread.capabilities import CONVERSATION_DELETE, CapabilityStore
 from migration_pipeline.staging.sample import SAMPLE_RUN_PREFIX
@@ -146,13 +147,13 @@ def plan_rollback(
         ]
     else:
         lo, hi = window  # type: ignore[misc]
-        keys = [f"ticket:{t}" for t in tickets_touching(db, lo, hi)]
+        keys = [ledger_keys.ticket(t) for t in tickets_touching(db, lo, hi)]
         conversations = []
         for chunk in range(0, len(keys), 500):
             conversations += _rows(
                 db, sa.and_(ledger.c.source_key.in_(keys[chunk : chunk + 500]), live, ledger.c.entity_type == "conversation")
             )
-        customer_keys = _customer_keys(db, [r.source_key.removeprefix("ticket:") for r in conversations])
+        customer_keys = _customer_keys(db, [ledger_keys.parse(r.source_key).id for r in conversations])
         customers = _rows(db, sa.and_(ledger.c.source_key.in_(customer_keys), ledger.c.state == "done"))
     plan.conversations = [Target(r.source_key, r.target_id, r.state) for r in conversations]
     plan.customers = [Target(r.source_key, r.target_id, r.state) for r in customers]
@@ -161,11 +162,11 @@ def plan_rollback(
 
 def _customer_keys(db: StagingDatabase, ticket_ids: list[str]) -> list[str]:
     """Ledger keys of the customers these tickets were loaded under (`customer:*` in single mode)."""
-    found: set[str] = {"customer:*"}
+    found: set[str] = {ledger_keys.single_customer()}
     with db.engine.connect() as conn:
         for chunk in range(0, len(ticket_ids), 500):
             found.update(
-                f"customer:{c}"
+                ledger_keys.customer(c)
                 for c in conn.execute(
                     sa.select(tickets.c.customer_id.distinct()).where(tickets.c.ticket_id.in_(ticket_ids[chunk : chunk + 500]))
                 ).scalars()
@@ -186,9 +187,9 @@ def _mark_rolled_back(db: StagingDatabase, keys: list[str], *, children_of: str 
 def _customer_still_used(db: StagingDatabase, client: UnthreadClient, customer: Target) -> bool:
     """Anything of this customer's left: a loaded conversation in the ledger, or any on the target."""
     key = customer.source_key
-    ticket_keys = sa.select(sa.literal("ticket:") + tickets.c.ticket_id)
-    if key != "customer:*":
-        ticket_keys = ticket_keys.where(tickets.c.customer_id == key.removeprefix("customer:"))
+    ticket_keys = sa.select(ledger_keys.ticket_sql(tickets.c.ticket_id))
+    if key != ledger_keys.single_customer():
+        ticket_keys = ticket_keys.where(tickets.c.customer_id == ledger_keys.parse(key).id)
     with db.engine.connect() as conn:
         in_ledger = conn.execute(
             sa.select(sa.func.count()).where(
