@@ -40,10 +40,10 @@ USER, TOKEN = "bench@example.com", "bench-token-not-secret"
 def worker(history: int, items_per_day: int, workdir: Path, staging_url: str) -> dict:
     """Set up H days of history, then time one more day. Runs in a fresh process."""
     warnings.filterwarnings("ignore")
-    from migration_pipeline.emulators.common import RunningServer
-    from migration_pipeline.emulators.gladly import create_app
-    from migration_pipeline.synth.dataset import DatasetLayout, read_json
-    from migration_pipeline.synth.generator import generate
+    from sim.emulators.common import RunningServer
+    from sim.emulators.gladly import create_app
+    from sim.synth.dataset import DatasetLayout, read_json
+    from sim.synth.generator import generate
 
     days = history + 1
     end = date.today()
@@ -68,13 +68,13 @@ def worker(history: int, items_per_day: int, workdir: Path, staging_url: str) ->
     })
     import dagster as dg
 
-    from migration_pipeline.assets.export_jobs import gladly_export_jobs
-    from migration_pipeline.assets.staged_records import staged_gladly_records
-    from migration_pipeline.assets.tickets import split_tickets
+    from migration_pipeline.pairs.gladly_to_unthread.assets.export_jobs import gladly_export_jobs
+    from migration_pipeline.pairs.gladly_to_unthread.assets.staged_records import staged_gladly_records
+    from migration_pipeline.pairs.gladly_to_unthread.assets.tickets import split_tickets
     from migration_pipeline.resources import MigrationStorage
-    from migration_pipeline.sources.gladly.resources import GladlyResource
-    from migration_pipeline.staging.db import StagingDatabase, conversation_items, tickets
-    from migration_pipeline.staging.resources import StagingResource
+    from migration_pipeline.vendors.gladly.resources import GladlyResource
+    from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, tickets
+    from migration_pipeline.lib.staging.resources import StagingResource
 
     assets = [gladly_export_jobs, staged_gladly_records, split_tickets]
     fast = create_app(dataset, api_user=USER, api_token=TOKEN, now=now, rate_limit_per_second=100_000)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from migration_pipeline.synth.generator import MEGA_MIN_ITEMS, generate  # noqa: E402
+from sim.synth.generator import MEGA_MIN_ITEMS, generate  # noqa: E402
 
 # Timelines that start late in history end early, so customers average a bit under the target.
 ITEMS_PER_CUSTOMER_YIELD = 0.94

@@ -50,8 +50,8 @@ def emulator_processes(workdir: Path, *, customers: int, days: int, seed: int, l
     """Like `demo.rehearsal_environment`, but each emulator in its own process (`migration-pipeline
     emulator ...`), as the vendors are elsewhere in production: in-process emulators would share
     the pipeline's interpreter lock and, on a busy machine, its CPU share."""
-    from migration_pipeline.synth.dataset import DatasetLayout, read_json
-    from migration_pipeline.synth.generator import generate
+    from sim.synth.dataset import DatasetLayout, read_json
+    from sim.synth.generator import generate
 
     dataset = workdir / "dataset"
     manifest = generate(dataset, customers=customers, days=days, seed=seed, end=date.today())
@@ -103,7 +103,7 @@ def main() -> int:
                         help="emulators in their own processes (default) or in this one (as `make demo`)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from migration_pipeline.demo import _materialize_range, rehearsal_environment
+    from sim.demo import _materialize_range, rehearsal_environment
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     if args.emulators == "process":

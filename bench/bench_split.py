@@ -115,9 +115,9 @@ def run_reference_persisted(url: str) -> dict:
 
 
 def _persist_reference(url: str, items, groups) -> None:
-    from migration_pipeline.core.splitting import ticket_id_for
-    from migration_pipeline.staging.db import StagingDatabase, now_text, ticket_items, tickets, utc_text
-    from migration_pipeline.staging.tickets import write_rows
+    from migration_pipeline.lib.splitting import ticket_id_for
+    from migration_pipeline.lib.staging.db import StagingDatabase, now_text, ticket_items, tickets, utc_text
+    from migration_pipeline.lib.staging.tickets import write_rows
 
     db = StagingDatabase(url)
     cut_at = now_text()
@@ -135,9 +135,9 @@ def _persist_reference(url: str, items, groups) -> None:
 
 
 def run_ours(url: str, shipped_rules: bool) -> dict:
-    from migration_pipeline.core.split_rules import SplitRules
-    from migration_pipeline.staging.db import StagingDatabase
-    from migration_pipeline.staging.tickets import split_window
+    from migration_pipeline.lib.split_rules import SplitRules
+    from migration_pipeline.lib.staging.db import StagingDatabase
+    from migration_pipeline.lib.staging.tickets import split_window
 
     rules = SplitRules.load() if shipped_rules else SplitRules.time_gap_only(GAP)
     db = StagingDatabase(url)
@@ -150,10 +150,10 @@ def run_ours(url: str, shipped_rules: bool) -> dict:
 def run_engine(url: str) -> dict:
     """Ours without persistence: the same input and output as the reference (what split-preview
     runs): timelines streamed from staging and cut by `TimelineCutter.cut_staged`."""
-    from migration_pipeline.core.split_rules import SplitRules
-    from migration_pipeline.core.splitting import TimelineCutter
-    from migration_pipeline.staging.db import StagingDatabase
-    from migration_pipeline.staging.tickets import KEY, unassigned_timelines
+    from migration_pipeline.lib.split_rules import SplitRules
+    from migration_pipeline.lib.splitting import TimelineCutter
+    from migration_pipeline.lib.staging.db import StagingDatabase
+    from migration_pipeline.lib.staging.tickets import KEY, unassigned_timelines
 
     rules = SplitRules.time_gap_only(GAP)
     db = StagingDatabase(url)
@@ -210,7 +210,7 @@ def prepare(work: Path, items: int, dataset: Path | None = None) -> tuple[Path, 
     into a template database."""
     from bench_generate import customers_for
 
-    from migration_pipeline.synth.generator import generate
+    from sim.synth.generator import generate
 
     dataset = dataset or work / f"dataset-{items}"
     template = work / f"staged-v2-{items}.db"  # v2: with split_change and the timeline index
@@ -229,9 +229,9 @@ def prepare(work: Path, items: int, dataset: Path | None = None) -> tuple[Path, 
 def stage_minimal(dataset: Path, path: Path) -> None:
     import sqlite3
 
-    from migration_pipeline.core.splitting import CHANGE_KINDS, encode_change
-    from migration_pipeline.sources.gladly.parse import RecordError, parse_item
-    from migration_pipeline.staging.db import StagingDatabase, utc_text
+    from migration_pipeline.lib.splitting import CHANGE_KINDS, encode_change
+    from migration_pipeline.vendors.gladly.parse import RecordError, parse_item
+    from migration_pipeline.lib.staging.db import StagingDatabase, utc_text
 
     db = StagingDatabase(f"sqlite:///{path}")
     db.create_schema()

@@ -56,9 +56,9 @@ def peak_rss_mb() -> float:
 
 # -- workers (one loader, one engine, one process) ---------------------------------------------
 def run_ours(dataset: Path, url: str) -> dict:
-    from migration_pipeline.sources.gladly.archive import ArchivedJob
-    from migration_pipeline.sources.gladly.staging import StageCounts, stage_job_file
-    from migration_pipeline.staging.db import StagingDatabase
+    from migration_pipeline.vendors.gladly.archive import ArchivedJob
+    from migration_pipeline.vendors.gladly.staging import StageCounts, stage_job_file
+    from migration_pipeline.lib.staging.db import StagingDatabase
 
     jobs = completed_jobs(dataset)
     archived = [
@@ -76,7 +76,7 @@ def run_ours(dataset: Path, url: str) -> dict:
             if name in totals:
                 totals[name].add(stage_job_file(db, job, name, window))
     wall = time.perf_counter() - started
-    from migration_pipeline.staging.db import conversation_items
+    from migration_pipeline.lib.staging.db import conversation_items
 
     rows = db.count(conversation_items)
     db.dispose()
@@ -88,7 +88,7 @@ def run_ours(dataset: Path, url: str) -> dict:
 
 
 def _ts(text: str):
-    from migration_pipeline.sources.gladly.parse import parse_timestamp
+    from migration_pipeline.vendors.gladly.parse import parse_timestamp
 
     return parse_timestamp(text)
 
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if dataset is None:
         from bench_generate import customers_for
 
-        from migration_pipeline.synth.generator import generate
+        from sim.synth.generator import generate
 
         dataset = workdir / "dataset"
         started = time.perf_counter()

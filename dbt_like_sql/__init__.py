@@ -1,3 +1,3 @@
 """The SQL models (one a file, named like dbt models), shipped inside the package as
 `migration_pipeline.dbt_like_sql` (setup.py maps this folder there); read by
-`migration_pipeline.staging.sql`."""
+`migration_pipeline.lib.staging.sql`."""

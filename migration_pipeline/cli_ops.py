@@ -1,7 +1,7 @@
 """`migration-pipeline` commands for the review before cutover: preflight, sample, dry-run, rollback.
 
-They run the same library code as the Dagster assets and jobs (staging/sample.py,
-targets/unthread/{preflight,dry_run,rollback}.py) directly, with rich progress bars, on resources
+They run the same library code as the Dagster assets and jobs (lib/staging/sample.py,
+vendors/unthread/{preflight,dry_run,rollback}.py) directly, with rich progress bars, on resources
 built from the same settings as `defs` (settings.py, resources.py).
 """
 
@@ -16,7 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from migration_pipeline.settings import MigrationSettings
-    from migration_pipeline.staging.db import StagingDatabase
+    from migration_pipeline.lib.staging.db import StagingDatabase
 
 Built = TypeVar("Built")
 
@@ -79,7 +79,7 @@ def cli_settings(ctx: typer.Context) -> MigrationSettings:
 
 
 def _database(settings: MigrationSettings, staging_url: str | None) -> StagingDatabase:
-    from migration_pipeline.staging.db import StagingDatabase
+    from migration_pipeline.lib.staging.db import StagingDatabase
 
     db = StagingDatabase(staging_url or settings.staging_database_url)
     db.create_schema()
@@ -88,8 +88,8 @@ def _database(settings: MigrationSettings, staging_url: str | None) -> StagingDa
 
 def _window(db: StagingDatabase, value: str | None) -> tuple[str, str]:
     """[lo, hi) as staging text: the given inclusive day range, or every staged day."""
-    from migration_pipeline.staging.db import utc_text
-    from migration_pipeline.staging.sample import staged_span
+    from migration_pipeline.lib.staging.db import utc_text
+    from migration_pipeline.lib.staging.sample import staged_span
 
     if value:
         first, sep, last = value.partition("...")
@@ -128,7 +128,7 @@ def preflight_cmd(
     workspace supports (probed once, kept in the staging database), and a reminder to pause the
     workspace's automations. Exit status 1 when a blocking check fails."""
     from migration_pipeline.resources import unthread_resource
-    from migration_pipeline.targets.unthread.preflight import run_preflight
+    from migration_pipeline.vendors.unthread.preflight import run_preflight
 
     settings = cli_settings(ctx)
     unthread = usage_errors(unthread_resource, settings, env_vars=False)
@@ -154,12 +154,12 @@ def _load(
     The loader gets what the `unthread_loaded_records` asset gives it (load_setup.py)."""
     from contextlib import ExitStack
 
-    from migration_pipeline.checks.sample import sample_readback
-    from migration_pipeline.load_setup import gladly_fetchers, loader_settings
+    from migration_pipeline.pairs.gladly_to_unthread.checks.sample import sample_readback
+    from migration_pipeline.pairs.gladly_to_unthread.load_setup import gladly_fetchers, loader_settings
     from migration_pipeline.resources import gladly_resource, storage_resource, unthread_resource
-    from migration_pipeline.targets.unthread.dry_run import DryRunLoader, DryRunUnthreadClient
-    from migration_pipeline.targets.unthread.loader import UnthreadLoader
-    from migration_pipeline.targets.unthread.preflight import run_preflight
+    from migration_pipeline.vendors.unthread.dry_run import DryRunLoader, DryRunUnthreadClient
+    from migration_pipeline.vendors.unthread.loader import UnthreadLoader
+    from migration_pipeline.vendors.unthread.preflight import run_preflight
 
     reads_unthread = not dry_run or read_users
     unthread = usage_errors(unthread_resource, settings, env_vars=False, offline=not reads_unthread)
@@ -209,9 +209,9 @@ def _load(
 def _split(settings: MigrationSettings, db: StagingDatabase, lo: str, hi: str) -> None:
     """Cut tickets for the window exactly as the split_tickets asset does (MIGRATION_SPLIT_RULES
     or the shipped rules)."""
-    from migration_pipeline.core.split_rules import SplitRules
-    from migration_pipeline.staging.db import exclusive
-    from migration_pipeline.staging.tickets import SPLIT_LEASE, SPLIT_LEASE_TTL_SECONDS, split_window
+    from migration_pipeline.lib.split_rules import SplitRules
+    from migration_pipeline.lib.staging.db import exclusive
+    from migration_pipeline.lib.staging.tickets import SPLIT_LEASE, SPLIT_LEASE_TTL_SECONDS, split_window
 
     with exclusive(db, SPLIT_LEASE, f"cli:{uuid.uuid4().hex[:8]}:split", SPLIT_LEASE_TTL_SECONDS):
         split_window(db, lo, hi, SplitRules.load(settings.split_rules))
@@ -237,7 +237,7 @@ def sample_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from migration_pipeline.staging.sample import messiest_customers, sample_run_id, tickets_of_customers
+    from migration_pipeline.lib.staging.sample import messiest_customers, sample_run_id, tickets_of_customers
 
     settings = cli_settings(ctx)
     db = _database(settings, staging_url)
@@ -272,7 +272,7 @@ def dry_run_cmd(
     """Build every Unthread payload of the range exactly as a real run would and write them to
     MIGRATION_DATA_DIR/dry-run/<run id>/{customers,conversations,messages,statuses}.jsonl. Sends
     nothing, writes nothing to the ledger. Tickets must be split already (the split_tickets asset)."""
-    from migration_pipeline.targets.unthread.loader import tickets_touching
+    from migration_pipeline.vendors.unthread.loader import tickets_touching
 
     settings = cli_settings(ctx)
     db = _database(settings, staging_url)
@@ -301,7 +301,7 @@ def rollback_cmd(
     ledger: conversations with their messages, then customers nothing else uses. Ledger rows are
     marked rolled_back so a later run recreates them. Prints the plan; `--yes` executes it."""
     from migration_pipeline.resources import unthread_resource
-    from migration_pipeline.targets.unthread.rollback import execute_rollback, plan_rollback
+    from migration_pipeline.vendors.unthread.rollback import execute_rollback, plan_rollback
 
     if sum(bool(x) for x in (run_id, date_range, sample)) != 1:
         raise typer.BadParameter("choose exactly one of --run-id, --range, --sample")
@@ -347,7 +347,7 @@ def cutover_close_cmd(
     from contextlib import nullcontext
 
     from migration_pipeline.resources import gladly_resource, storage_resource
-    from migration_pipeline.sources.gladly.cutover import run_cutover
+    from migration_pipeline.vendors.gladly.cutover import run_cutover
 
     settings = cli_settings(ctx)
     gladly = usage_errors(gladly_resource, settings, env_vars=False) if execute else None

@@ -8,9 +8,9 @@ import dagster as dg
 from pydantic import Field
 
 from migration_pipeline.settings import EnvSettings, MigrationSettings, load_settings
-from migration_pipeline.sources.gladly.resources import GladlyResource
-from migration_pipeline.staging.resources import StagingResource
-from migration_pipeline.targets.unthread.resources import UnthreadResource
+from migration_pipeline.vendors.gladly.resources import GladlyResource
+from migration_pipeline.lib.staging.resources import StagingResource
+from migration_pipeline.vendors.unthread.resources import UnthreadResource
 
 
 class MigrationStorage(dg.ConfigurableResource):

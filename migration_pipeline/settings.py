@@ -62,7 +62,7 @@ def _database_url(value: SecretStr | None) -> SecretStr | None:
 # field path, reason) before anything runs. The rule modules are imported late: they are heavy.
 def _split_rules(path: Path | None) -> Path | None:
     if path is not None:
-        from migration_pipeline.core.split_rules import SplitRules
+        from migration_pipeline.lib.split_rules import SplitRules
 
         SplitRules.load(path)
     return path
@@ -70,7 +70,7 @@ def _split_rules(path: Path | None) -> Path | None:
 
 def _mappings(path: Path | None) -> Path | None:
     if path is not None:
-        from migration_pipeline.core.mappings import load_mappings
+        from migration_pipeline.pairs.gladly_to_unthread.mappings import load_mappings
 
         load_mappings(path)
     return path
@@ -78,7 +78,7 @@ def _mappings(path: Path | None) -> Path | None:
 
 def _content_rules(path: Path | None) -> Path | None:
     if path is not None:
-        from migration_pipeline.core.content import load_rules
+        from migration_pipeline.lib.content import load_rules
 
         load_rules(path)
     return path
@@ -86,7 +86,7 @@ def _content_rules(path: Path | None) -> Path | None:
 
 def _zip_limit(name: str):
     def default() -> Any:
-        from migration_pipeline.sources.gladly.archive import ZipLimits
+        from migration_pipeline.vendors.gladly.archive import ZipLimits
 
         return getattr(ZipLimits, name)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from migration_pipeline.emulators.common import FaultConfig, RunningServer
+from sim.emulators.common import FaultConfig, RunningServer
 
 GLADLY_USER = "migration.bot@example.com"
 GLADLY_TOKEN = "gladly-test-token-0123456789"
@@ -70,7 +70,7 @@ def small_dataset(tmp_path_factory) -> Path:
     """50 customers x 20 days ending DATASET_END (every kind of mess the generator makes): daily
     jobs plus a one-time job for the history older than Gladly's 14 days. Read-only: a test that
     changes it works on a copy."""
-    from migration_pipeline.synth.generator import generate
+    from sim.synth.generator import generate
 
     return shared_folder(
         tmp_path_factory, "dataset", lambda out: generate(out, customers=50, days=20, seed=11, end=DATASET_END)
@@ -79,7 +79,7 @@ def small_dataset(tmp_path_factory) -> Path:
 
 def start_gladly(data_dir: Path, faults: FaultConfig | None = None, now: datetime | None = DATASET_NOW, **kw) -> RunningServer:
     """A Gladly emulator on a dataset with the tests' credentials (the caller stops it)."""
-    from migration_pipeline.emulators.gladly import create_app
+    from sim.emulators.gladly import create_app
 
     app = create_app(data_dir, api_user=GLADLY_USER, api_token=GLADLY_TOKEN, faults=faults, now=now, **kw)
     return RunningServer(app).start()
@@ -88,7 +88,7 @@ def start_gladly(data_dir: Path, faults: FaultConfig | None = None, now: datetim
 def start_unthread(state_path: Path, workspace: dict | None = None, faults: FaultConfig | None = None, **kw) -> RunningServer:
     """An Unthread emulator with its state in `state_path`, seeded with a dataset's workspace, no
     rate limit unless asked (the caller stops it)."""
-    from migration_pipeline.emulators.unthread import create_app
+    from sim.emulators.unthread import create_app
 
     kw.setdefault("rate_limit_per_second", None)
     app = create_app(api_key=UNTHREAD_KEY, state_path=state_path, workspace=workspace, faults=faults, **kw)
@@ -192,7 +192,7 @@ def staging_url(request, tmp_path) -> str:
 @pytest.fixture
 def staging_db(staging_url):
     """A StagingDatabase with its schema on each engine, disposed afterwards."""
-    from migration_pipeline.staging.db import StagingDatabase
+    from migration_pipeline.lib.staging.db import StagingDatabase
 
     db = StagingDatabase(staging_url)
     db.create_schema()

@@ -29,13 +29,13 @@ import httpx
 import pytest
 
 from migration_pipeline.definitions import defs
-from migration_pipeline.demo import accept_planted_mess
+from sim.demo import accept_planted_mess
 from migration_pipeline.resources import MigrationStorage
-from migration_pipeline.sources.gladly.resources import GladlyResource
-from migration_pipeline.staging.db import StagingDatabase
-from migration_pipeline.staging.resources import StagingResource
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
-from migration_pipeline.targets.unthread.resources import UnthreadResource
+from migration_pipeline.vendors.gladly.resources import GladlyResource
+from migration_pipeline.lib.staging.db import StagingDatabase
+from migration_pipeline.lib.staging.resources import StagingResource
+from sim.synth.dataset import DatasetLayout, read_json
+from migration_pipeline.vendors.unthread.resources import UnthreadResource
 from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, GLADLY_USER, UNTHREAD_KEY
 
 FIRST = (DATASET_END - timedelta(days=20)).isoformat()

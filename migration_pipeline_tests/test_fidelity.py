@@ -16,8 +16,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.checks.fidelity import attachment_checksum_mismatches, tag_coverage
-from migration_pipeline.staging.db import (
+from migration_pipeline.pairs.gladly_to_unthread.checks.fidelity import attachment_checksum_mismatches, tag_coverage
+from migration_pipeline.lib.staging.db import (
     agents,
     attachment_transfers,
     conversation_items,
@@ -27,8 +27,8 @@ from migration_pipeline.staging.db import (
     topics,
     utc_text,
 )
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
-from migration_pipeline.targets.unthread.client import UnthreadClient
+from sim.synth.dataset import DatasetLayout, read_json
+from migration_pipeline.vendors.unthread.client import UnthreadClient
 from migration_pipeline_tests.conftest import UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal
 
@@ -286,7 +286,7 @@ def test_a_corrupted_upload_is_caught_by_the_checksum_read_back(fidelity):
                 .where(attachment_transfers.c.item_id == row["item_id"], attachment_transfers.c.attachment_id == row["attachment_id"])
                 .values(state="uploaded", sha256_target=None)
             )
-        from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader
+        from migration_pipeline.vendors.unthread.loader import LoadSettings, UnthreadLoader
 
         client = UnthreadClient(f"{r.unthread.url}/api", UNTHREAD_KEY)
         loader = UnthreadLoader(db, client, LoadSettings(triage_channel_id="C0TRIAGE001"))

@@ -11,11 +11,11 @@ import dagster as dg
 import httpx
 import sqlalchemy as sa
 
-from migration_pipeline.assets.reconciliation_report import reconciliation_report
+from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report import reconciliation_report
 from migration_pipeline.definitions import defs
-from migration_pipeline.emulators.common import FaultConfig
-from migration_pipeline.staging.db import conversation_items, ledger, ticket_items, tickets
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
+from sim.emulators.common import FaultConfig
+from migration_pipeline.lib.staging.db import conversation_items, ledger, ticket_items, tickets
+from sim.synth.dataset import DatasetLayout, read_json
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal
 
@@ -100,7 +100,7 @@ def test_full_range_migrates_everything_once_and_a_rerun_changes_nothing(migrate
 
 
 def _quarantined(r: Rehearsal) -> set[tuple[str, str, int]]:
-    from migration_pipeline.staging.db import quarantine
+    from migration_pipeline.lib.staging.db import quarantine
 
     db = r.db()
     try:
@@ -219,7 +219,7 @@ def test_reconciliation_fails_when_a_loaded_conversation_disappears_from_unthrea
 def test_secrets_never_reach_events_reports_the_run_snapshot_or_the_staging_database(migrated):
     from dagster._serdes import serialize_value
 
-    from migration_pipeline.staging.db import metadata
+    from migration_pipeline.lib.staging.db import metadata
 
     result = migrated.first_run
     secrets = [GLADLY_TOKEN, UNTHREAD_KEY]
@@ -435,7 +435,7 @@ def test_an_item_of_a_customer_gladly_does_not_know_is_still_migrated(
     import json as jsonlib
     import shutil
 
-    from migration_pipeline.staging.db import customer_lookups
+    from migration_pipeline.lib.staging.db import customer_lookups
 
     data = tmp_path / "dataset"
     shutil.copytree(small_dataset, data)

@@ -20,13 +20,13 @@ from pathlib import Path
 site = Path(sys.argv[1]).resolve()
 import migration_pipeline
 assert Path(migration_pipeline.__file__).resolve().is_relative_to(site), migration_pipeline.__file__
-from migration_pipeline.staging.sql import SQL_DIR, model_sql
+from migration_pipeline.lib.staging.sql import SQL_DIR, model_sql
 models = sorted(p.name for p in SQL_DIR.iterdir() if p.name.endswith(".sql"))
 assert Path(str(SQL_DIR)).resolve().is_relative_to(site), SQL_DIR
 for name in models:
     assert model_sql(name[:-4]).strip(), name
-from migration_pipeline.core.mappings import load_mappings
-from migration_pipeline.core.split_rules import SplitRules
+from migration_pipeline.pairs.gladly_to_unthread.mappings import load_mappings
+from migration_pipeline.lib.split_rules import SplitRules
 load_mappings(); SplitRules.load()
 from migration_pipeline.definitions import defs
 keys = sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())
@@ -57,3 +57,19 @@ def test_a_plain_install_carries_the_sql_models_and_loads_the_code_location(tmp_
     result = subprocess.run([sys.executable, "-c", PROBE, str(site)], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{len(shipped_sql)} models;" in result.stdout and "unthread_loaded_records" in result.stdout
+
+
+def test_the_pipeline_never_imports_the_simulator():
+    """Emulators, generator and demo live in `sim`; the pipeline's modules import none of it (the
+    CLI gets the rehearsal commands through an entry point), so production carries no test rig."""
+    import ast
+
+    offenders = []
+    for path in (ROOT / "migration_pipeline").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n == "sim" or n.startswith("sim.")]
+    assert not offenders, offenders
+    probe = "import sys, migration_pipeline.definitions, migration_pipeline.cli; print(sorted(m for m in sys.modules if m == 'sim' or m.startswith('sim.')))"
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert loaded.strip().splitlines()[-1] == "['sim', 'sim.cli']"  # only the CLI plugin, loaded by its entry point

@@ -22,11 +22,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.checks.trace import trace
-from migration_pipeline.demo import accept_planted_mess
-from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
-from migration_pipeline.targets.unthread.client import UnthreadClient
+from migration_pipeline.pairs.gladly_to_unthread.checks.trace import trace
+from sim.demo import accept_planted_mess
+from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
+from sim.synth.dataset import DatasetLayout, read_json
+from migration_pipeline.vendors.unthread.client import UnthreadClient
 from migration_pipeline_tests.conftest import GLADLY_USER, UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import FIRST, LAST, target_keys
 

@@ -1,4 +1,4 @@
-"""Vendor API retries reach the Dagster run log: core/http.py logs each retry on RETRY_LOGGER, and
+"""Vendor API retries reach the Dagster run log: lib/http.py logs each retry on RETRY_LOGGER, and
 the instance settings (dagster.yaml, deploy/dagster.yaml) hand that logger to Dagster. Checked
 with a real materialization against the Gladly emulator answering 429s and 5xx, on an instance
 built from the repository's own dagster.yaml."""
@@ -15,10 +15,10 @@ import dagster as dg
 import httpx
 import yaml
 
-from migration_pipeline.assets.export_jobs import gladly_export_jobs
-from migration_pipeline.core import http
+from migration_pipeline.pairs.gladly_to_unthread.assets.export_jobs import gladly_export_jobs
+from migration_pipeline.lib import http
 from migration_pipeline.resources import MigrationStorage
-from migration_pipeline.sources.gladly.resources import GladlyResource
+from migration_pipeline.vendors.gladly.resources import GladlyResource
 from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, GLADLY_USER
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import dagster as dg
 import httpx
 
 from migration_pipeline.definitions import defs
-from migration_pipeline.schedules import new_gladly_export_jobs
-from migration_pipeline.sources.gladly.resources import GladlyResource
+from migration_pipeline.pairs.gladly_to_unthread.schedules import new_gladly_export_jobs
+from migration_pipeline.vendors.gladly.resources import GladlyResource
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER
 
 

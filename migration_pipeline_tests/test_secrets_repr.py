@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from migration_pipeline.cli import app
 from migration_pipeline.resources import build_resources
-from migration_pipeline.sources.gladly.resources import GladlyResource
-from migration_pipeline.staging.db import StagingDatabase
-from migration_pipeline.staging.resources import StagingResource
-from migration_pipeline.targets.unthread.resources import UnthreadResource
+from migration_pipeline.vendors.gladly.resources import GladlyResource
+from migration_pipeline.lib.staging.db import StagingDatabase
+from migration_pipeline.lib.staging.resources import StagingResource
+from migration_pipeline.vendors.unthread.resources import UnthreadResource
 
 TOKEN = "gladly-token-s3cr3t-0001"
 KEY = "unthread-key-s3cr3t-0002"

@@ -16,15 +16,15 @@ import yaml
 from typer.testing import CliRunner
 
 from migration_pipeline.cli import app
-from migration_pipeline.core.content import load_rules
-from migration_pipeline.core.mappings import load_mappings
-from migration_pipeline.core.rule_files import RulesFileError, packaged_file
-from migration_pipeline.core.split_rules import SplitRules
-from migration_pipeline.load_setup import loader_settings
+from migration_pipeline.lib.content import load_rules
+from migration_pipeline.pairs.gladly_to_unthread.mappings import load_mappings
+from migration_pipeline.lib.rule_files import RulesFileError, packaged_file
+from migration_pipeline.lib.split_rules import SplitRules
+from migration_pipeline.pairs.gladly_to_unthread.load_setup import loader_settings
 from migration_pipeline.resources import build_resources, gladly_resource, staging_resource, storage_resource, unthread_resource
 from migration_pipeline.settings import GladlySettings, MigrationSettings, SettingsError, UnthreadSettings, load_settings
-from migration_pipeline.staging.db import attachment_transfers, conversation_items, ledger, load_leases, ticket_items, tickets
-from migration_pipeline.synth.dataset import DatasetLayout
+from migration_pipeline.lib.staging.db import attachment_transfers, conversation_items, ledger, load_leases, ticket_items, tickets
+from sim.synth.dataset import DatasetLayout
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import _api_rows
 from migration_pipeline_tests.targets.test_review_ops import _cli

@@ -9,11 +9,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.core.split_rules import SplitRules
+from migration_pipeline.lib.split_rules import SplitRules
 from migration_pipeline.definitions import defs
-from migration_pipeline.staging.db import ledger, ticket_items, tickets
-from migration_pipeline.staging.preview import preview, timeline_items
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
+from migration_pipeline.lib.staging.db import ledger, ticket_items, tickets
+from migration_pipeline.lib.staging.preview import preview, timeline_items
+from sim.synth.dataset import DatasetLayout, read_json
 from migration_pipeline_tests.conftest import UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal
 

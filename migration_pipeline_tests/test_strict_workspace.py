@@ -16,19 +16,19 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.assets.reconciliation_report import (
+from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report import (
     ATTACHMENT_CHECK,
     ATTRIBUTION_CHECK,
     CAPABILITIES_CHECK,
     TAG_CHECK,
 )
-from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, target_capabilities, tickets
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
-from migration_pipeline.targets.unthread.capabilities import PROBE_KEY
+from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, ledger, target_capabilities, tickets
+from sim.synth.dataset import DatasetLayout, read_json
+from migration_pipeline.vendors.unthread.capabilities import PROBE_KEY
 from migration_pipeline_tests.conftest import DATASET_END
 from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal, target_keys
 
-# What the strict emulator lacks, as the preflight must find it (emulators/unthread/strict.py).
+# What the strict emulator lacks, as the preflight must find it (sim/emulators/unthread/strict.py).
 MISSING = {"tags", "tags_on_create", "tags_on_update", "file_read_back", "message_author", "private_notes",
            "conversation_delete"}
 LIMIT_CHECKS = {TAG_CHECK, ATTACHMENT_CHECK, ATTRIBUTION_CHECK, CAPABILITIES_CHECK}
@@ -102,8 +102,8 @@ def test_a_range_and_one_day_deltas_on_a_strict_workspace_load_everything_once_g
         assert not [e for e in _requests(r)[seen:] if "/tags" in e["path"] or "/files/" in e["path"]]
 
         # a rollback on this workspace cannot delete: it lists, deletes nothing, marks nothing
-        from migration_pipeline.targets.unthread.client import UnthreadClient
-        from migration_pipeline.targets.unthread.rollback import execute_rollback, plan_rollback
+        from migration_pipeline.vendors.unthread.client import UnthreadClient
+        from migration_pipeline.vendors.unthread.rollback import execute_rollback, plan_rollback
         from migration_pipeline_tests.conftest import UNTHREAD_KEY
 
         plan = plan_rollback(db, window=(FIRST, LAST))

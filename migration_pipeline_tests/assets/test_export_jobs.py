@@ -9,12 +9,12 @@ import dagster as dg
 import httpx
 import pytest
 
-from migration_pipeline.assets.export_jobs import gladly_export_jobs
-from migration_pipeline.emulators.common import FaultConfig
+from migration_pipeline.pairs.gladly_to_unthread.assets.export_jobs import gladly_export_jobs
+from sim.emulators.common import FaultConfig
 from migration_pipeline.resources import MigrationStorage
-from migration_pipeline.sources.gladly.archive import ExportArchive, sha256_file
-from migration_pipeline.sources.gladly.resources import GladlyResource
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
+from migration_pipeline.vendors.gladly.archive import ExportArchive, sha256_file
+from migration_pipeline.vendors.gladly.resources import GladlyResource
+from sim.synth.dataset import DatasetLayout, read_json
 from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, GLADLY_USER
 
 FIRST_DAY = (DATASET_END - timedelta(days=20)).isoformat()

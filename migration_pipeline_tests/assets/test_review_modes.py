@@ -11,12 +11,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.assets.loaded_records import LOADED, MODE_TAG, REFUSED_CHECK
-from migration_pipeline.core.mappings import load_mappings
-from migration_pipeline.core.rule_files import packaged_file
+from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import LOADED, MODE_TAG, REFUSED_CHECK
+from migration_pipeline.pairs.gladly_to_unthread.mappings import load_mappings
+from migration_pipeline.lib.rule_files import packaged_file
 from migration_pipeline.definitions import defs
-from migration_pipeline.jobs import dry_run_migration, sample_migration
-from migration_pipeline.staging.db import ledger
+from migration_pipeline.pairs.gladly_to_unthread.jobs import dry_run_migration, sample_migration
+from migration_pipeline.lib.staging.db import ledger
 from migration_pipeline_tests.rehearsal import LAST, Rehearsal
 from migration_pipeline_tests.targets.test_review_ops import LOAD_KEYS, STAGING_KEYS, _requests
 

@@ -1,4 +1,4 @@
-"""The reconciliation's lists in full as Parquet (checks/full_lists.py): every row of every list the
+"""The reconciliation's lists in full as Parquet (lib/reconcile/full_lists.py): every row of every list the
 reports cut is in its file, typed, and the JSON, markdown, HTML and metadata say where; a write
 that fails half way leaves the previous file whole. A Reconciliation with more rows than any
 report shows is built directly: no migration is needed to make one."""
@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from migration_pipeline.assets.reconciliation_report import check_metadata, metadata_tables, render_markdown, report_json
-from migration_pipeline.checks.full_lists import LISTS, copy_full_lists, write_full_lists, write_list
-from migration_pipeline.checks.reconciliation import MAX_LISTED, Reconciliation
-from migration_pipeline.checks.report_html import MAX_ROWS, render_html
+from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report import check_metadata, metadata_tables, render_markdown, report_json
+from migration_pipeline.lib.reconcile.full_lists import LISTS, copy_full_lists, write_full_lists, write_list
+from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import MAX_LISTED, Reconciliation
+from migration_pipeline.lib.reconcile.report_html import MAX_ROWS, render_html
 
 ROWS = MAX_ROWS + 234  # past every cap: JSON 500, HTML 1000, markdown 200, metadata 100
 JOB = "job-1"

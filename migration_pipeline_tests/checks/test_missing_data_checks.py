@@ -16,22 +16,22 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from migration_pipeline.assets.loaded_records import REFUSED_CHECK, unthread_loaded_records
-from migration_pipeline.assets.reconciliation_report import ACCOUNTED_CHECK, VARIANCE_CHECK, reconciliation_report
-from migration_pipeline.checks.reconciliation import (
+from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import REFUSED_CHECK, unthread_loaded_records
+from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report import ACCOUNTED_CHECK, VARIANCE_CHECK, reconciliation_report
+from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import (
     ACCEPTED_LOSSES_FILE,
     load_accepted_losses,
     source_items_by_day,
     write_accepted_losses,
 )
 from migration_pipeline.resources import MigrationStorage
-from migration_pipeline.sources.gladly.archive import ExportArchive
-from migration_pipeline.sources.gladly.resources import GladlyResource
-from migration_pipeline.sources.gladly.staging import stage_job_file
-from migration_pipeline.staging.db import StagingDatabase, utc_text
-from migration_pipeline.staging.resources import StagingResource
-from migration_pipeline.staging.tickets import split_window
-from migration_pipeline.targets.unthread.resources import UnthreadResource
+from migration_pipeline.vendors.gladly.archive import ExportArchive
+from migration_pipeline.vendors.gladly.resources import GladlyResource
+from migration_pipeline.vendors.gladly.staging import stage_job_file
+from migration_pipeline.lib.staging.db import StagingDatabase, utc_text
+from migration_pipeline.lib.staging.resources import StagingResource
+from migration_pipeline.lib.staging.tickets import split_window
+from migration_pipeline.vendors.unthread.resources import UnthreadResource
 from migration_pipeline_tests.conftest import UNTHREAD_KEY, start_unthread
 
 PARTITION = "2026-11-10"
@@ -228,8 +228,8 @@ def test_a_truncated_export_line_moves_the_variance_past_the_default_tolerance(m
 def test_the_source_recount_reads_every_line_and_never_stops_on_a_hostile_one(tmp_path):
     """A timestamp that overflows when converted to UTC used to crash the recount (and with it
     the whole report); lines that cannot be placed are not items of the window."""
-    from migration_pipeline.checks.reconciliation import recount_source
-    from migration_pipeline.sources.gladly.archive import ArchivedJob
+    from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import recount_source
+    from migration_pipeline.vendors.gladly.archive import ArchivedJob
 
     directory = tmp_path / "job"
     directory.mkdir()

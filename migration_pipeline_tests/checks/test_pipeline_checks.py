@@ -14,11 +14,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.assets.export_jobs import gladly_export_jobs
-from migration_pipeline.assets.loaded_records import unthread_loaded_records
-from migration_pipeline.assets.staged_records import staged_gladly_records
-from migration_pipeline.assets.tickets import split_tickets
-from migration_pipeline.checks.pipeline_checks import (
+from migration_pipeline.pairs.gladly_to_unthread.assets.export_jobs import gladly_export_jobs
+from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import unthread_loaded_records
+from migration_pipeline.pairs.gladly_to_unthread.assets.staged_records import staged_gladly_records
+from migration_pipeline.pairs.gladly_to_unthread.assets.tickets import split_tickets
+from migration_pipeline.pairs.gladly_to_unthread.checks.pipeline_checks import (
     FRESHNESS_CHECK,
     MAX_QUARANTINE_RATE,
     PIPELINE_CHECKS,
@@ -32,16 +32,16 @@ from migration_pipeline.checks.pipeline_checks import (
     newest_partition_fresh,
     quarantine_rate,
 )
-from migration_pipeline.checks.reconciliation import ACCEPTED_LOSSES_FILE, line_key, write_accepted_losses
-from migration_pipeline.core import ledger_keys
+from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import ACCEPTED_LOSSES_FILE, line_key, write_accepted_losses
+from migration_pipeline.lib import ledger_keys
 from migration_pipeline.resources import MigrationStorage
-from migration_pipeline.sources.gladly.archive import CUSTOMER_CONVERSATIONS_LAYOUT, ExportArchive
-from migration_pipeline.sources.gladly.resources import GladlyResource
-from migration_pipeline.sources.gladly.staging import stage_job_file
-from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, utc_text
-from migration_pipeline.staging.resources import StagingResource
-from migration_pipeline.staging.tickets import split_window
-from migration_pipeline.targets.unthread.resources import UnthreadResource
+from migration_pipeline.vendors.gladly.archive import CUSTOMER_CONVERSATIONS_LAYOUT, ExportArchive
+from migration_pipeline.vendors.gladly.resources import GladlyResource
+from migration_pipeline.vendors.gladly.staging import stage_job_file
+from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, utc_text
+from migration_pipeline.lib.staging.resources import StagingResource
+from migration_pipeline.lib.staging.tickets import split_window
+from migration_pipeline.vendors.unthread.resources import UnthreadResource
 from migration_pipeline_tests.checks.test_missing_data_checks import _item
 from migration_pipeline_tests.rehearsal import FIRST, LAST
 

@@ -15,7 +15,7 @@ import httpx
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from migration_pipeline.assets.reconciliation_report import (
+from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report import (
     ATTRIBUTION_CHECK,
     DUPLICATE_CHECK,
     MERGED_PROFILES_CHECK,
@@ -23,8 +23,8 @@ from migration_pipeline.assets.reconciliation_report import (
     VARIANCE_CHECK,
     reconciliation_report,
 )
-from migration_pipeline.staging.db import agents, conversation_items, ledger, tickets
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
+from migration_pipeline.lib.staging.db import agents, conversation_items, ledger, tickets
+from sim.synth.dataset import DatasetLayout, read_json
 from migration_pipeline_tests.conftest import DATASET_END, UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal
 

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 
 from markdown_it import MarkdownIt
 
-from migration_pipeline.assets.loaded_records import fidelity_metadata
-from migration_pipeline.assets.reconciliation_report import render_markdown
-from migration_pipeline.checks.reconciliation import Reconciliation
-from migration_pipeline.checks.report_html import CheckOutcome, render_html
-from migration_pipeline.core.markdown import md_cell
-from migration_pipeline.targets.unthread.loader import LoadCounts
+from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import fidelity_metadata
+from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report import render_markdown
+from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import Reconciliation
+from migration_pipeline.lib.reconcile.report_html import CheckOutcome, render_html
+from migration_pipeline.lib.markdown import md_cell
+from migration_pipeline.vendors.unthread.loader import LoadCounts
 
 SCRIPT = "<script>alert(1)</script>"
 HOSTILE = f"Eve | Mallory\n# Injected heading\r\n> quote\n- list {SCRIPT} `tick` [click](javascript:alert(2)) ![x](http://t.example/p.gif) a\\|b"

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from migration_pipeline.cli import app
-from migration_pipeline.staging.db import ledger, ticket_items, tickets
-from migration_pipeline.trace_view import trace_record
+from migration_pipeline.lib.staging.db import ledger, ticket_items, tickets
+from migration_pipeline.pairs.gladly_to_unthread.trace_view import trace_record
 from migration_pipeline_tests.conftest import UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import Rehearsal
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from migration_pipeline.core.content import RULES_ENV, ContentRules, html_to_markdown, load_rules, text_to_markdown
-from migration_pipeline.synth import content as synth
+from migration_pipeline.lib.content import RULES_ENV, ContentRules, html_to_markdown, load_rules, text_to_markdown
+from sim.synth import content as synth
 
 GOLDEN = Path(__file__).parent / "golden"
 INPUTS = sorted(p for p in GOLDEN.iterdir() if p.suffix in (".html", ".txt"))

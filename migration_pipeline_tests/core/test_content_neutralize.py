@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from migration_pipeline.core import markers
-from migration_pipeline.core.content import html_to_markdown, neutralize_text, text_to_markdown
-from migration_pipeline.staging.db import StagingDatabase
-from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader
+from migration_pipeline.lib import markers
+from migration_pipeline.lib.content import html_to_markdown, neutralize_text, text_to_markdown
+from migration_pipeline.lib.staging.db import StagingDatabase
+from migration_pipeline.vendors.unthread.client import UnthreadClient
+from migration_pipeline.vendors.unthread.loader import LoadSettings, UnthreadLoader
 
 ZWSP = "\u200b"
 
@@ -203,7 +203,7 @@ def test_notes_built_from_source_fields_are_made_inert(loader):
 
 
 def test_the_load_asset_metadata_reports_what_was_neutralized(loader):
-    from migration_pipeline.assets.loaded_records import fidelity_metadata
+    from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import fidelity_metadata
 
     loader.count_sent(_item(text="<!channel> [x](javascript:alert(1))"), 0)
     metadata = fidelity_metadata(loader.counts, [], loader)
@@ -219,7 +219,7 @@ TS = ("2024-03-04T12:00:00.000000Z", "2024-03-04T12:05:00.000000Z")
 
 def _stage(db: StagingDatabase, item_ids: list[str]) -> None:
     """Customer CU1's ticket T1: A1 quotes B1's marker, then B1; `item_ids` are in the ticket."""
-    from migration_pipeline.staging.db import conversation_items, customers, ticket_items, tickets
+    from migration_pipeline.lib.staging.db import conversation_items, customers, ticket_items, tickets
 
     now = TS[1]
     bodies = {"A1": "Please see `gladly-item:B1` in the old system", "B1": "the second message"}

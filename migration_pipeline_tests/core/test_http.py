@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from migration_pipeline.core.http import VendorAPIError, VendorHttpClient
-from migration_pipeline.emulators.common import (
+from migration_pipeline.lib.http import VendorAPIError, VendorHttpClient
+from sim.emulators.common import (
     EmulatorMiddleware,
     EmulatorState,
     FaultConfig,

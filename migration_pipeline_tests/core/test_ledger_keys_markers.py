@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.core import ledger_keys, markers
-from migration_pipeline.core.content import neutralize_text, text_to_markdown
-from migration_pipeline.core.ledger_keys import LedgerKey
-from migration_pipeline.core.markers import Marker
-from migration_pipeline.staging.db import StagingDatabase, ledger, now_text
-from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader
+from migration_pipeline.lib import ledger_keys, markers
+from migration_pipeline.lib.content import neutralize_text, text_to_markdown
+from migration_pipeline.lib.ledger_keys import LedgerKey
+from migration_pipeline.lib.markers import Marker
+from migration_pipeline.lib.staging.db import StagingDatabase, ledger, now_text
+from migration_pipeline.vendors.unthread.client import UnthreadClient
+from migration_pipeline.vendors.unthread.loader import LoadSettings, UnthreadLoader
 
 # (built by the module, today's literal, what parse reads back)
 KEYS = [

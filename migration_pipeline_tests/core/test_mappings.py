@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from migration_pipeline.core.mappings import MAPPINGS_ENV, Mappings, load_mappings, topics_of_ticket
-from migration_pipeline.targets.unthread.loader import UnthreadLoader
+from migration_pipeline.pairs.gladly_to_unthread.mappings import MAPPINGS_ENV, Mappings, load_mappings, topics_of_ticket
+from migration_pipeline.vendors.unthread.loader import UnthreadLoader
 
 ALL = {"triage": True, "email": True, "slack": True}
 TRIAGE_ONLY = {"triage": True, "email": False, "slack": False}

@@ -1,4 +1,4 @@
-"""The org-wide request budget (core/budget.py): every client of one Gladly org on the machine, in
+"""The org-wide request budget (lib/budget.py): every client of one Gladly org on the machine, in
 any thread or process, first attempts and retries alike, stays under Gladly's 10/s, judged by the
 Gladly emulator (which counts the org's requests per wall-clock second and answers 429 beyond).
 
@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from migration_pipeline.core.budget import BUDGET_FOLDER, SharedRequestBudget, budget_file
-from migration_pipeline.core.http import VendorAPIError, VendorHttpClient
-from migration_pipeline.emulators.common import (
+from migration_pipeline.lib.budget import BUDGET_FOLDER, SharedRequestBudget, budget_file
+from migration_pipeline.lib.http import VendorAPIError, VendorHttpClient
+from sim.emulators.common import (
     EmulatorMiddleware,
     EmulatorState,
     FaultConfig,
@@ -32,7 +32,7 @@ from migration_pipeline.emulators.common import (
     RequestLog,
     RunningServer,
 )
-from migration_pipeline.sources.gladly.client import GladlyClient, org_key
+from migration_pipeline.vendors.gladly.client import GladlyClient, org_key
 
 USER, TOKEN = "migration.bot@example.com", "gladly-test-token-0123456789"  # conftest's GLADLY_USER/TOKEN
 
@@ -233,7 +233,7 @@ def test_budget_file_is_per_org_and_names_nothing_of_the_account():
 
 
 def test_resource_clients_share_the_budget_under_the_data_dir(tmp_path, monkeypatch):
-    from migration_pipeline.sources.gladly.resources import GladlyResource
+    from migration_pipeline.vendors.gladly.resources import GladlyResource
 
     monkeypatch.setenv("MIGRATION_DATA_DIR", str(tmp_path / "data"))
     resource = GladlyResource(base_url="https://acme.gladly.example", api_user=USER, api_token=TOKEN)

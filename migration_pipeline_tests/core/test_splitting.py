@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migration_pipeline.core.timestamps import utc_text
-from migration_pipeline.core.splitting import (
+from migration_pipeline.lib.timestamps import utc_text
+from migration_pipeline.lib.splitting import (
     ItemRef,
     TimelineCutter,
     assign_items,
@@ -102,7 +102,7 @@ def test_late_item_joins_the_ticket_covering_it_and_loaded_tickets_are_not_exten
 
 
 # -- the full rules engine -------------------------------------------------------------------
-from migration_pipeline.core.split_rules import (  # noqa: E402
+from migration_pipeline.lib.split_rules import (  # noqa: E402
     ChannelSwitchRule,
     ReopenRule,
     RuleSet,

@@ -31,8 +31,8 @@ import httpx
 import pytest
 import yaml
 
-from migration_pipeline.demo import accept_planted_mess
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
+from sim.demo import accept_planted_mess
+from sim.synth.dataset import DatasetLayout, read_json
 from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, GLADLY_USER, UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import Rehearsal
 

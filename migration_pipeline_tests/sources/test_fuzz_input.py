@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migration_pipeline.sources.gladly.archive import EXPORT_FILE_NAMES, ArchivedJob, ExportArchive, ZipLimits
-from migration_pipeline.sources.gladly.staging import stage_job_file
-from migration_pipeline.staging.db import StagingDatabase, conversation_items, customers, quarantine
+from migration_pipeline.vendors.gladly.archive import EXPORT_FILE_NAMES, ArchivedJob, ExportArchive, ZipLimits
+from migration_pipeline.vendors.gladly.staging import stage_job_file
+from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, customers, quarantine
 
 # Clashing member names are part of the fuzz: zipfile warns when writing them.
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")

@@ -17,13 +17,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from migration_pipeline.sources.gladly.archive import (
+from migration_pipeline.vendors.gladly.archive import (
     ExportArchive,
     UnsafeExportName,
     ZipLimits,
     coverage_gaps,
 )
-from migration_pipeline.sources.gladly.resources import GladlyResource
+from migration_pipeline.vendors.gladly.resources import GladlyResource
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER, start_gladly
 
 MiB = 1 << 20
@@ -321,7 +321,7 @@ def test_items_with_timestamps_out_of_range_do_not_stop_the_scan(tmp_path):
 _COPY_UNDER_A_FILE_SIZE_LIMIT = textwrap.dedent("""
     import json, resource, signal, sys
     from pathlib import Path
-    from migration_pipeline.sources.gladly.archive import ExportArchive
+    from migration_pipeline.vendors.gladly.archive import ExportArchive
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like a full disk
     resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
     data = Path(sys.argv[1])
@@ -348,7 +348,7 @@ def test_a_copy_that_fails_half_way_leaves_no_temp_copy_and_no_job_folder(tmp_pa
 
 # -- the asset reports what it refused ----------------------------------------------------------
 def test_asset_archives_the_good_landing_export_and_reports_the_bad_one(tmp_path):
-    from migration_pipeline.assets.export_jobs import gladly_export_jobs
+    from migration_pipeline.pairs.gladly_to_unthread.assets.export_jobs import gladly_export_jobs
     from migration_pipeline.resources import MigrationStorage
 
     (tmp_path / "dataset" / "gladly" / "jobs").mkdir(parents=True)

@@ -17,9 +17,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from migration_pipeline.core.http import VendorAPIError
-from migration_pipeline.sources.gladly.client import GladlyClient
-from migration_pipeline.synth.dataset import DatasetLayout, write_json
+from migration_pipeline.lib.http import VendorAPIError
+from migration_pipeline.vendors.gladly.client import GladlyClient
+from sim.synth.dataset import DatasetLayout, write_json
 from migration_pipeline_tests.conftest import DATASET_NOW, GLADLY_TOKEN, GLADLY_USER
 
 HOSTILE_IDS = ["../../export/jobs/JOB1", "..", ".", "a/b", "x?y=1", "x#frag", "%2e%2e", "a b", "é/../"]

@@ -18,13 +18,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.core import ledger_keys
-from migration_pipeline.emulators.common import RunningServer
-from migration_pipeline.emulators.gladly import create_app
-from migration_pipeline.sources.gladly.client import GladlyClient
-from migration_pipeline.sources.gladly.cutover import CSV_COLUMNS, plan_cutover, run_cutover
-from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
-from migration_pipeline.synth.dataset import DatasetLayout, write_json
+from migration_pipeline.lib import ledger_keys
+from sim.emulators.common import RunningServer
+from sim.emulators.gladly import create_app
+from migration_pipeline.vendors.gladly.client import GladlyClient
+from migration_pipeline.vendors.gladly.cutover import CSV_COLUMNS, plan_cutover, run_cutover
+from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
+from sim.synth.dataset import DatasetLayout, write_json
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER
 
 NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
@@ -313,10 +313,10 @@ def test_emulator_conversation_writes_follow_gladly(gladly):
 
 
 def test_dagster_job_dry_run_reports_counts_and_the_csv(dataset, gladly, tmp_path):
-    from migration_pipeline.jobs_cutover import gladly_cutover_close
+    from migration_pipeline.pairs.gladly_to_unthread.jobs_cutover import gladly_cutover_close
     from migration_pipeline.resources import MigrationStorage
-    from migration_pipeline.sources.gladly.resources import GladlyResource
-    from migration_pipeline.staging.resources import StagingResource
+    from migration_pipeline.vendors.gladly.resources import GladlyResource
+    from migration_pipeline.lib.staging.resources import StagingResource
 
     db = StagingDatabase(f"sqlite:///{tmp_path / 'staging.db'}")
     db.create_schema()

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from migration_pipeline.sources.gladly.parse import RecordError, parse_agent, parse_customer, parse_item, parse_topic
+from migration_pipeline.vendors.gladly.parse import RecordError, parse_agent, parse_customer, parse_item, parse_topic
 
 EMAIL_LINE = {
     "id": "item-1",

@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from migration_pipeline.sources.gladly.archive import ArchivedJob
-from migration_pipeline.sources.gladly.staging import stage_job_file
-from migration_pipeline.staging.db import StagingDatabase, conversation_items, customers, quarantine
+from migration_pipeline.vendors.gladly.archive import ArchivedJob
+from migration_pipeline.vendors.gladly.staging import stage_job_file
+from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, customers, quarantine
 
 DAY = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
 
@@ -75,7 +75,7 @@ def test_customers_file_is_staged_and_a_record_without_id_quarantined(staging_ur
 
 def test_batches_flush_on_size_with_the_same_result(staging_url, tmp_path, monkeypatch):
     """Huge lines flush early (memory stays bounded); rows, quarantine and last-wins are unchanged."""
-    from migration_pipeline.sources.gladly import staging
+    from migration_pipeline.vendors.gladly import staging
 
     monkeypatch.setattr(staging, "BATCH_BYTES", 1)  # every line is its own batch
     db = StagingDatabase(staging_url)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from migration_pipeline.sources.gladly.client import GladlyClient
-from migration_pipeline.synth.dataset import DatasetLayout
+from migration_pipeline.vendors.gladly.client import GladlyClient
+from sim.synth.dataset import DatasetLayout
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER
 
 

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from migration_pipeline.core import jsonl
-from migration_pipeline.sources.gladly import staging
-from migration_pipeline.sources.gladly.archive import ArchivedJob
-from migration_pipeline.sources.gladly.staging import stage_job_file
-from migration_pipeline.staging.db import (
+from migration_pipeline.lib import jsonl
+from migration_pipeline.vendors.gladly import staging
+from migration_pipeline.vendors.gladly.archive import ArchivedJob
+from migration_pipeline.vendors.gladly.staging import stage_job_file
+from migration_pipeline.lib.staging.db import (
     StagingDatabase,
     agents,
     conversation_items,
@@ -274,7 +274,7 @@ def test_read_jsonl_numbers_physical_lines_and_names_each_problem(tmp_path):
     assert "not a JSON object" in got[4][2]
     # the three-field form keeps working for its existing users
     assert [t[:2] for t in jsonl.iter_jsonl(path)][0] == (1, {"a": 1})
-    from migration_pipeline.synth.dataset import iter_jsonl as reexported
+    from sim.synth.dataset import iter_jsonl as reexported
 
     assert reexported is jsonl.iter_jsonl
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from migration_pipeline.sources.gladly.client import CustomerLookup, CustomerProfile
-from migration_pipeline.sources.gladly.customers import resolve_customers
-from migration_pipeline.staging.db import customer_lookups, customers
+from migration_pipeline.vendors.gladly.client import CustomerLookup, CustomerProfile
+from migration_pipeline.vendors.gladly.customers import resolve_customers
+from migration_pipeline.lib.staging.db import customer_lookups, customers
 
 
 class _Answers:

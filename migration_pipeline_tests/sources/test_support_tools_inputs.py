@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.checks.reconciliation import recount_source
-from migration_pipeline.core.mappings import load_mappings
-from migration_pipeline.sources.gladly import support_tools as reader
-from migration_pipeline.sources.gladly.archive import ExportArchive, coverage_gaps
-from migration_pipeline.sources.gladly.staging import stage_job_file
-from migration_pipeline.staging.db import conversation_items, quarantine, topics
-from migration_pipeline.synth import support_tools as layouts
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
+from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import recount_source
+from migration_pipeline.pairs.gladly_to_unthread.mappings import load_mappings
+from migration_pipeline.vendors.gladly import support_tools as reader
+from migration_pipeline.vendors.gladly.archive import ExportArchive, coverage_gaps
+from migration_pipeline.vendors.gladly.staging import stage_job_file
+from migration_pipeline.lib.staging.db import conversation_items, quarantine, topics
+from sim.synth import support_tools as layouts
+from sim.synth.dataset import DatasetLayout, read_json
 from migration_pipeline_tests.synth.helpers import Dataset
 
 ITEMS_FILE = "conversation_items.jsonl"

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.staging.db import (
+from migration_pipeline.lib.staging.db import (
     StagingDatabase,
     conversation_items,
     customers,

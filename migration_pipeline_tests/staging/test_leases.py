@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-import migration_pipeline.staging.db as staging_db
-from migration_pipeline.staging.db import StagingDatabase, load_leases
-from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader
+import migration_pipeline.lib.staging.db as staging_db
+from migration_pipeline.lib.staging.db import StagingDatabase, load_leases
+from migration_pipeline.vendors.unthread.client import UnthreadClient
+from migration_pipeline.vendors.unthread.loader import LoadSettings, UnthreadLoader
 
 STAGING_TEXT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")  # utc_text's encoding
 
@@ -151,7 +151,7 @@ def test_the_sqlite_ledger_is_synced_fully(tmp_path, monkeypatch):
 def test_an_exclusive_block_longer_than_its_ttl_keeps_the_lease_and_releases_it_after(db):
     """The splitter's lease (the asset and the CLI): held by the heartbeat for as long as the
     split takes, however short the TTL, and free again afterwards."""
-    from migration_pipeline.staging.db import exclusive
+    from migration_pipeline.lib.staging.db import exclusive
 
     with exclusive(db, "split_tickets", "splitter-a", ttl_seconds=1.5, poll_seconds=0.05):
         time.sleep(3.5)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from migration_pipeline.core.split_rules import SplitRules
-from migration_pipeline.staging.db import customer_lookups, now_text, tickets, utc_text
-from migration_pipeline.staging.preview import moved_items, preview, timeline_items
-from migration_pipeline.staging.tickets import split_window
+from migration_pipeline.lib.split_rules import SplitRules
+from migration_pipeline.lib.staging.db import customer_lookups, now_text, tickets, utc_text
+from migration_pipeline.lib.staging.preview import moved_items, preview, timeline_items
+from migration_pipeline.lib.staging.tickets import split_window
 from migration_pipeline_tests.staging.test_tickets import T0, _db, _items
 
 SCRIPT = str(Path(sys.executable).with_name("migration-pipeline"))

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from migration_pipeline.core.split_rules import ChannelSwitchRule, ReopenRule, RuleSet, SizeCapRule, SplitRules, TimeGapRule
-from migration_pipeline.core.splitting import ItemRef, assign_items, encode_change
-from migration_pipeline.staging import tickets as tickets_module
-from migration_pipeline.staging.db import StagingDatabase, conversation_items, ledger, now_text, ticket_items, tickets, utc_text
-from migration_pipeline.staging.tickets import split_window
+from migration_pipeline.lib.split_rules import ChannelSwitchRule, ReopenRule, RuleSet, SizeCapRule, SplitRules, TimeGapRule
+from migration_pipeline.lib.splitting import ItemRef, assign_items, encode_change
+from migration_pipeline.lib.staging import tickets as tickets_module
+from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, ledger, now_text, ticket_items, tickets, utc_text
+from migration_pipeline.lib.staging.tickets import split_window
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 RULES = SplitRules(

@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from migration_pipeline.synth.dataset import DatasetLayout, iter_jsonl, read_json
-from migration_pipeline.synth.generator import REQUIRED_ITEM_FIELDS
+from sim.synth.dataset import DatasetLayout, iter_jsonl, read_json
+from sim.synth.generator import REQUIRED_ITEM_FIELDS
 
 
 def parse_ts(value: str) -> datetime:

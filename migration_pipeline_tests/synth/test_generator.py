@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migration_pipeline.synth.dataset import EXPORT_FILES, FORMAT_VERSION, RETENTION_DAYS, read_json
-from migration_pipeline.synth.generator import CONTENT_TYPES, REQUIRED_CONTENT_FIELDS, UNKNOWN_CONTENT_TYPE, generate
+from sim.synth.dataset import EXPORT_FILES, FORMAT_VERSION, RETENTION_DAYS, read_json
+from sim.synth.generator import CONTENT_TYPES, REQUIRED_CONTENT_FIELDS, UNKNOWN_CONTENT_TYPE, generate
 from migration_pipeline_tests.synth.helpers import Dataset, parse_ts, tree_digest
 
 END = date(2024, 6, 1)

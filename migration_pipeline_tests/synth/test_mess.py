@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from migration_pipeline.synth.content import is_valid_email
-from migration_pipeline.synth.dataset import read_json
-from migration_pipeline.synth.generator import UNKNOWN_CONTENT_TYPE, generate
+from sim.synth.content import is_valid_email
+from sim.synth.dataset import read_json
+from sim.synth.generator import UNKNOWN_CONTENT_TYPE, generate
 from migration_pipeline_tests.synth.helpers import Dataset, item_text, parse_ts
 
 END = date(2024, 6, 1)

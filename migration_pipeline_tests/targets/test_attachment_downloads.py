@@ -26,15 +26,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.core.downloads import FileDownloadError, FileTooLarge, redact_url, redact_urls_in
-from migration_pipeline.sources.gladly.archive import ArchivedJob
-from migration_pipeline.sources.gladly.client import GladlyClient
-from migration_pipeline.sources.gladly.staging import stage_job_file
-from migration_pipeline.staging.db import StagingDatabase, attachment_transfers, ledger, utc_text
-from migration_pipeline.staging.tickets import split_window
-from migration_pipeline.synth.dataset import DatasetLayout, write_json
-from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader, tickets_touching
+from migration_pipeline.lib.downloads import FileDownloadError, FileTooLarge, redact_url, redact_urls_in
+from migration_pipeline.vendors.gladly.archive import ArchivedJob
+from migration_pipeline.vendors.gladly.client import GladlyClient
+from migration_pipeline.vendors.gladly.staging import stage_job_file
+from migration_pipeline.lib.staging.db import StagingDatabase, attachment_transfers, ledger, utc_text
+from migration_pipeline.lib.staging.tickets import split_window
+from sim.synth.dataset import DatasetLayout, write_json
+from migration_pipeline.vendors.unthread.client import UnthreadClient
+from migration_pipeline.vendors.unthread.loader import LoadSettings, UnthreadLoader, tickets_touching
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER, UNTHREAD_KEY
 
 SIGNATURE = "SIG-9f8e7d6c5b4a-do-not-leak"

@@ -10,18 +10,18 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.core.http import VendorAPIError
-from migration_pipeline.staging.db import ledger, target_capabilities
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
-from migration_pipeline.targets.unthread.capabilities import (
+from migration_pipeline.lib.http import VendorAPIError
+from migration_pipeline.lib.staging.db import ledger, target_capabilities
+from sim.synth.dataset import DatasetLayout, read_json
+from migration_pipeline.vendors.unthread.capabilities import (
     CATALOG,
     TAGS_ON_UPDATE,
     CapabilityStore,
     without_refused_fields,
 )
-from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader
-from migration_pipeline.targets.unthread.preflight import run_preflight
+from migration_pipeline.vendors.unthread.client import UnthreadClient
+from migration_pipeline.vendors.unthread.loader import LoadSettings, UnthreadLoader
+from migration_pipeline.vendors.unthread.preflight import run_preflight
 from migration_pipeline_tests.conftest import UNTHREAD_KEY
 
 STRICT_LACKS = {"tags", "tags_on_create", "tags_on_update", "file_read_back", "message_author", "private_notes",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from migration_pipeline.checks.reconciliation import _People
-from migration_pipeline.staging.db import customer_lookups, customers, now_text
-from migration_pipeline.targets.unthread.loader import LoadSettings, UnthreadLoader
+from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import _People
+from migration_pipeline.lib.staging.db import customer_lookups, customers, now_text
+from migration_pipeline.vendors.unthread.loader import LoadSettings, UnthreadLoader
 
 SURVIVOR = {"source_id": "S1", "name": "Emma Moore", "primary_email": "Emma@Example.com"}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from migration_pipeline.sources.gladly.client import VoiceTranscript
-from migration_pipeline.targets.unthread import notes
+from migration_pipeline.vendors.gladly.client import VoiceTranscript
+from migration_pipeline.vendors.unthread import notes
 
 CALL = {
     "initiator": {"type": "CUSTOMER", "id": "c1"},

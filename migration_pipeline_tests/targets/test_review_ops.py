@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from migration_pipeline.definitions import defs
-from migration_pipeline.staging.db import agents, ledger
-from migration_pipeline.staging.sample import messiest_customers
-from migration_pipeline.synth.dataset import DatasetLayout, read_json
-from migration_pipeline.targets.unthread.client import UnthreadClient
-from migration_pipeline.targets.unthread.preflight import run_preflight
+from migration_pipeline.lib.staging.db import agents, ledger
+from migration_pipeline.lib.staging.sample import messiest_customers
+from sim.synth.dataset import DatasetLayout, read_json
+from migration_pipeline.vendors.unthread.client import UnthreadClient
+from migration_pipeline.vendors.unthread.preflight import run_preflight
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER, UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal, target_keys
 
@@ -142,7 +142,7 @@ def test_dry_run_then_sample_then_rollback_then_full_run_gives_everything_exactl
     assert listed.returncode == 0, listed.stderr
     assert f"{len(planned['conversations'])} conversations" in listed.stdout and "re-run with --yes" in listed.stdout
     assert r.stats()["conversations"] == len(planned["conversations"])
-    from migration_pipeline.jobs import rollback_unthread
+    from migration_pipeline.pairs.gladly_to_unthread.jobs import rollback_unthread
 
     job = rollback_unthread.execute_in_process(
         run_config={"ops": {"rollback_from_ledger": {"config": {"sample": True}}}},

@@ -29,8 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from migration_pipeline.demo import rehearsal_environment
-from migration_pipeline.synth.dataset import read_json
+from sim.demo import rehearsal_environment
+from sim.synth.dataset import read_json
 from migration_pipeline_tests.conftest import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from migration_pipeline.emulators.common import RunningServer
-from migration_pipeline.emulators.gladly import create_app
-from migration_pipeline.synth.dataset import EXPORT_FILES, DatasetLayout, write_json
+from sim.emulators.common import RunningServer
+from sim.emulators.gladly import create_app
+from sim.synth.dataset import EXPORT_FILES, DatasetLayout, write_json
 
 USER = "api.user@example.com"
 TOKEN = "s3cret-token-value"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from migration_pipeline.emulators.common import RunningServer
+from sim.emulators.common import RunningServer
 
 from .conftest import TOKEN, USER, ServerFactory, client_for, errors
 

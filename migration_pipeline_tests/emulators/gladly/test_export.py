@@ -7,7 +7,7 @@ import hashlib
 import httpx
 import pytest
 
-from migration_pipeline.synth.dataset import DatasetLayout
+from sim.synth.dataset import DatasetLayout
 
 from .conftest import JOBS, SCHEDULES, ServerFactory, client_for, errors
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from migration_pipeline.emulators.common import RunningServer
+from sim.emulators.common import RunningServer
 
 from .conftest import (
     AGENTS,

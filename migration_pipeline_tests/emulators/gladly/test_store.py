@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from migration_pipeline.emulators.gladly import GladlyStore
-from migration_pipeline.emulators.gladly.store import INDEX_NAME
-from migration_pipeline.emulators.gladly.timeutil import format_ns, parse_rfc3339_ns
-from migration_pipeline.synth.dataset import DatasetLayout
+from sim.emulators.gladly import GladlyStore
+from sim.emulators.gladly.store import INDEX_NAME
+from sim.emulators.gladly.timeutil import format_ns, parse_rfc3339_ns
+from sim.synth.dataset import DatasetLayout
 
 from .conftest import build_dataset
 

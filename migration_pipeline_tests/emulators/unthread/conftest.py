@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from migration_pipeline.emulators.common import RunningServer
-from migration_pipeline.emulators.unthread import create_app
+from sim.emulators.common import RunningServer
+from sim.emulators.unthread import create_app
 
 API_KEY = "test-key"
 WORKSPACE: dict[str, Any] = {

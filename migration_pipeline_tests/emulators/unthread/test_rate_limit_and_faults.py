@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from migration_pipeline.emulators.common import FaultConfig
+from sim.emulators.common import FaultConfig
 
 from .conftest import Emulator, StartEmulator
 

@@ -1,4 +1,4 @@
-"""Strict mode (emulators/unthread/strict.py): only the confirmed Unthread surface, one test per
+"""Strict mode (sim/emulators/unthread/strict.py): only the confirmed Unthread surface, one test per
 deviation, plus one test that permissive mode (the default) still offers what strict drops."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from migration_pipeline.emulators.unthread import create_app
-from migration_pipeline.emulators.unthread.strict import STRICT_ENV
+from sim.emulators.unthread import create_app
+from sim.emulators.unthread.strict import STRICT_ENV
 
 from .conftest import API_KEY, Emulator, launch
 

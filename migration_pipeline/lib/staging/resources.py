@@ -1,0 +1,25 @@
+"""Dagster resource for the staging database (MIGRATION_STAGING_URL)."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pydantic import Field
+
+from migration_pipeline.lib.resources import SecretSafeResource
+from migration_pipeline.lib.staging.db import StagingDatabase
+
+
+class StagingResource(SecretSafeResource):
+    """The staging database by URL: `sqlite:////abs/path.db` (default) or `postgresql://...`.
+    A URL with a password comes from the environment (`dg.EnvVar`), and its repr hides it."""
+
+    url: str = Field(description="SQLAlchemy-style URL of the staging database (MIGRATION_STAGING_URL)")
+
+    @contextmanager
+    def database(self) -> Iterator[StagingDatabase]:
+        db = StagingDatabase(self.url)
+        try:
+            db.create_schema()
+            yield db
+        finally:
+            db.dispose()

@@ -1,0 +1,309 @@
+"""Stream archived Gladly export files into the staging database. No Dagster import.
+
+Files are read line by line (never whole in memory) and written in batches inside one
+transaction per file, so a crash leaves each file either fully staged or not at all, and a
+re-run upserts the same rows again. A line that is not UTF-8 or not JSON (core.jsonl), a record
+that cannot be mapped, or a value too wide for its staging column goes to the quarantine table
+with its job, file, line, reason and raw text; the run goes on. Every check that one engine
+would enforce (PostgreSQL: column widths, no NUL in text) is made here for both, so SQLite and
+PostgreSQL stage and quarantine exactly the same lines.
+
+A file made from a Support Tools CSV (`job.converted`, see archive.py / support_tools.py) is staged
+the same way; line N of it is CSV row N, each of its quarantine reasons starts "<csv> row N: ", and
+a row the converter could not read is quarantined with the converter's reason. Topics made from a
+Topics CSV only seed: a topic id already staged (from an export's topics.jsonl, which has the
+API's parentId) keeps its row, so the two sources never make two rows nor fight over one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from migration_pipeline.lib.jsonl import read_jsonl
+from migration_pipeline.lib.model import Item
+from migration_pipeline.lib.splitting import encode_change
+from migration_pipeline.vendors.gladly.archive import ArchivedJob
+from migration_pipeline.vendors.gladly.parse import (
+    RecordError,
+    parse_agent,
+    parse_customer,
+    parse_item,
+    parse_topic,
+)
+from migration_pipeline.vendors.gladly.support_tools import row_error
+from migration_pipeline.lib.staging.db import (
+    BULK_BATCH,
+    StagingDatabase,
+    agents,
+    conversation_items,
+    customers,
+    now_text,
+    topics,
+    utc_text,
+)
+
+_log = logging.getLogger(__name__)
+
+BATCH = BULK_BATCH
+# Also flush on raw size, so a run of huge lines (HTML mail with inline images) cannot hold a
+# batch of thousands of them in memory: peak memory stays flat whatever the export holds.
+BATCH_BYTES = 16 * 1024 * 1024
+# A quarantined line keeps this much of its raw text (the archived file keeps all of it, and
+# job, file and line say where); a reason this much.
+RAW_TEXT_LIMIT = 1024 * 1024
+REASON_LIMIT = 2000
+# What a mapper may raise on a line of a shape nobody foresaw: that line is quarantined as
+# "unexpected" (and logged with its traceback) instead of failing the whole file. Anything else
+# (a database error, MemoryError, an interrupt) still stops the file.
+UNEXPECTED = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
+
+
+@dataclass
+class StageCounts:
+    lines: int = 0
+    staged: int = 0
+    skipped_outside_window: int = 0
+    quarantined: int = 0
+
+    def add(self, other: StageCounts) -> None:
+        self.lines += other.lines
+        self.staged += other.staged
+        self.skipped_outside_window += other.skipped_outside_window
+        self.quarantined += other.quarantined
+
+
+def _item_row(item: Item, job_id: str, file_name: str, line_no: int, staged_at: str) -> dict[str, Any]:
+    return {
+        "source_id": item.source_id,
+        "customer_id": item.customer_id,
+        "conversation_id": item.conversation_id,
+        "ts": utc_text(item.timestamp),
+        "kind": item.kind,
+        "author_type": item.author_type,
+        "author_id": item.author_id,
+        "channel": item.channel,
+        "subject": item.subject,
+        "text": item.text,
+        "html": item.html,
+        "attachments": [a.__dict__ for a in item.attachments],
+        "payload": item.payload,
+        "job_id": job_id,
+        "file_name": file_name,
+        "line_no": line_no,
+        "staged_at": staged_at,
+        "split_change": encode_change(item.status_change, item.topics_added, item.topics_removed),
+    }
+
+
+def customer_row(obj: dict[str, Any], job_id: str, staged_at: str) -> dict[str, Any]:
+    c = parse_customer(obj)
+    return {
+        "source_id": c.source_id,
+        "name": c.name,
+        "primary_email": c.primary_email,
+        "emails": list(c.emails),
+        "phones": list(c.phones),
+        "external_ids": c.external_ids,
+        "custom_attributes": c.custom_attributes,
+        # no merged_into: set by the customer lookups (a 301), a re-staged export line must not clear it
+        "job_id": job_id,
+        "staged_at": staged_at,
+    }
+
+
+def _agent_row(obj: dict[str, Any], _job: str, staged_at: str) -> dict[str, Any]:
+    a = parse_agent(obj)
+    return {"source_id": a.source_id, "name": a.name, "email": a.email, "active": a.active, "staged_at": staged_at}
+
+
+def _topic_row(obj: dict[str, Any], _job: str, staged_at: str) -> dict[str, Any]:
+    t = parse_topic(obj)
+    return {
+        "source_id": t.source_id,
+        "name": t.name,
+        "disabled": t.disabled,
+        "parent_id": t.parent_id,
+        "staged_at": staged_at,
+    }
+
+
+ENTITY_FILES = {
+    "customers.jsonl": (customers, customer_row),
+    "agents.jsonl": (agents, _agent_row),
+    "topics.jsonl": (topics, _topic_row),
+}
+
+
+def stage_job_file(
+    db: StagingDatabase,
+    job: ArchivedJob,
+    file_name: str,
+    window: tuple[datetime, datetime] | None = None,
+) -> StageCounts:
+    """Stage one archived file. Items outside `window` are skipped (another partition stages them)."""
+    counts = StageCounts()
+    path = job.file_path(file_name)
+    staged_at = now_text()
+    if file_name == "conversation_items.jsonl":
+        table = conversation_items
+        lo, hi = (utc_text(window[0]), utc_text(window[1])) if window else (None, None)
+
+        def to_row(obj: dict[str, Any], line_no: int) -> dict[str, Any] | None:
+            row = _item_row(parse_item(obj), job.job_id, file_name, line_no, staged_at)
+            if lo is not None and not (lo <= row["ts"] < hi):
+                counts.skipped_outside_window += 1
+                return None
+            return row
+
+    elif file_name in ENTITY_FILES:
+        table, mapper = ENTITY_FILES[file_name]
+
+        def to_row(obj: dict[str, Any], line_no: int) -> dict[str, Any] | None:
+            return mapper(obj, job.job_id, staged_at)
+
+    else:
+        return counts  # a file this pipeline does not know; the archive keeps it
+
+    converted_from = (job.converted.get(file_name) or {}).get("from")
+    where = None
+    if converted_from:
+        to_row, where = _from_csv(to_row), lambda line_no: f"{converted_from} row {line_no}: "
+    # A Topics CSV seeds: it never replaces a topic row already staged (module docstring).
+    update = not (converted_from and table is topics)
+    with db.begin() as conn:
+        # bulk_upsert takes the engine's fast path (COPY on PostgreSQL); the last line for an id wins.
+        good = _Batch(lambda rows: db.bulk_upsert(conn, table, rows, update=update))
+        bad = _Batch(lambda rows: db.quarantine(conn, rows))
+        for is_good, row, size in _rows(job.job_id, file_name, path, to_row, column_widths(table), counts, where):
+            (good if is_good else bad).add(row, size)
+        good.flush()
+        bad.flush()
+    return counts
+
+
+def _from_csv(
+    to_row: Callable[[dict[str, Any], int], dict[str, Any] | None],
+) -> Callable[[dict[str, Any], int], dict[str, Any] | None]:
+    """`to_row` for a file made from a CSV: a bad row's marker line raises its recorded reason."""
+
+    def mapped(obj: dict[str, Any], line_no: int) -> dict[str, Any] | None:
+        reason = row_error(obj)
+        if reason is not None:
+            raise RecordError(reason)
+        return to_row(obj, line_no)
+
+    return mapped
+
+
+class _Batch:
+    """Rows written `BATCH` at a time or sooner when their raw lines reach `BATCH_BYTES`."""
+
+    def __init__(self, write: Callable[[list[dict[str, Any]]], Any]):
+        self.write, self.rows, self.bytes = write, [], 0
+
+    def add(self, row: dict[str, Any], size: int) -> None:
+        self.rows.append(row)
+        self.bytes += size
+        if len(self.rows) >= BATCH or self.bytes >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.write(self.rows)
+        self.rows, self.bytes = [], 0
+
+
+def _rows(
+    job_id: str,
+    file_name: str,
+    path,
+    to_row: Callable[[dict[str, Any], int], dict[str, Any] | None],
+    widths: tuple[tuple[str, int], ...],
+    counts: StageCounts,
+    where: Callable[[int], str] | None = None,
+) -> Iterator[tuple[bool, dict[str, Any], int]]:
+    """(True, row, raw line length) for each good line, (False, quarantine row, its size) for
+    each bad one; lines skipped by `to_row` (outside the window) yield nothing. `where(line_no)`
+    prefixes each quarantine reason (for a converted file: which CSV row)."""
+    logged = False
+    for line in read_jsonl(path):
+        counts.lines += 1
+        reason = line.error
+        if reason is None:
+            try:
+                row = to_row(line.obj, line.line_no)
+                if row is not None:
+                    check_widths(row, widths)
+            except RecordError as exc:
+                reason = str(exc)
+            except UNEXPECTED as exc:
+                # A mapper bug must not cost the file, nor hide: the line says "unexpected" and
+                # the first one per file is logged with its traceback.
+                reason = f"unexpected: {type(exc).__name__}: {exc}"
+                if not logged:
+                    _log.warning("unexpected error staging line %d of %s in job %s", line.line_no, file_name, job_id, exc_info=True)
+                    logged = True
+            else:
+                if row is not None:
+                    counts.staged += 1
+                    yield True, row, len(line.raw)
+                continue
+        counts.quarantined += 1
+        if where is not None:
+            reason = where(line.line_no) + str(reason)
+        raw = _storable(line.raw, RAW_TEXT_LIMIT)
+        yield False, {
+            "job_id": job_id,
+            "file_name": file_name,
+            "line_no": line.line_no,
+            "reason": _storable(reason, REASON_LIMIT),
+            "raw_text": raw,
+        }, len(raw)
+
+
+def column_widths(table: sa.Table) -> tuple[tuple[str, int], ...]:
+    """(column, max characters) of the table's bounded text columns: PostgreSQL refuses a longer
+    value (failing the whole file), SQLite would keep it, so both are held to it here."""
+    return tuple((c.name, c.type.length) for c in table.columns if isinstance(c.type, sa.String) and c.type.length)
+
+
+# The export field behind each bounded column, for reasons a reader of the export understands.
+_SOURCE_FIELDS = {
+    "source_id": "id",
+    "customer_id": "customerId",
+    "conversation_id": "conversationId",
+    "author_id": "initiator.id",
+    "kind": "content.type",
+    "parent_id": "parentId",
+}
+
+
+def check_widths(row: dict[str, Any], widths: tuple[tuple[str, int], ...]) -> None:
+    for name, length in widths:
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > length:
+            record = str(row.get("source_id", ""))
+            record = record if len(record) <= 64 else record[:64] + "…"
+            field = _SOURCE_FIELDS.get(name, name)
+            raise RecordError(
+                f"record {record}: {field} is {len(value)} characters, longer than the {length} its staging column {name} holds"
+            )
+
+
+def _storable(text: str, limit: int) -> str:
+    """`text` as PostgreSQL text can hold it (a NUL shown as \\x00, a lone surrogate as
+    \\udXXX), cut to `limit` characters with a note saying so."""
+    if len(text) > limit:
+        text = text[:limit] + f" … [truncated: {len(text) - limit} more characters not stored; the archived file has the whole line]"
+    text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
