@@ -90,9 +90,14 @@ def _resources(data, staging_url: str) -> dict:
 TARGETS = [gladly_export_jobs, staged_gladly_records, split_tickets, unthread_loaded_records]
 
 
-def _run_checks(checks, resources, first=PARTITION, last=PARTITION, instance=None) -> dict[str, dg.AssetCheckEvaluation]:
-    """Run `checks` alone over the partition range [first, last] (no asset materialized)."""
+def _run_checks(
+    checks, resources, first=PARTITION, last=PARTITION, instance=None, one_day: str | None = None
+) -> dict[str, dg.AssetCheckEvaluation]:
+    """Run `checks` alone over the partition range [first, last] (no asset materialized), or as a
+    one-day run (`one_day`: only the partition tag, as the schedule, the sensor and the UI's launch set)."""
     tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last} if first else {}
+    if one_day:
+        tags = {"dagster/partition": one_day}
     result = dg.materialize(
         [*TARGETS, *checks], selection=dg.AssetSelection.checks(*checks), resources=resources, tags=tags,
         raise_on_error=False, instance=instance,
@@ -121,6 +126,9 @@ def test_export_coverage_needs_the_whole_window_archived_with_its_files(tmp_path
     coverage = _run_checks([export_coverage], resources)["gladly_export_jobs:export_coverage"]
     assert coverage.passed and coverage.blocking
     assert {j["job_id"] for j in coverage.metadata["covering_jobs"].value} == {"morning", "afternoon"}
+    # a one-day run (no range tags) checks its own day, not the whole history
+    one_day = _run_checks([export_coverage], resources, one_day=PARTITION)["gladly_export_jobs:export_coverage"]
+    assert one_day.passed, one_day.description
 
     over_two_days = _run_checks([export_coverage], resources, last="2026-11-11")["gladly_export_jobs:export_coverage"]
     assert _failed(over_two_days, ERROR)

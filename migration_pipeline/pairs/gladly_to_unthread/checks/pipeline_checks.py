@@ -69,7 +69,9 @@ MAX_QUARANTINE_RATE = max_quarantine_rate()  # read once, when the definitions l
 def run_window(context: dg.AssetCheckExecutionContext) -> tuple[datetime, datetime]:
     """The run's partition window, or every complete day so far for a run without partitions.
     Read from the run's partition keys: a run of checks only has no partitions definition to ask."""
-    if context.has_partition_key_range:
+    # A range run (single-run backfill) carries range tags; a one-day run (the schedule, the sensor,
+    # a partition launched from the UI) only the partition tag.
+    if context.has_partition_key_range or context.has_partition_key:
         keys = context.partition_key_range
         first, last = (daily_partitions.time_window_for_partition_key(k) for k in (keys.start, keys.end))
         return first.start, last.end
