@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from migration_pipeline.pairs.gladly_to_unthread.assets import PAIR_ASSETS
 from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import MODE_TAG
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.vendors.gladly.resources import GladlyResource
 
 migration_job = dg.define_asset_job(
     "gladly_to_unthread_migration",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.assets(*PAIR_ASSETS),  # this pair's stages and their checks, no other pair's
     tags={MODE_TAG: "full"},
     description="Every stage, Gladly export to Unthread reconciliation, for the selected days.",
 )

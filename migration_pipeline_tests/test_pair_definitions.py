@@ -1,0 +1,58 @@
+"""What each pair shows in Dagster, pinned: a change to asset keys, checks, jobs, schedules or
+sensors is a change users see (saved selections, schedules, alerts), so it must be deliberate."""
+
+from migration_pipeline.definitions import defs
+
+GLADLY_TO_UNTHREAD = {
+    "assets": [
+        "gladly_export", "gladly_export_jobs", "reconciliation_report", "split_tickets", "staged_agents",
+        "staged_conversation_items", "staged_customers", "staged_topics", "unthread_loaded_records",
+        "unthread_preflight", "unthread_workspace",
+    ],
+    "checks": [
+        "gladly_export_jobs:export_coverage",
+        "reconciliation_report:attachment_checksums",
+        "reconciliation_report:customer_attribution",
+        "reconciliation_report:every_source_item_accounted_for",
+        "reconciliation_report:merged_profiles_no_duplicate_customers",
+        "reconciliation_report:messages_in_source_order",
+        "reconciliation_report:no_duplicate_messages",
+        "reconciliation_report:tag_coverage",
+        "reconciliation_report:variance_within_tolerance",
+        "reconciliation_report:workspace_capabilities",
+        "split_tickets:items_all_in_tickets",
+        "staged_conversation_items:newest_partition_fresh",
+        "staged_conversation_items:quarantine_rate",
+        "unthread_loaded_records:dead_letters",
+        "unthread_loaded_records:newest_partition_fresh",
+        "unthread_loaded_records:no_writes_refused",
+    ],
+    "jobs": [
+        "dry_run_migration", "gladly_cutover_close", "gladly_to_unthread_migration", "rollback_unthread",
+        "sample_migration", "trace_record",
+    ],
+    "schedules": ["daily_delta_sync"],
+    "sensors": ["freshness_sensor", "new_gladly_export_jobs"],
+}
+
+
+def test_the_code_location_shows_exactly_each_pairs_assets_checks_jobs_schedules_and_sensors():
+    graph = defs.resolve_asset_graph()
+    shown = {
+        "assets": sorted(k.to_user_string() for k in graph.get_all_asset_keys()),
+        "checks": sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys),
+        "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
+        "schedules": sorted(s.name for s in defs.schedules or []),
+        "sensors": sorted(s.name for s in defs.sensors or []),
+    }
+    assert shown == GLADLY_TO_UNTHREAD
+
+
+def test_the_migration_job_selects_its_own_pairs_stages_and_checks_only():
+    job = defs.resolve_job_def("gladly_to_unthread_migration")
+    assert sorted(k.to_user_string() for k in job.asset_layer.selected_asset_keys) == sorted(
+        set(GLADLY_TO_UNTHREAD["assets"]) - {"gladly_export", "unthread_workspace"}  # the external ends are not run
+    )
+    steps = set(job.graph.node_names())
+    assert {"gladly_export_jobs_export_coverage", "split_tickets_items_all_in_tickets",
+            "staged_conversation_items_quarantine_rate", "unthread_loaded_records_dead_letters"} <= steps
