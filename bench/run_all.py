@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # Run order (the staging benchmark reuses the generator benchmark's dataset) and each one's
 # arguments for a given size and scratch folder; a bench_*.py not listed runs without arguments.
-ORDER = ("bench_generate", "bench_staging", "bench_delta", "bench_load", "bench_split")
+ORDER = ("bench_generate", "bench_staging", "bench_delta", "bench_load", "bench_split", "bench_import_files")
 
 
 def bench_args(name: str, items: int, scratch: Path) -> list[str]:
@@ -41,6 +41,8 @@ def bench_args(name: str, items: int, scratch: Path) -> list[str]:
         return ["--items", str(items), *reuse, "--work", str(scratch / "split")]
     if name == "bench_delta":
         return ["--items-per-day", str(max(50, items // 1000)), "--workdir", str(scratch / "delta")]
+    if name == "bench_import_files":
+        return ["--rows", str(items), "--work", str(scratch / "import_files")]
     return []
 
 
