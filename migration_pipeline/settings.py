@@ -160,6 +160,16 @@ class UnthreadSettings(EnvSettings):
     slack_channel_id: str | None = Field(default=None, description="Slack channel for conversations mapped to type slack")
 
 
+class ZendeskSettings(EnvSettings):
+    """The source Zendesk's API (ZENDESK_*): comments and deltas; the full export comes as files."""
+
+    model_config = SettingsConfigDict(env_prefix="ZENDESK_")
+
+    base_url: HttpUrl | None = Field(default=None, description="Account root, e.g. https://acme.zendesk.com (the client appends /api/v2)")
+    email: str | None = Field(default=None, description="Email of the agent the API token belongs to (sent as {email}/token)")
+    api_token: SecretStr | None = Field(default=None, description="API token (secret)")
+
+
 class MigrationSettings(EnvSettings):
     """The pipeline's own settings (MIGRATION_*) and the two vendors'. Build it with
     `load_settings()`, which reports every bad variable at once."""
@@ -205,7 +215,7 @@ class MigrationSettings(EnvSettings):
 
 def env_names() -> set[str]:
     """Every environment variable the settings read (what a deployment must be able to pass)."""
-    groups = (GladlySettings, UnthreadSettings, MigrationSettings)
+    groups = (GladlySettings, UnthreadSettings, ZendeskSettings, MigrationSettings)
     return {group.env_name(field) for group in groups for field in group.model_fields if field not in ("gladly", "unthread")}
 
 

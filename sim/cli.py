@@ -1,11 +1,12 @@
-"""The rehearsal commands of `migration-pipeline`: `emulator gladly|unthread`, `generate`, `demo`
-and `ui`. Registered on the pipeline's CLI through the entry-point group `migration_pipeline.cli`
+"""The rehearsal commands of `migration-pipeline`: `emulator gladly|unthread|zendesk`, `generate`,
+`demo` and `ui`. Registered on the pipeline's CLI through the entry-point group `migration_pipeline.cli`
 (pyproject.toml), so the pipeline never imports the simulator."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -146,39 +147,127 @@ def emulator_unthread(
     serve_forever(asgi, host=host, port=port)
 
 
+@emulator_app.command("zendesk")
+def emulator_zendesk(
+    data: Annotated[Path, typer.Option("--data", help="Zendesk dataset folder (`generate --source zendesk`)", exists=True)],
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 picks a free one)")] = 8083,
+    host: Host = "127.0.0.1",
+    now: Annotated[
+        Optional[datetime],
+        typer.Option("--now", help="Pin the emulator clock; default: the dataset's exportedAt (PUT /_emulator/clock moves it)"),
+    ] = None,
+    rate_limit: Annotated[int, typer.Option("--rate-limit", help="Account-wide requests per minute (0 = none)")] = 700,
+    incremental_limit: Annotated[
+        int, typer.Option("--incremental-limit", help="Incremental export requests per minute (0 = none)")
+    ] = 10,
+    faults: FaultsFile = None,
+    seed: Seed = None,
+    fault_429: Fault429 = None,
+    fault_5xx: Fault5xx = None,
+    latency_ms: Latency = None,
+    request_log: RequestLog = None,
+) -> None:
+    """Serve a Zendesk dataset as Zendesk's API under /api/v2 (API token auth:
+    ZENDESK_EMAIL + "/token" and ZENDESK_API_TOKEN)."""
+    from sim.emulators.common import serve_forever
+    from migration_pipeline.settings import ZendeskSettings
+    from sim.emulators.zendesk import create_app
+
+    config = _fault_config(faults, seed=seed, rate_429=fault_429, rate_5xx=fault_5xx, latency_ms=latency_ms)
+    asgi = create_app(
+        data,
+        email=_credential(ZendeskSettings, "email"),
+        api_token=_credential(ZendeskSettings, "api_token"),
+        faults=config,
+        now=_utc(now),
+        rate_limit_per_minute=rate_limit or None,
+        incremental_limit_per_minute=incremental_limit or None,
+        request_log_path=request_log,
+    )
+    serve_forever(asgi, host=host, port=port)
+
+
+class Source(str, Enum):
+    gladly = "gladly"
+    zendesk = "zendesk"
+
+
+class ExportComments(str, Enum):
+    embedded = "embedded"
+    absent = "absent"
+    both = "both"
+
+
+# Options that only one source's generator takes: naming them for the other is a usage error.
+SOURCE_ONLY_OPTIONS = {"frequency": Source.gladly, "one_time_job": Source.gladly, "export_comments": Source.zendesk}
+
+
 @rehearsal.command("generate")
 def generate_cmd(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Dataset folder to write")],
-    customers: Annotated[int, typer.Option("--customers", help="Number of Gladly customers", min=1)] = 200,
+    source: Annotated[Source, typer.Option("--source", help="Which vendor's data to generate")] = Source.gladly,
+    customers: Annotated[int, typer.Option("--customers", help="Number of customers (Zendesk: end users, at least one per planted role: 9)", min=1)] = 200,
     days: Annotated[int, typer.Option("--days", help="Days of history", min=1)] = 21,
     seed: Annotated[int, typer.Option("--seed", help="Same seed and end date, same bytes")] = 0,
     end: Annotated[
         Optional[datetime], typer.Option("--end", formats=["%Y-%m-%d"], help="Last day (exclusive) of history; default today UTC")
     ] = None,
-    frequency: Annotated[str, typer.Option("--frequency", help="Export schedule: daily or hourly")] = "daily",
+    frequency: Annotated[str, typer.Option("--frequency", help="Gladly: export schedule, daily or hourly")] = "daily",
     one_time_job: Annotated[
         Optional[bool],
-        typer.Option("--one-time-job/--no-one-time-job", help="Add a Support one-time job for expired history (default: when days > 13)"),
+        typer.Option("--one-time-job/--no-one-time-job", help="Gladly: add a Support one-time job for expired history (default: when days > 13)"),
     ] = None,
+    export_comments: Annotated[
+        ExportComments,
+        typer.Option("--export-comments", help="Zendesk: whether the export's ticket lines embed comments (both: one delivery of each)"),
+    ] = ExportComments.both,
 ) -> None:
-    """Write a messy Gladly-shaped dataset (export jobs, REST data, ground-truth manifest)."""
+    """Write a messy dataset with its ground-truth manifest: Gladly (export jobs, REST data) or
+    Zendesk (the full JSON export as handed over, the API's state with a later delta)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sim.synth.generator import generate
+    for name, owner in SOURCE_ONLY_OPTIONS.items():
+        given = ctx.get_parameter_source(name)  # typer's own enum (it vendors click): compare by name
+        if owner != source and given is not None and given.name == "COMMANDLINE":
+            raise typer.BadParameter(f"--{name.replace('_', '-')} applies to --source {owner.value} only")
+    unit = "items" if source == Source.gladly else "tickets"
+    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn()) as bar:
+        task = bar.add_task(unit, total=None)
 
-    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("items"), TimeElapsedColumn()) as bar:
-        task = bar.add_task("items", total=None)
-        manifest = generate(
-            out,
-            customers=customers,
-            days=days,
-            seed=seed,
-            end=end.date() if end else None,
-            frequency=frequency,  # type: ignore[arg-type]
-            one_time_job=one_time_job,
-            progress=lambda n: bar.update(task, completed=n),
-        )
+        def progress(done: int) -> None:
+            bar.update(task, completed=done)
+
+        if source == Source.zendesk:
+            from sim.synth.zendesk import generate as generate_zendesk
+
+            try:
+                manifest = generate_zendesk(out, customers=customers, days=days, seed=seed,
+                                            end=end.date() if end else None, export_comments=export_comments.value,
+                                            progress=progress)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
+        else:
+            from sim.synth.generator import generate
+
+            manifest = generate(
+                out,
+                customers=customers,
+                days=days,
+                seed=seed,
+                end=end.date() if end else None,
+                frequency=frequency,  # type: ignore[arg-type]
+                one_time_job=one_time_job,
+                progress=progress,
+            )
     counts = manifest.get("counts", {})
+    if source == Source.zendesk:
+        typer.echo(
+            f"wrote {out}: {counts.get('tickets')} tickets, {counts.get('comments')} comments and {counts.get('users')} users "
+            f"in the export ({len(manifest.get('exports', []))} files); delta after {manifest['params']['exportedAt']}: "
+            f"{counts.get('deltaNewTickets')} new and {counts.get('deltaUpdatedTickets')} updated tickets"
+        )
+        return
     typer.echo(
         f"wrote {out}: {counts.get('customers')} customers, {counts.get('items')} items, "
         f"{len(manifest.get('jobs', []))} export jobs"

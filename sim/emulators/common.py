@@ -13,6 +13,8 @@ meets the same faults, and a retry of a request (same path, next count) gets a f
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -27,6 +29,7 @@ from typing import Any
 import uvicorn
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -428,3 +431,17 @@ def serve_forever(app: ASGIApp, host: str = "127.0.0.1", port: int = 0, log_leve
         await serve_task
 
     asyncio.run(main())
+
+
+def basic_credentials(headers: Headers) -> tuple[str, str] | None:
+    """(user, password) from an `Authorization: Basic` header, or None if absent or malformed."""
+    value = headers.get("authorization", "")
+    scheme, _, encoded = value.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None

@@ -177,7 +177,7 @@ class GladlyClient(VendorHttpClient):
 
     def error_detail(self, response: httpx.Response) -> str:
         parts = []
-        for err in _errors(response):
+        for err in error_list(response):
             attr = f"{err['attr']}: " if err.get("attr") else ""
             parts.append(f"{attr}{err.get('code', '')} {err.get('detail', '')}".strip())
         return "; ".join(parts) or response.text[:300]
@@ -238,7 +238,7 @@ class GladlyClient(VendorHttpClient):
         if response.status_code == 404:
             return CustomerLookup(customer_id, "not_found")
         if response.status_code == 301:
-            return CustomerLookup(customer_id, "moved", moved_to=_moved_to(response))
+            return CustomerLookup(customer_id, "moved", moved_to=moved_to_id(response))
         return CustomerLookup(customer_id, "found", profile=CustomerProfile.model_validate(response.json()))
 
     def list_agents(self) -> list[Agent]:
@@ -326,7 +326,7 @@ class GladlyClient(VendorHttpClient):
         self.request("POST", f"/conversations/{segment(conversation_id)}/topics", json={"topicIds": list(topic_ids)})
 
 
-def _errors(response: httpx.Response) -> list[dict[str, Any]]:
+def error_list(response: httpx.Response) -> list[dict[str, Any]]:
     """Gladly's `errors` entries; some documented 404s use a single object instead of the array."""
     try:
         errors = response.json().get("errors")
@@ -337,8 +337,8 @@ def _errors(response: httpx.Response) -> list[dict[str, Any]]:
     return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
-def _moved_to(response: httpx.Response) -> str | None:
-    for err in _errors(response):
+def moved_to_id(response: httpx.Response) -> str | None:
+    for err in error_list(response):
         meta = err.get("meta")
         if isinstance(meta, dict) and meta.get("new"):
             return str(meta["new"])

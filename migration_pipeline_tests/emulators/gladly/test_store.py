@@ -10,7 +10,7 @@ import pytest
 
 from sim.emulators.gladly import GladlyStore
 from sim.emulators.gladly.store import INDEX_NAME
-from sim.emulators.gladly.timeutil import format_ns, parse_rfc3339_ns
+from sim.emulators.timeutil import format_ns, parse_rfc3339_ns
 from sim.synth.dataset import DatasetLayout
 
 from .conftest import build_dataset

@@ -11,20 +11,23 @@ Layers, outside in:
    host misbehaves (a signature on its URLs, per-attachment 404/503s, more redirects) is set with
    `PUT /_emulator/file-host` (see `FileHost`).
 
-The API's writes (conversation status, assignee and topics) live in memory over the read-only
-dataset (`conversations.ConversationWrites`); which conversations refuse to close without a topic
-is set with `PUT /_emulator/close-rules` (`conversations.CloseRules`).
+The API's writes live in memory over the read-only dataset, and every read answers from both:
+conversation status, assignee and topics (`conversations.ConversationWrites`; which conversations
+refuse to close without a topic is set with `PUT /_emulator/close-rules`), and, for Gladly as a
+migration target, customer profiles (`profiles.CustomerProfiles`), topics (`topics.Topics`) and
+CUSTOMER_ACTIVITY items (`activity.ActivityItems`). `GET /_emulator/stats` counts what the API
+created, so a test can prove a retried write made no duplicate.
 
 Where Gladly's behaviour is undocumented (UNCONFIRMED in shared/vendor-apis/gladly-api.md) the
-emulator picks the strictest plausible reading: no `Retry-After` on 429, no `Location` on the 301
+read side picks the strictest plausible reading: no `Retry-After` on 429, no `Location` on the 301
 for a merged customer, no Range support on export files or recordings, `startAt` earlier than
-now - 14 days refused outright, export jobs listed newest first (no documented order).
+now - 14 days refused outright, export jobs listed newest first (no documented order). The write
+side refuses nothing Gladly might accept and answers nothing a client could lean on beyond the
+facts: each such choice is marked "assumed" where it is made (e.g. an empty 201 body).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import json
 import re
@@ -66,12 +69,18 @@ from sim.emulators.common import (
     Scope,
     Send,
     admin_routes,
+    basic_credentials,
 )
+from sim.emulators.clock import Clock, clock_routes
 from sim.synth.dataset import RETENTION_DAYS
 
-from .conversations import CloseRules, ConversationWrites, Refusal
+from .activity import ActivityItems
+from .conversations import CloseRules, ConversationWrites
+from .profiles import CustomerProfiles
 from .store import ExportJob, GladlyStore
-from .timeutil import NS_PER_DAY, datetime_to_ns, format_ns, parse_rfc3339_ns
+from sim.emulators.timeutil import NS_PER_DAY, format_ns, parse_rfc3339_ns
+from .topics import Topics
+from .validation import Refusal
 
 API_PREFIX = "/api"
 V1 = "/api/v1"
@@ -135,6 +144,12 @@ def moved(old: str, new: str) -> JSONResponse:
     )
 
 
+def created(location: str) -> Response:
+    """201 with the new object's `Location`. The body is undocumented (assumed: none), so a client
+    tested here relies on the header only."""
+    return Response(status_code=201, headers={"Location": location})
+
+
 def raw_json(body: str, headers: dict[str, str] | None = None) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
@@ -163,49 +178,6 @@ def stream_file(path: Path, media_type: str) -> StreamingResponse:
 # -- clock ----------------------------------------------------------------------------------
 
 
-class Clock:
-    """The emulator's notion of now: pinned (tests, `--now`) or the wall clock."""
-
-    def __init__(self, pinned: datetime | None = None):
-        self.pinned_ns: int | None = datetime_to_ns(pinned) if pinned is not None else None
-
-    def now_ns(self) -> int:
-        if self.pinned_ns is not None:
-            return self.pinned_ns
-        return datetime_to_ns(datetime.now().astimezone())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"now": format_ns(self.now_ns()), "pinned": self.pinned_ns is not None}
-
-
-def clock_routes(clock: Clock) -> list[Route]:
-    """`GET/PUT /_emulator/clock`: read or move the emulator's clock (`{"now": RFC3339|null}`)."""
-
-    async def get_clock(_: Request) -> JSONResponse:
-        return JSONResponse(clock.as_dict())
-
-    async def put_clock(request: Request) -> JSONResponse:
-        try:
-            payload = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "body must be JSON: {\"now\": RFC3339 or null}"}, status_code=400)
-        if not isinstance(payload, dict) or "now" not in payload:
-            return JSONResponse({"error": "body must be {\"now\": RFC3339 or null}"}, status_code=400)
-        value = payload["now"]
-        if value is None:
-            clock.pinned_ns = None
-            return JSONResponse(clock.as_dict())
-        parsed = parse_rfc3339_ns(value)
-        if parsed is None:
-            detail = f"now must be an RFC3339 timestamp with offset, got {value!r}"
-            return JSONResponse({"error": detail}, status_code=400)
-        clock.pinned_ns = parsed
-        return JSONResponse(clock.as_dict())
-
-    return [
-        Route("/_emulator/clock", get_clock, methods=["GET"]),
-        Route("/_emulator/clock", put_clock, methods=["PUT"]),
-    ]
 
 
 # -- the attachment file host --------------------------------------------------------------
@@ -331,18 +303,6 @@ class OrgRateLimiter(FixedWindowRateLimiter):
             return max(0, self.limit - self._used)
 
 
-def basic_credentials(headers: Headers) -> tuple[str, str] | None:
-    """(user, password) from an `Authorization: Basic` header, or None if absent or malformed."""
-    value = headers.get("authorization", "")
-    scheme, _, encoded = value.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
 
 
 class GladlyGate:
@@ -410,22 +370,27 @@ class GladlyGate:
 
 
 class GladlyApi:
-    """Route handlers over a `GladlyStore`. Export-job deletions live in memory only."""
+    """Route handlers over a `GladlyStore` and what the API wrote over it (in memory only)."""
 
-    def __init__(
-        self,
-        store: GladlyStore,
-        clock: Clock,
-        faults: FaultDecider,
-        file_host: FileHost | None = None,
-        writes: ConversationWrites | None = None,
-    ):
+    def __init__(self, store: GladlyStore, clock: Clock, faults: FaultDecider):
         self.store = store
         self.clock = clock
         self.faults = faults
-        self.file_host = file_host or FileHost()
-        self.writes = writes or ConversationWrites(store)
+        self.file_host = FileHost()
+        self.writes = ConversationWrites(store)
+        self.profiles = CustomerProfiles(store, clock.now_ns)
+        self.topics = Topics(store)
+        self.activity = ActivityItems(store)
         self.deleted_jobs: set[str] = set()
+
+    def stats(self) -> dict[str, int]:
+        """How many objects the API created or changed (the dataset's own not counted)."""
+        return {
+            "customer_profiles_created": self.profiles.created,
+            "customer_profiles_updated": self.profiles.updated,
+            "topics_created": self.topics.created,
+            "activity_items_created": len(self.activity),
+        }
 
     def routes(self) -> list[Route]:
         get = ["GET"]
@@ -434,6 +399,7 @@ class GladlyApi:
             Route(f"{V1}/agents", self.list_agents, methods=get),
             Route(f"{V1}/agents/{{agent_id}}", self.get_agent, methods=get),
             Route(f"{V1}/topics", self.list_topics, methods=get),
+            Route(f"{V1}/topics", self.create_topic, methods=["POST"]),
             Route(f"{V1}/topics/{{topic_id}}", self.get_topic, methods=get),
             Route(f"{V1}/export/schedules", self.list_schedules, methods=get),
             Route(f"{V1}/export/jobs", self.list_jobs, methods=get),
@@ -441,8 +407,11 @@ class GladlyApi:
             Route(f"{V1}/export/jobs/{{job_id}}", self.delete_job, methods=["DELETE"]),
             Route(f"{V1}/export/jobs/{{job_id}}/files/{{name}}", self.get_job_file, methods=get),
             Route(f"{V1}/customer-profiles", self.find_customers, methods=get),
+            Route(f"{V1}/customer-profiles", self.create_customer, methods=["POST"]),
             Route(f"{V1}/customer-profiles/{{customer_id}}", self.get_customer, methods=get),
+            Route(f"{V1}/customer-profiles/{{customer_id}}", self.patch_customer, methods=["PATCH"]),
             Route(f"{V1}/customers/{{customer_id}}/conversations", self.customer_conversations, methods=get),
+            Route(f"{V1}/customers/{{customer_id}}/conversation-items", self.create_activity_item, methods=["POST"]),
             Route(f"{V1}/conversations/{{conversation_id}}", self.get_conversation, methods=get),
             Route(f"{V1}/conversations/{{conversation_id}}", self.patch_conversation, methods=["PATCH"]),
             Route(f"{V1}/conversations/{{conversation_id}}/topics", self.add_topics, methods=["POST"]),
@@ -477,14 +446,20 @@ class GladlyApi:
         return not_found(f"agent [{agent_id}] does not exist")
 
     async def list_topics(self, _: Request) -> JSONResponse:
-        return JSONResponse(self.store.topics)
+        return JSONResponse(self.topics.all())
 
     async def get_topic(self, request: Request) -> JSONResponse:
         topic_id = request.path_params["topic_id"]
-        for topic in self.store.topics:
-            if topic.get("id") == topic_id:
-                return JSONResponse(topic)
-        return not_found(f"conversation topic [{topic_id}] does not exist")
+        topic = self.topics.get(topic_id)
+        return JSONResponse(topic) if topic is not None else not_found(f"conversation topic [{topic_id}] does not exist")
+
+    async def create_topic(self, request: Request) -> Response:
+        """201 + Location; 400 (id characters, blank name); 409 (id, or name with meta.id)."""
+        body = await _json_object(request)
+        if body is None:
+            return gladly_error(400, "invalid", "request body must be a JSON object")
+        result = self.topics.create(body)
+        return _refused(result) if isinstance(result, Refusal) else created(f"{V1}/topics/{quote(result, safe='')}")
 
     # -- export ----------------------------------------------------------------------------
 
@@ -583,24 +558,62 @@ class GladlyApi:
             return gladly_error(400, "blank", f"{key} cannot be blank", attr=key)
         kind = {"email": "email", "phoneNumber": "phone", "externalCustomerId": "external"}[key]
         lookup = value.strip().lower() if kind == "email" else value
-        return raw_json_array(self.store.find_customers(kind, lookup, MAX_CUSTOMER_MATCHES))
+        return raw_json_array(self.profiles.find(kind, lookup, MAX_CUSTOMER_MATCHES))
 
     async def get_customer(self, request: Request) -> Response:
         customer_id = request.path_params["customer_id"]
         survivor = self.store.survivor(customer_id)
         if survivor is not None:
             return moved(customer_id, survivor)
-        body = self.store.customer(customer_id)
+        body = self.profiles.body(customer_id)
         if body is None:
             return not_found(f"customer profile [{customer_id}] does not exist")
         return raw_json(body)
+
+    async def create_customer(self, request: Request) -> Response:
+        """201 + Location; 400; 409 `taken` naming the field (id, emails or phones)."""
+        body = await _json_object(request)
+        if body is None:
+            return gladly_error(400, "invalid", "request body must be a JSON object")
+        result = self.profiles.create(body)
+        if isinstance(result, Refusal):
+            return _refused(result)
+        return created(f"{V1}/customer-profiles/{quote(result, safe='')}")
+
+    async def patch_customer(self, request: Request) -> Response:
+        """204; 400; 404 (merged-away ids too); 409 on an email or mobile of another profile."""
+        body = await _json_object(request)
+        if body is None:
+            return gladly_error(400, "invalid", "request body must be a JSON object")
+        refusal = self.profiles.patch(request.path_params["customer_id"], body)
+        return _refused(refusal) if refusal is not None else Response(status_code=204)
+
+    async def create_activity_item(self, request: Request) -> Response:
+        """A CUSTOMER_ACTIVITY item on a customer's timeline: 200 with the item; 301 for a merged
+        customer (with Location, as documented); 400 (one-year rule ...); 404; 409 `taken`."""
+        customer_id = request.path_params["customer_id"]
+        survivor = self.store.survivor(customer_id)
+        if survivor is not None:
+            return gladly_error(
+                301, "moved", f"the customer id has changed from [{customer_id}] to [{survivor}]",
+                attr="customer id", meta={"old": customer_id, "new": survivor},
+                headers={"Location": f"{str(request.base_url).rstrip('/')}{V1}/customers/{quote(survivor, safe='')}"
+                         "/conversation-items"},
+            )
+        if not self.profiles.exists(customer_id):
+            return not_found(f"customer profile [{customer_id}] does not exist")
+        body = await _json_object(request)
+        if body is None:
+            return gladly_error(400, "invalid", "request body must be a JSON object")
+        result = self.activity.create(customer_id, body, self.clock.now_ns())
+        return _refused(result) if isinstance(result, Refusal) else JSONResponse(result)
 
     async def customer_conversations(self, request: Request) -> Response:
         customer_id = request.path_params["customer_id"]
         survivor = self.store.survivor(customer_id)
         if survivor is not None:
             return moved(customer_id, survivor)
-        if self.store.customer(customer_id) is None:
+        if self.profiles.body(customer_id) is None:
             return not_found(f"customer profile [{customer_id}] does not exist")
         bodies, limited = self.store.customer_conversations(customer_id, MAX_CONVERSATIONS)
         return raw_json_array(self.writes.bodies(bodies), limited_data(limited))
@@ -652,7 +665,7 @@ class GladlyApi:
             return gladly_error(400, "blank", "topicIds must be a non-empty list of topic ids", attr="topicIds")
         if self.writes.body(conversation_id) is None:
             return not_found("conversation does not exist")
-        topics = {t.get("id"): t for t in self.store.topics}
+        topics = {t.get("id"): t for t in self.topics.all()}
         for topic_id in topic_ids:
             if topic_id not in topics:
                 return gladly_error(400, "invalid", f"topic [{topic_id}] does not exist", attr="topicIds")
@@ -672,7 +685,7 @@ class GladlyApi:
     # -- conversation items ----------------------------------------------------------------
 
     def _item_or_404(self, item_id: str) -> str | Response:
-        body = self.store.item(item_id)
+        body = self.store.item(item_id) or self.activity.body(item_id)
         return body if body is not None else not_found(f"conversation item [{item_id}] does not exist")
 
     async def get_item(self, request: Request) -> Response:
@@ -735,7 +748,7 @@ async def _json_object(request: Request) -> dict[str, Any] | None:
 
 
 def _refused(refusal: Refusal) -> JSONResponse:
-    return gladly_error(refusal.status, refusal.code, refusal.detail, attr=refusal.attr)
+    return gladly_error(refusal.status, refusal.code, refusal.detail, attr=refusal.attr, meta=refusal.meta)
 
 
 def _time_param(raw: str | None, name: str, default_ns: int) -> tuple[int, Response | None]:
@@ -788,11 +801,12 @@ def create_app(
         error_body=gladly_error_body,
         extra_admin={"clock": clock, "store": store},
     )
-    file_host = FileHost()
-    state.extra_admin["file_host"] = file_host
-    writes = ConversationWrites(store)
-    state.extra_admin["conversation_writes"] = writes
-    api = GladlyApi(store, clock, state.faults, file_host, writes)
+    api = GladlyApi(store, clock, state.faults)
+    state.extra_admin.update(file_host=api.file_host, conversation_writes=api.writes, profiles=api.profiles,
+                             topics=api.topics, activity_items=api.activity)
+
+    async def stats(_: Request) -> JSONResponse:
+        return JSONResponse(api.stats())
     limiter = OrgRateLimiter(rate_limit_per_second, clock=rate_limit_clock)
     # An injected 429 or 5xx carries the org budget headers like every real Gladly API answer.
     state.error_headers = lambda status: {
@@ -801,8 +815,8 @@ def create_app(
     }
     app = Starlette(
         routes=[
-            *admin_routes(state), *clock_routes(clock), *file_host_routes(file_host), *close_rules_routes(writes),
-            *api.routes(),
+            *admin_routes(state), *clock_routes(clock), *file_host_routes(api.file_host),
+            *close_rules_routes(api.writes), Route("/_emulator/stats", stats, methods=["GET"]), *api.routes(),
         ],
         middleware=[Middleware(GladlyGate, api_user=api_user, api_token=api_token, limiter=limiter)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .store import GladlyStore
+from .validation import Refusal
 
 # Items a customer sends and an agent answers; a note, a topic or status change, a customer
 # activity card or a phone call (answered live) leaves nobody waiting.
@@ -47,16 +47,6 @@ class CloseRules(BaseModel):
 
     topics_required_conversations: list[str] = Field(default_factory=list, description="conversation ids")
     topics_required_inboxes: list[str] = Field(default_factory=list, description="every conversation of these inboxes")
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A 4xx answer in Gladly's error shape."""
-
-    status: int
-    code: str
-    detail: str
-    attr: str | None = None
 
 
 class ConversationWrites:

@@ -28,7 +28,7 @@ from typing import Any
 from migration_pipeline.lib.jsonl import iter_jsonl
 from sim.synth.dataset import DatasetLayout, read_json
 
-from .timeutil import parse_rfc3339_ns
+from sim.emulators.timeutil import parse_rfc3339_ns
 
 log = logging.getLogger(__name__)
 
@@ -328,14 +328,15 @@ class GladlyStore:
     def customer(self, customer_id: str) -> str | None:
         return self._one("SELECT body FROM customers WHERE id = ?", (customer_id,))
 
-    def find_customers(self, kind: str, value: str, limit: int) -> list[str]:
-        """Profiles matching one lookup key, newest `updatedAt` first; merged-away ids excluded."""
+    def customer_rows(self, kind: str, value: str) -> list[tuple[str, int | None, str]]:
+        """(id, updatedAt in ns, body) of every profile matching one lookup key, newest first;
+        merged-away ids excluded."""
         rows = self._rows(
-            "SELECT DISTINCT c.id, c.body, c.updated_ns FROM customer_keys k JOIN customers c ON c.id = k.customer_id "
+            "SELECT DISTINCT c.id, c.updated_ns, c.body FROM customer_keys k JOIN customers c ON c.id = k.customer_id "
             "WHERE k.kind = ? AND k.value = ? ORDER BY c.updated_ns DESC, c.id",
             (kind, value),
         )
-        return [body for cid, body, _ in rows if cid not in self.merges][:limit]
+        return [(cid, updated_ns, body) for cid, updated_ns, body in rows if cid not in self.merges]
 
     def customer_conversations(self, customer_id: str, limit: int) -> tuple[list[str], bool]:
         """Oldest first by `createdAt`, at most `limit`; the flag says whether more exist."""
