@@ -3,7 +3,8 @@ pair's definitions merged, each its own lineage graph, over one set of resources
 
 import dagster as dg
 
-from migration_pipeline.pairs.gladly_to_unthread.definitions import defs as gladly_to_unthread
+# Modules, not their `defs`: Dagster refuses a code location module holding two Definitions objects.
+from migration_pipeline.pairs.gladly_to_unthread import definitions as gladly_to_unthread
 from migration_pipeline.resources import build_resources
 
-defs = dg.Definitions.merge(gladly_to_unthread, dg.Definitions(resources=build_resources()))
+defs = dg.Definitions.merge(gladly_to_unthread.defs, dg.Definitions(resources=build_resources()))

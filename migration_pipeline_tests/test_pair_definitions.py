@@ -1,6 +1,9 @@
 """What each pair shows in Dagster, pinned: a change to asset keys, checks, jobs, schedules or
 sensors is a change users see (saved selections, schedules, alerts), so it must be deliberate."""
 
+import dagster as dg
+
+from migration_pipeline import definitions
 from migration_pipeline.definitions import defs
 
 GLADLY_TO_UNTHREAD = {
@@ -56,3 +59,10 @@ def test_the_migration_job_selects_its_own_pairs_stages_and_checks_only():
     steps = set(job.graph.node_names())
     assert {"gladly_export_jobs_export_coverage", "split_tickets_items_all_in_tickets",
             "staged_conversation_items_quarantine_rate", "unthread_loaded_records_dead_letters"} <= steps
+
+
+def test_the_code_location_module_holds_exactly_one_definitions_object():
+    """`dg launch -m`, `dg dev -m` and the code server refuse a module with two Definitions at its
+    top level (a pair's `defs` imported by name would be a second one)."""
+    found = [name for name, value in vars(definitions).items() if isinstance(value, dg.Definitions)]
+    assert found == ["defs"]
