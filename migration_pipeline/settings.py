@@ -168,6 +168,12 @@ class ZendeskSettings(EnvSettings):
     base_url: HttpUrl | None = Field(default=None, description="Account root, e.g. https://acme.zendesk.com (the client appends /api/v2)")
     email: str | None = Field(default=None, description="Email of the agent the API token belongs to (sent as {email}/token)")
     api_token: SecretStr | None = Field(default=None, description="API token (secret)")
+    requests_per_minute: PositiveFloat = Field(
+        default=200.0, description="Pace of every Zendesk call but the incremental export's; keep under the account's X-Rate-Limit"
+    )
+    incremental_requests_per_minute: PositiveFloat = Field(
+        default=9.0, description="Pace of the incremental ticket export (Zendesk allows 10/min)"
+    )
 
 
 class MigrationSettings(EnvSettings):

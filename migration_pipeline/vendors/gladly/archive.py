@@ -62,7 +62,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from migration_pipeline.lib.files import (
@@ -72,6 +72,7 @@ from migration_pipeline.lib.files import (
     scratch_dir,
 )
 from migration_pipeline.lib.http import VendorAPIError
+from migration_pipeline.lib.zips import UnsafeZipMember, safe_member_parts
 from migration_pipeline.vendors.gladly import support_tools
 from migration_pipeline.vendors.gladly.client import ExportJob, GladlyClient
 from migration_pipeline.vendors.gladly.parse import parse_timestamp
@@ -570,22 +571,11 @@ def _unpack_zip(path: Path, scratch: Path, limits: ZipLimits) -> list[_UnpackedE
         return exports
 
 
-_DRIVE = re.compile(r"[A-Za-z]:")
-
-
 def _safe_member_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
-    """The member's path components ('\\' read as a separator, as Windows tools write it);
-    refuses links, encrypted members, absolute paths, drive letters and '..'."""
-    name = info.filename
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise LandingExportError(f"member {name!r} is a symbolic link; a landing ZIP must hold plain files")
-    if info.flag_bits & 0x1:
-        raise LandingExportError(f"member {name!r} is encrypted; unpack it and drop the files instead")
-    path = PurePosixPath(name.replace("\\", "/"))
-    parts = tuple(p for p in path.parts if p != ".")
-    if path.is_absolute() or (parts and _DRIVE.match(parts[0])) or ".." in parts or not parts or "\0" in name:
-        raise LandingExportError(f"unsafe member path {name[:200]!r} (absolute or with '..'); refused as a whole")
-    return parts
+    try:
+        return safe_member_parts(info)
+    except UnsafeZipMember as exc:
+        raise LandingExportError(str(exc)) from None
 
 
 class _Inflater:
