@@ -1,6 +1,8 @@
-"""The canonical model every source maps into and every target consumes.
+"""The records the Gladly source stages and the Unthread target reads today.
 
-Nothing vendor-specific lives here: a source turns its records into these, a target reads them.
+Not yet the canonical contract (issue 14): `Item.kind` is the source's own content type (Gladly's
+EMAIL, PHONE_CALL ...), `payload` keeps the source record and the Unthread loader still reads it,
+and ids carry no source system. The contract will replace this module.
 """
 
 from __future__ import annotations
