@@ -50,6 +50,7 @@ def emulator_processes(workdir: Path, *, customers: int, days: int, seed: int, l
     """Like `demo.rehearsal_environment`, but each emulator in its own process (`migration-pipeline
     emulator ...`), as the vendors are elsewhere in production: in-process emulators would share
     the pipeline's interpreter lock and, on a busy machine, its CPU share."""
+    from sim.demo import accept_planted_mess
     from sim.synth.dataset import DatasetLayout, read_json
     from sim.synth.generator import generate
 
@@ -57,6 +58,8 @@ def emulator_processes(workdir: Path, *, customers: int, days: int, seed: int, l
     manifest = generate(dataset, customers=customers, days=days, seed=seed, end=date.today())
     layout = DatasetLayout(dataset)
     end = date.fromisoformat(manifest["params"]["end"])
+    # the reviewer's sign-off on the malformed lines the generator plants, as `make demo` gives it
+    accept_planted_mess(dataset, workdir / "pipeline")
     env = {
         "GLADLY_API_USER": "migration.bot@example.com",
         "GLADLY_API_TOKEN": secrets.token_urlsafe(24),
