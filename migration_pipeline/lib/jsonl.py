@@ -165,3 +165,21 @@ def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), type(value).__name__)
+
+
+# A quarantined line keeps this much of its raw text (the export file keeps all of it, and job or
+# file and line say where).
+RAW_TEXT_LIMIT = 1024 * 1024
+
+
+def storable_text(text: str, limit: int) -> str:
+    """`text` as PostgreSQL text can hold it (a NUL shown as \\x00, a lone surrogate as
+    \\udXXX), cut to `limit` characters with a note saying so."""
+    if len(text) > limit:
+        text = text[:limit] + f" … [truncated: {len(text) - limit} more characters not stored; the archived file has the whole line]"
+    text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

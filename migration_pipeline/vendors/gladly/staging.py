@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from migration_pipeline.lib.jsonl import read_jsonl
+from migration_pipeline.lib.jsonl import RAW_TEXT_LIMIT, read_jsonl, storable_text
 from migration_pipeline.lib.model import Item
 from migration_pipeline.lib.splitting import encode_change
 from migration_pipeline.vendors.gladly.archive import ArchivedJob
@@ -54,9 +54,7 @@ BATCH = BULK_BATCH
 # Also flush on raw size, so a run of huge lines (HTML mail with inline images) cannot hold a
 # batch of thousands of them in memory: peak memory stays flat whatever the export holds.
 BATCH_BYTES = 16 * 1024 * 1024
-# A quarantined line keeps this much of its raw text (the archived file keeps all of it, and
-# job, file and line say where); a reason this much.
-RAW_TEXT_LIMIT = 1024 * 1024
+# A quarantined line keeps RAW_TEXT_LIMIT of its raw text (lib/jsonl.py); a reason this much.
 REASON_LIMIT = 2000
 # What a mapper may raise on a line of a shape nobody foresaw: that line is quarantined as
 # "unexpected" (and logged with its traceback) instead of failing the whole file. Anything else
@@ -257,12 +255,12 @@ def _rows(
         counts.quarantined += 1
         if where is not None:
             reason = where(line.line_no) + str(reason)
-        raw = _storable(line.raw, RAW_TEXT_LIMIT)
+        raw = storable_text(line.raw, RAW_TEXT_LIMIT)
         yield False, {
             "job_id": job_id,
             "file_name": file_name,
             "line_no": line.line_no,
-            "reason": _storable(reason, REASON_LIMIT),
+            "reason": storable_text(reason, REASON_LIMIT),
             "raw_text": raw,
         }, len(raw)
 
@@ -294,16 +292,3 @@ def check_widths(row: dict[str, Any], widths: tuple[tuple[str, int], ...]) -> No
             raise RecordError(
                 f"record {record}: {field} is {len(value)} characters, longer than the {length} its staging column {name} holds"
             )
-
-
-def _storable(text: str, limit: int) -> str:
-    """`text` as PostgreSQL text can hold it (a NUL shown as \\x00, a lone surrogate as
-    \\udXXX), cut to `limit` characters with a note saying so."""
-    if len(text) > limit:
-        text = text[:limit] + f" … [truncated: {len(text) - limit} more characters not stored; the archived file has the whole line]"
-    text = text.replace("\x00", "\\x00")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from migration_pipeline.lib.jsonl import JsonLine, read_jsonl
+from migration_pipeline.lib.jsonl import RAW_TEXT_LIMIT, JsonLine, read_jsonl
 from migration_pipeline.lib.zips import UnsafeZipMember, safe_member_parts
 from migration_pipeline.vendors.zendesk.records import (
     RecordError,
@@ -47,7 +47,6 @@ from migration_pipeline.vendors.zendesk.records import (
 PLAIN_SUFFIXES = (".json", ".jsonl", ".ndjson")
 # A quarantined line keeps this much of its raw text, as Gladly's staging does (the export file
 # keeps all of it, and file and line say where).
-RAW_TEXT_LIMIT = 1024 * 1024
 READ_BUFFER = 1 << 20
 GiB = 1 << 30
 _NOT_EXPORT = f"is not an export file ({', '.join(PLAIN_SUFFIXES)}, the same gzipped, or a .zip of them)"
