@@ -229,7 +229,7 @@ def prepare(work: Path, items: int, dataset: Path | None = None) -> tuple[Path, 
 def stage_minimal(dataset: Path, path: Path) -> None:
     import sqlite3
 
-    from migration_pipeline.lib.splitting import CHANGE_KINDS, encode_change
+    from migration_pipeline.lib.splitting import encode_change
     from migration_pipeline.vendors.gladly.parse import RecordError, parse_item
     from migration_pipeline.lib.staging.db import StagingDatabase, utc_text
 
@@ -249,7 +249,7 @@ def stage_minimal(dataset: Path, path: Path) -> None:
                 if item.source_id in seen:
                     continue
                 seen.add(item.source_id)
-                payload = json.dumps({"content": item.payload.get("content") or {}}) if item.kind in CHANGE_KINDS else "{}"
+                payload = "{}"  # the splitter reads split_change, never the record
                 change = encode_change(item.status_change, item.topics_added, item.topics_removed)
                 batch.append((item.source_id, item.customer_id, item.conversation_id, utc_text(item.timestamp),
                               item.kind, item.author_type, item.channel, "[]", payload, "bench", file.name, 0, "-",

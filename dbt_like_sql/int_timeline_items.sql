@@ -9,7 +9,7 @@ select
     i.split_change,
     coalesce(i.conversation_id, 'activity:' || coalesce(l.surviving_id, i.customer_id)) as conversation_key,
     coalesce(l.surviving_id, i.customer_id) as surviving_id,
-    i.kind
+    i.source_kind as kind
 from stg_conversation_items i
 left join customer_lookups l
     on l.customer_id = i.customer_id

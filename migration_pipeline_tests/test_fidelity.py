@@ -119,7 +119,7 @@ def test_every_content_type_arrives_readable_with_tags_and_checksums(fidelity):
 
     by_kind = defaultdict(list)
     for item in items.values():
-        by_kind[item["kind"]].append(item)
+        by_kind[item["source_kind"]].append(item)
     for kind in ("PHONE_CALL", "VOICEMAIL", "CUSTOMER_ACTIVITY", "CONVERSATION_NOTE", "EMAIL", "VIDEO_CALL", "TOPIC_CHANGE"):
         assert by_kind[kind], f"the dataset should carry {kind} items"
 
@@ -189,7 +189,7 @@ def test_every_content_type_arrives_readable_with_tags_and_checksums(fidelity):
     assert loaded["inline_images_uploaded"].value >= len(inline)
 
     # email conversations are email conversations when an inbox is configured and the author has an email
-    emailed = [t for t in ticket_rows if items[t["first_item_id"]]["kind"] == "EMAIL"]
+    emailed = [t for t in ticket_rows if items[t["first_item_id"]]["source_kind"] == "EMAIL"]
     assert emailed
     with httpx.Client(base_url=r.unthread.url, headers=HEADERS, timeout=60) as client:
         types = {t["ticket_id"]: client.get(f"/api/conversations/{done['ticket:' + t['ticket_id']]}").json()["sourceType"] for t in emailed}
@@ -205,7 +205,7 @@ def test_every_content_type_arrives_readable_with_tags_and_checksums(fidelity):
 
     changes_by_conversation = defaultdict(list)
     for item in sorted(items.values(), key=lambda i: (i["ts"], i["source_id"])):
-        if item["kind"] == "TOPIC_CHANGE":
+        if item["source_kind"] == "TOPIC_CHANGE":
             changes_by_conversation[item["conversation_id"]].append(item)
     tagged = 0
     for t in ticket_rows:

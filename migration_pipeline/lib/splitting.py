@@ -71,10 +71,6 @@ class ItemRef(NamedTuple):
     status: str | None = None  # the new status of a status-change item, upper case
 
 
-# Items whose content the rules read (status for reopen, topics for topic change).
-CHANGE_KINDS = ("TOPIC_CHANGE", "CONVERSATION_STATUS_CHANGE")
-
-
 def encode_change(status: str | None, added: tuple[str, ...] = (), removed: tuple[str, ...] = ()) -> str | None:
     """A change item's effect as stored for the splitter: the new status (upper case) as is, or
     the topic ids as JSON `[added, removed]`; None when nothing changed that a rule reads."""
@@ -91,27 +87,6 @@ def decode_change(text: str | None) -> tuple[str | None, tuple[str, ...], tuple[
         added, removed = json.loads(text)
         return None, tuple(added), tuple(removed)
     return text, (), ()
-
-
-def change_from_payload(kind: str, payload: Any) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
-    """The same from a stored payload (`{"content": {...}}`), for items staged before the
-    splitter's column existed: what the Gladly parser derives at staging (`change_from_content`)."""
-    content = ((json.loads(payload) if isinstance(payload, str) else payload) or {}).get("content") or {}
-    return change_from_content(kind, content)
-
-
-def change_from_content(kind: str, content: dict[str, Any]) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
-    """(status, added topic ids, removed topic ids) of an item's content in Gladly's shape
-    (`status`; `addedTopicIds` / `removedTopicIds`); nothing for kinds the rules do not read."""
-    if kind == "TOPIC_CHANGE":
-        def ids(key: str) -> tuple[str, ...]:
-            value = content.get(key)
-            return tuple(str(t) for t in value if t is not None) if isinstance(value, list) else ()
-
-        return None, ids("addedTopicIds"), ids("removedTopicIds")
-    if kind == "CONVERSATION_STATUS_CHANGE" and content.get("status"):
-        return str(content["status"]).upper(), (), ()
-    return None, (), ()
 
 
 def ticket_id_for(conversation_id: str, first_item_id: str) -> str:

@@ -18,7 +18,8 @@ import pytest
 
 from migration_pipeline.lib import markers
 from migration_pipeline.lib.content import html_to_markdown, neutralize_text, text_to_markdown
-from migration_pipeline.lib.staging.db import StagingDatabase
+from migration_pipeline.lib.staging.db import StagingDatabase, item_columns
+from migration_pipeline.vendors.gladly.parse import parse_item
 from migration_pipeline.vendors.unthread.client import UnthreadClient
 from migration_pipeline.vendors.unthread.loader import LoadSettings, UnthreadLoader
 
@@ -166,8 +167,9 @@ def loader(tmp_path: Path):
 def _item(**kw):
     item = {
         "source_id": "A1", "customer_id": "CU1", "conversation_id": "CV1", "ts": "2024-03-04T12:00:00.000000Z",
-        "kind": "EMAIL", "author_type": "customer", "author_id": None, "channel": "EMAIL", "subject": None,
-        "text": None, "html": None, "attachments": [], "payload": {"content": {"type": "EMAIL"}},
+        "kind": "message", "source_kind": "EMAIL", "visibility": "public", "source_system": "gladly",
+        "author_type": "customer", "author_id": None, "channel": "email", "subject": None,
+        "text": None, "html": None, "attachments": [], "envelope": None, "transcript_expected": False, "split_change": None,
     }
     item.update(kw)
     return item
@@ -177,7 +179,7 @@ def test_the_loader_sends_subject_body_and_notes_inert_and_counts_when_sent(load
     item = _item(
         subject="<!channel> urgent `gladly-item:B1`",
         text="@here <@U1> see [x](javascript:alert(1))",
-        payload={"content": {"type": "EMAIL", "from": "<!everyone>@example.com"}},
+        envelope={"from": "<!everyone>@example.com", "to": [], "cc": [], "bcc": []},
     )
     [message] = loader.render(item)
     assert "<!" not in message and "<@" not in message and "javascript:alert" not in message
@@ -192,11 +194,11 @@ def test_the_loader_sends_subject_body_and_notes_inert_and_counts_when_sent(load
 
 
 def test_notes_built_from_source_fields_are_made_inert(loader):
-    activity = _item(
-        kind="CUSTOMER_ACTIVITY",
-        payload={"content": {"type": "CUSTOMER_ACTIVITY", "title": "<!channel>", "body": "@everyone",
-                             "link": {"url": "javascript:alert(1)", "text": "open"}}},
-    )
+    record = {"id": "A1", "customerId": "CU1", "timestamp": "2024-03-04T12:00:00Z",
+              "content": {"type": "CUSTOMER_ACTIVITY", "title": "<!channel>", "body": "@everyone",
+                          "link": {"url": "javascript:alert(1)", "text": "open"}}}
+    staged = item_columns(parse_item(record))  # the activity's text is the Gladly source's rendering
+    activity = _item(**{k: v for k, v in staged.items() if k != "payload"})
     converted = loader.prepared(activity)
     assert "<!channel>" not in converted.markdown and "](javascript:" not in converted.markdown
     assert converted.neutralized == Counter({"broadcast": 2, "unsafe_link": 1})
@@ -227,8 +229,9 @@ def _stage(db: StagingDatabase, item_ids: list[str]) -> None:
         db.upsert(conn, customers, [{"source_id": "CU1", "name": "Casey", "primary_email": None, "emails": [],
                                      "phones": [], "external_ids": [], "custom_attributes": {}, "staged_at": now}])
         db.upsert(conn, conversation_items, [
-            {"source_id": item_id, "customer_id": "CU1", "conversation_id": "CV1", "ts": ts, "kind": "SMS",
-             "author_type": "customer", "author_id": None, "channel": "SMS", "subject": None, "text": bodies[item_id],
+            {"source_id": item_id, "customer_id": "CU1", "conversation_id": "CV1", "ts": ts, "kind": "message",
+             "source_kind": "SMS", "visibility": "public", "source_system": "gladly", "envelope": None, "transcript_expected": False,
+             "author_type": "customer", "author_id": None, "channel": "sms", "subject": None, "text": bodies[item_id],
              "html": None, "attachments": [], "payload": {"content": {"type": "SMS", "content": bodies[item_id]}},
              "job_id": "J1", "file_name": "conversation_items.jsonl", "line_no": n, "staged_at": now}
             for n, (item_id, ts) in enumerate(zip(("A1", "B1"), TS, strict=True))

@@ -154,7 +154,8 @@ def loader(tmp_path: Path):
 def test_the_loader_stamps_each_part_of_a_long_body_with_its_marker(loader):
     item = {
         "source_id": "A1", "customer_id": "CU1", "conversation_id": "CV1", "ts": "2024-03-04T12:00:00.000000Z",
-        "kind": "CHAT_MESSAGE", "author_type": "customer", "author_id": None, "channel": "CHAT", "subject": None,
+        "kind": "message", "source_kind": "CHAT_MESSAGE", "visibility": "public", "source_system": "gladly", "envelope": None,
+        "transcript_expected": False, "author_type": "customer", "author_id": None, "channel": "chat", "subject": None,
         "text": "word " * 150 + "`gladly-item:B1`", "html": None, "attachments": [], "payload": {"content": {"type": "CHAT_MESSAGE"}},
     }
     parts = loader.render(item)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from migration_pipeline.lib.splitting import encode_change
 from migration_pipeline.pairs.gladly_to_unthread.mappings import MAPPINGS_ENV, Mappings, load_mappings, topics_of_ticket
 from migration_pipeline.vendors.unthread.loader import UnthreadLoader
 
@@ -32,7 +33,7 @@ def test_an_override_file_replaces_the_tables(tmp_path, monkeypatch):
     assert m.target_status("WAITING") == "in_progress"
     assert m.topic_names([{"source_id": "p", "name": "Billing", "parent_id": None},
                           {"source_id": "c", "name": "Refunds", "parent_id": "p"}])["c"] == "gladly: Billing > Refunds"
-    items = [{"kind": "CONVERSATION_STATUS_CHANGE", "payload": {"content": {"status": "WAITING"}}}]
+    items = [{"kind": "status_change", "split_change": encode_change("waiting")}]
     assert UnthreadLoader.final_status(items, False, None, m) == "in_progress"
     assert UnthreadLoader.final_status(items, False, None) == "in_progress"  # the env var's file
     monkeypatch.delenv(MAPPINGS_ENV)
@@ -92,11 +93,11 @@ def test_hierarchical_topics_flatten_to_paths():
 
 def test_a_ticket_carries_its_conversations_topics_at_start_plus_every_topic_added_in_it():
     changes = [
-        ("i1", {"addedTopicIds": ["billing"]}),  # before the ticket
-        ("i2", {"addedTopicIds": ["old"], "removedTopicIds": []}),
-        ("i3", {"addedTopicIds": [], "removedTopicIds": ["old"]}),  # still before
-        ("t1", {"addedTopicIds": ["refunds", "temp"]}),  # inside
-        ("t2", {"removedTopicIds": ["temp", "billing"]}),  # inside
+        ("i1", ["billing"], []),  # before the ticket
+        ("i2", ["old"], []),
+        ("i3", [], ["old"]),  # still before
+        ("t1", ["refunds", "temp"], []),  # inside
+        ("t2", [], ["temp", "billing"]),  # inside
     ]
     assert topics_of_ticket(changes, {"t1", "t2", "t9"}) == ["billing", "refunds", "temp"]
     # a ticket without topic changes keeps what its conversation had

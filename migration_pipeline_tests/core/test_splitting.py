@@ -11,7 +11,6 @@ from migration_pipeline.lib.splitting import (
     ItemRef,
     TimelineCutter,
     assign_items,
-    change_from_payload,
     decode_change,
     encode_change,
     reference_time_gap_split,
@@ -323,5 +322,3 @@ def test_changes_round_trip_through_their_staged_text():
     assert decode_change(encode_change("closed")) == ("CLOSED", (), ())
     assert decode_change(encode_change(None, ("a", "b"), ("c",))) == (None, ("a", "b"), ("c",))
     assert encode_change(None) is None and decode_change(None) == (None, (), ())
-    assert change_from_payload("TOPIC_CHANGE", '{"content": {"addedTopicIds": ["a"], "removedTopicIds": null}}') == (None, ("a",), ())
-    assert change_from_payload("CONVERSATION_STATUS_CHANGE", {"content": {"status": "open"}}) == ("OPEN", (), ())

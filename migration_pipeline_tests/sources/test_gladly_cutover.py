@@ -147,13 +147,14 @@ def build_staging_state(staging_db: StagingDatabase) -> None:
             when[item_id] = ts + ".000000Z"
             item_rows.append({
                 "source_id": item_id, "customer_id": "cust-1", "conversation_id": cid, "ts": when[item_id],
-                "kind": "CHAT_MESSAGE", "author_type": who["type"].lower(), "author_id": who["id"], "channel": "chat",
+                "kind": "message", "source_kind": "CHAT_MESSAGE", "visibility": "public", "source_system": "gladly",
+                "author_type": who["type"].lower(), "author_id": who["id"], "channel": "chat",
                 "attachments": [], "payload": {}, "job_id": "job-1", "file_name": "conversation_items.jsonl",
                 "line_no": len(item_rows) + 1, "staged_at": stamp,
             })
     when["act-1"] = "2026-11-01T09:00:00.000000Z"
     item_rows.append({**item_rows[0], "source_id": "act-1", "conversation_id": None, "ts": when["act-1"],
-                      "kind": "CUSTOMER_ACTIVITY", "line_no": 999})
+                      "kind": "activity", "source_kind": "CUSTOMER_ACTIVITY", "line_no": 999})
     ticket_rows, link_rows, ledger_rows = [], [], []
     for tid, (cid, item_ids, state) in TICKETS.items():
         ticket_rows.append({

@@ -97,10 +97,10 @@ def _item_row(source_id: str, **over) -> dict:
         "customer_id": "c1",
         "conversation_id": None,
         "ts": "2026-03-01T10:00:00.000000Z",
-        "kind": "EMAIL",
-        "author_type": "CUSTOMER",
+        "kind": "message",
+        "author_type": "customer",
         "author_id": None,
-        "channel": "EMAIL",
+        "channel": "email",
         "subject": NASTY,
         "text": NASTY + source_id,
         "html": None,
@@ -111,6 +111,11 @@ def _item_row(source_id: str, **over) -> dict:
         "line_no": 1,
         "staged_at": now_text(),
         "split_change": None,
+        "source_system": "gladly",
+        "source_kind": "EMAIL",
+        "visibility": "public",
+        "envelope": {"from": NASTY, "to": ["a@x.com"], "cc": [], "bcc": []},
+        "transcript_expected": False,
     }
     row.update(over)
     return row

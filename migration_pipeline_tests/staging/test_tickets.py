@@ -188,21 +188,39 @@ def test_an_earlier_release_database_gets_the_new_ticket_columns(tmp_path):
     db.dispose()
 
 
-def test_items_staged_before_split_change_existed_get_it_from_their_payloads(tmp_path):
+def test_items_staged_before_the_contract_get_its_columns_from_their_payloads(tmp_path):
+    """A database of the release before the canonical contract (Gladly's type in `kind`, no
+    split_change, source_kind, visibility ...) is upgraded in place from the stored Gladly records."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     db = StagingDatabase(url)
     db.create_schema()
-    rows = [dict(r, split_change=None) for r in _items(seed=2, conversations=2, per=10)]
+    rows = []
+    for r in _items(seed=2, conversations=2, per=10):
+        record = {"id": r["source_id"], "customerId": r["customer_id"], "conversationId": r["conversation_id"],
+                  "timestamp": r["ts"], "initiator": {"type": "CUSTOMER", "id": r["customer_id"]},
+                  "content": {**r["payload"]["content"], "body": "hi"}}
+        rows.append(dict(r, payload=record, split_change=None))
+    added = ("split_change", "source_system", "source_kind", "visibility", "envelope", "transcript_expected")
     with db.begin() as conn:
         db.upsert(conn, conversation_items, rows)
         conn.execute(sa.text("drop index ix_stg_conversation_items_timeline"))
-        conn.execute(sa.text("alter table stg_conversation_items drop column split_change"))  # the earlier release
+        for column in added:  # the earlier release
+            conn.execute(sa.text(f"alter table stg_conversation_items drop column {column}"))
     db.create_schema()
     with db.engine.connect() as conn:
-        stored = dict(conn.execute(sa.select(conversation_items.c.source_id, conversation_items.c.split_change)).all())
+        stored = {r.source_id: r for r in conn.execute(sa.select(conversation_items))}
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes("stg_conversation_items")}
-    assert stored == {r["source_id"]: encode_change(r["payload"]["content"].get("status")) for r in rows}
-    assert any(stored.values()) and "ix_stg_conversation_items_timeline" in indexes
+    assert {k: v.split_change for k, v in stored.items()} == {r["source_id"]: encode_change(r["payload"]["content"].get("status")) for r in rows}
+    assert any(v.split_change for v in stored.values()) and "ix_stg_conversation_items_timeline" in indexes
+    canonical = {"EMAIL": ("message", "public"), "CHAT_MESSAGE": ("message", "public"), "CONVERSATION_NOTE": ("note", "private"),
+                 "CONVERSATION_STATUS_CHANGE": ("status_change", "public")}
+    for r in rows:
+        row = stored[r["source_id"]]
+        assert (row.source_system, row.source_kind) == ("gladly", r["kind"])
+        assert (row.kind, row.visibility) == canonical[r["kind"]]
+    db.create_schema()  # once only: a second start changes nothing
+    with db.engine.connect() as conn:
+        assert {r.source_id: r.kind for r in conn.execute(sa.select(conversation_items))} == {k: v.kind for k, v in stored.items()}
     db.dispose()
 
 

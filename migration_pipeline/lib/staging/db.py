@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from migration_pipeline.lib.splitting import CHANGE_KINDS, change_from_payload, encode_change
+from migration_pipeline.contract import Item
+from migration_pipeline.lib.splitting import encode_change
 from migration_pipeline.lib.timestamps import utc_text  # noqa: F401  (the staging encoding; re-exported)
 
 _log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ customers = sa.Table(
     "stg_customers",
     metadata,
     sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("source_system", sa.String(32)),  # contract: every id is unique within its system
     sa.Column("name", sa.Text),
     sa.Column("primary_email", sa.Text),
     sa.Column("emails", sa.JSON, nullable=False),
@@ -48,6 +50,7 @@ agents = sa.Table(
     "stg_agents",
     metadata,
     sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("source_system", sa.String(32)),
     sa.Column("name", sa.Text),
     sa.Column("email", sa.Text),
     sa.Column("active", sa.Boolean, nullable=False),
@@ -58,12 +61,14 @@ topics = sa.Table(
     "stg_topics",
     metadata,
     sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("source_system", sa.String(32)),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False),
     sa.Column("parent_id", sa.String(64)),
     sa.Column("staged_at", sa.String(27), nullable=False),
 )
 
+# contract.Item, one row per item (item_columns below). Targets read these columns, never `payload`.
 conversation_items = sa.Table(
     "stg_conversation_items",
     metadata,
@@ -71,7 +76,7 @@ conversation_items = sa.Table(
     sa.Column("customer_id", sa.String(64), nullable=False, index=True),
     sa.Column("conversation_id", sa.String(64), index=True),
     sa.Column("ts", sa.String(27), nullable=False),  # indexed by TIMELINE_INDEX (below)
-    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),  # contract.ItemKind: message, note, call, ...
     sa.Column("author_type", sa.String(16), nullable=False),
     sa.Column("author_id", sa.String(64)),
     sa.Column("channel", sa.String(16)),
@@ -87,7 +92,39 @@ conversation_items = sa.Table(
     # What a status or topic change changed, as the splitting rules read it (core.splitting.
     # encode_change), so the splitter never parses payloads. Null for every other kind.
     sa.Column("split_change", sa.Text),
+    # The rest of the contract (nullable only so that a database made before it can be upgraded
+    # in place: create_schema fills them once from the stored payloads).
+    sa.Column("source_system", sa.String(32)),
+    sa.Column("source_kind", sa.String(64)),  # the source's own type, verbatim (EMAIL, PHONE_CALL ...)
+    sa.Column("visibility", sa.String(8)),  # public / private
+    sa.Column("envelope", sa.JSON),  # contract.Envelope.as_json(): from / to / cc / bcc
+    sa.Column("transcript_expected", sa.Boolean),
 )
+
+
+def item_columns(item: Item) -> dict[str, Any]:
+    """The staged columns of a contract item (all but the provenance: job, file, line, time)."""
+    return {
+        "source_id": item.source_id,
+        "source_system": item.source_system,
+        "customer_id": item.customer_id,
+        "conversation_id": item.conversation_id,
+        "ts": utc_text(item.timestamp),
+        "kind": item.kind,
+        "source_kind": item.source_kind,
+        "visibility": item.visibility,
+        "author_type": item.author_type,
+        "author_id": item.author_id,
+        "channel": item.channel,
+        "subject": item.subject,
+        "text": item.text,
+        "html": item.html,
+        "attachments": [a.__dict__ for a in item.attachments],
+        "envelope": item.envelope.as_json(),
+        "transcript_expected": item.transcript_expected,
+        "payload": item.payload,
+        "split_change": encode_change(item.status_change, item.tags_added, item.tags_removed),
+    }
 
 # The splitter reads a window's items (a ts range) with exactly these columns: an index holding
 # all of them answers it with one range scan and no row lookups (the window is then sorted by
@@ -267,8 +304,8 @@ class StagingDatabase:
                 conn.execute(sa.text("select pg_advisory_xact_lock(7270513)"))  # arbitrary, project-wide
             metadata.create_all(conn)
             added = _add_missing_columns(conn)
-            if "stg_conversation_items.split_change" in added:
-                _fill_split_changes(conn)
+            if "stg_conversation_items.source_kind" in added:
+                _upgrade_pre_contract_items(conn)
             conn.execute(sa.text(
                 f"create index if not exists {TIMELINE_INDEX} on stg_conversation_items ({TIMELINE_INDEX_COLUMNS[self.dialect]})"
             ))
@@ -507,16 +544,34 @@ def _add_missing_columns(conn: Connection) -> set[str]:
     return added
 
 
-def _fill_split_changes(conn: Connection) -> None:
-    """Items staged before `split_change` existed: derive it once from their stored payloads."""
+def _upgrade_pre_contract_items(conn: Connection) -> None:
+    """A database staged before the canonical contract held only Gladly items, with Gladly's own
+    content type in `kind`: derive every contract column once from their stored payloads (the
+    Gladly record, verbatim), as staging them today would. The one place outside the Gladly
+    package that knows Gladly; it runs once per such database and never again."""
+    from migration_pipeline.vendors.gladly.parse import SYSTEM, RecordError, parse_item
+
     c = conversation_items.c
-    rows = conn.execute(sa.select(c.source_id, c.kind, c.payload).where(c.kind.in_(CHANGE_KINDS))).all()
-    updates = [{"id": sid, "change": encode_change(*change_from_payload(kind, payload))} for sid, kind, payload in rows]
-    if updates:
+    derived = ("kind", "source_kind", "visibility", "text", "html", "subject", "envelope", "transcript_expected", "split_change")
+    ids = [r[0] for r in conn.execute(sa.select(c.source_id).where(c.source_kind.is_(None)))]
+    for start in range(0, len(ids), BULK_BATCH):
+        rows = conn.execute(sa.select(c.source_id, c.payload).where(c.source_id.in_(ids[start : start + BULK_BATCH]))).all()
+        updates = []
+        for source_id, payload in rows:
+            record = json.loads(payload) if isinstance(payload, str) else payload
+            try:
+                columns = item_columns(parse_item(record))
+            except RecordError as error:  # staged once, so it parsed then: say so rather than guess
+                raise RuntimeError(f"staged item {source_id} no longer parses ({error}); re-stage its export") from error
+            updates.append({"id": source_id, "system": SYSTEM, **{f"v_{k}": columns[k] for k in derived}})
         conn.execute(
-            conversation_items.update().where(c.source_id == sa.bindparam("id")).values(split_change=sa.bindparam("change")),
+            conversation_items.update()
+            .where(c.source_id == sa.bindparam("id"))
+            .values(source_system=sa.bindparam("system"), **{k: sa.bindparam(f"v_{k}") for k in derived}),
             updates,
         )
+    for table in (customers, agents, topics):
+        conn.execute(table.update().where(table.c.source_system.is_(None)).values(source_system=SYSTEM))
 
 
 SQLITE_SYNCHRONOUS_ENV = "MIGRATION_SQLITE_SYNCHRONOUS"

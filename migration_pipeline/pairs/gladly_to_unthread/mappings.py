@@ -152,22 +152,22 @@ def _load_cached(path: str | None) -> Mappings:
     return Mappings.from_document(document, source=path or "package")
 
 
-def topics_of_ticket(changes: Iterable[tuple[str, Mapping[str, Any]]], ticket_item_ids: set[str]) -> list[str]:
+def topics_of_ticket(changes: Iterable[tuple[str, Iterable[str], Iterable[str]]], ticket_item_ids: set[str]) -> list[str]:
     """The topics a ticket carried: those on its conversation when the ticket starts plus every
     topic added during it (a topic added then removed inside the ticket was still its topic).
 
-    `changes` are (item id, content) of the conversation's TOPIC_CHANGE items up to the ticket's
-    last item, in source order (ts, id); content has `addedTopicIds` / `removedTopicIds`."""
+    `changes` are (item id, added topic ids, removed topic ids) of the conversation's tag-change
+    items up to the ticket's last item, in source order (ts, id)."""
     current: list[str] = []
     tagged: list[str] = []
     started = False
-    for item_id, content in changes:
+    for item_id, added_ids, removed_ids in changes:
         inside = item_id in ticket_item_ids
         if inside and not started:
             tagged.extend(t for t in current if t not in tagged)
             started = True
-        added = [t for t in content.get("addedTopicIds") or () if isinstance(t, str)]
-        removed = {t for t in content.get("removedTopicIds") or () if isinstance(t, str)}
+        added = [t for t in added_ids if isinstance(t, str)]
+        removed = {t for t in removed_ids if isinstance(t, str)}
         current = [t for t in current if t not in removed] + [t for t in added if t not in current]
         if inside:
             tagged.extend(t for t in added if t not in tagged)

@@ -151,24 +151,7 @@ def _merge_profile(db: StagingDatabase, conn, profile: dict) -> None:
     parsed = parse_customer(profile)
     existing = conn.execute(sa.select(customers).where(customers.c.source_id == parsed.source_id)).mappings().first()
     if existing is None:
-        db.upsert(
-            conn,
-            customers,
-            [
-                {
-                    "source_id": parsed.source_id,
-                    "name": parsed.name,
-                    "primary_email": parsed.primary_email,
-                    "emails": list(parsed.emails),
-                    "phones": list(parsed.phones),
-                    "external_ids": parsed.external_ids,
-                    "custom_attributes": parsed.custom_attributes,
-                    "merged_into": None,
-                    "job_id": None,
-                    "staged_at": now_text(),
-                }
-            ],
-        )
+        db.upsert(conn, customers, [{**customer_row(profile, None, now_text()), "merged_into": None}])
     else:
         conn.execute(
             customers.update()

@@ -3,16 +3,21 @@ with the reason, so the caller can quarantine it (file, line, reason, raw text) 
 
 Line schemas: `shared/vendor-apis/gladly-api.md` §3. Gladly may add fields and content types
 without a version change, so unknown fields are kept in `payload` and unknown content types are
-carried with their raw type.
+carried with their raw type (`source_kind`, canonical kind `other`). Everything a target needs is
+put in the contract's fields here (render.py writes the text of calls, activities and unknown
+types), so no target reads a Gladly payload.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from html import escape
 from typing import Any
 
-from migration_pipeline.lib.model import Agent, Attachment, AuthorType, Customer, Item, Topic
-from migration_pipeline.lib.splitting import change_from_content
+from migration_pipeline.contract import Agent, Attachment, AuthorType, Customer, Envelope, Item, ItemKind, Topic, Visibility
+from migration_pipeline.vendors.gladly import render
+
+SYSTEM = "gladly"
 
 AUTHOR_TYPES: dict[str, AuthorType] = {
     "CUSTOMER": "customer",
@@ -39,6 +44,27 @@ CHANNELS = {
     "TOPIC_CHANGE": "system",
     "CONVERSATION_STATUS_CHANGE": "system",
 }
+
+
+# Gladly content type -> (canonical kind, visibility). Calls, voicemails and notes are internal
+# to the support team; everything else was shown in the customer's timeline.
+KINDS: dict[str, tuple[ItemKind, Visibility]] = {
+    "EMAIL": ("message", "public"),
+    "CHAT_MESSAGE": ("message", "public"),
+    "SMS": ("message", "public"),
+    "FACEBOOK_MESSAGE": ("message", "public"),
+    "INSTAGRAM_DIRECT": ("message", "public"),
+    "WHATSAPP": ("message", "public"),
+    "TWITTER": ("message", "public"),
+    "VOICE_AI_MESSAGE": ("message", "public"),
+    "CONVERSATION_NOTE": ("note", "private"),
+    "PHONE_CALL": ("call", "private"),
+    "VOICEMAIL": ("call", "private"),
+    "CUSTOMER_ACTIVITY": ("activity", "public"),
+    "CONVERSATION_STATUS_CHANGE": ("status_change", "public"),
+    "TOPIC_CHANGE": ("tag_change", "public"),
+}
+assert set(KINDS) == render.KNOWN_TYPES
 
 
 class RecordError(ValueError):
@@ -82,14 +108,29 @@ def parse_item(obj: dict[str, Any]) -> Item:
     if conversation_id is not None and not isinstance(conversation_id, str):
         raise RecordError(f"item {item_id} has a non-string conversationId")
     initiator = obj.get("initiator") if isinstance(obj.get("initiator"), dict) else {}
+    canonical, visibility = KINDS.get(kind, ("other", "public"))
     text, html, subject = _content_text(kind, content)
-    status, topics_added, topics_removed = change_from_content(kind, content)
+    if canonical == "call":
+        text, html = render.call_note(obj), None
+    elif canonical == "activity":
+        text, html = render.activity_note(obj), None
+    elif canonical == "other":
+        text, html = render.unknown_note(obj), None
+    elif canonical in ("message", "note"):
+        if kind == "CHAT_MESSAGE":
+            text, html = _with_quick_replies(obj, text, html)
+        if not text and not html:
+            text = render.describe(obj)
+    status, tags_added, tags_removed = change_from_content(kind, content)
     return Item(
+        source_system=SYSTEM,
         source_id=item_id,
         customer_id=customer_id,
         conversation_id=conversation_id or None,
         timestamp=timestamp,
-        kind=kind,
+        kind=canonical,
+        visibility=visibility,
+        source_kind=kind,
         author_type=AUTHOR_TYPES.get(str(initiator.get("type", "")).upper(), "system"),
         author_id=initiator.get("id") if isinstance(initiator.get("id"), str) else None,
         channel=CHANNELS.get(kind),
@@ -97,10 +138,50 @@ def parse_item(obj: dict[str, Any]) -> Item:
         text=text,
         html=html,
         attachments=_attachments(item_id, content.get("attachments")),
-        payload=obj,
+        envelope=_envelope(content) if kind == "EMAIL" else Envelope(),
+        transcript_expected=kind in ("PHONE_CALL", "VOICEMAIL") and content.get("recordingStatus") in (None, "AVAILABLE"),
         status_change=status,
-        topics_added=topics_added,
-        topics_removed=topics_removed,
+        tags_added=tags_added,
+        tags_removed=tags_removed,
+        payload=obj,
+    )
+
+
+def change_from_content(kind: str, content: dict[str, Any]) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """(new status, added topic ids, removed topic ids) of a change item's content (`status`;
+    `addedTopicIds` / `removedTopicIds`); nothing for other content types."""
+    if kind == "TOPIC_CHANGE":
+        def ids(key: str) -> tuple[str, ...]:
+            value = content.get(key)
+            return tuple(str(t) for t in value if t is not None) if isinstance(value, list) else ()
+
+        return None, ids("addedTopicIds"), ids("removedTopicIds")
+    if kind == "CONVERSATION_STATUS_CHANGE" and content.get("status"):
+        return str(content["status"]).upper(), (), ()
+    return None, (), ()
+
+
+def _with_quick_replies(obj: dict[str, Any], text: str | None, html: str | None) -> tuple[str | None, str | None]:
+    """A chat quick-reply request lists its options after the text; a response says it was one."""
+    if html:
+        noted = render.quick_reply_note(obj, "")
+        return text, html if noted is None else f"{html}<p>{escape(noted.strip())}</p>"
+    noted = render.quick_reply_note(obj, text or "")
+    return (text if noted is None else noted.strip()), html
+
+
+def _envelope(content: dict[str, Any]) -> Envelope:
+    def addresses(value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        return tuple(str(v) for v in value if v) if isinstance(value, list) else ()
+
+    sender = content.get("from")
+    return Envelope(
+        sender=", ".join(addresses(sender)) or None,
+        to=addresses(content.get("to")),
+        cc=addresses(content.get("cc")),
+        bcc=addresses(content.get("bcc")),
     )
 
 
@@ -175,6 +256,7 @@ def parse_customer(obj: dict[str, Any]) -> Customer:
         external = {**external, "externalCustomerId": obj["externalCustomerId"]}
     attrs = obj.get("customAttributes") if isinstance(obj.get("customAttributes"), dict) else {}
     return Customer(
+        source_system=SYSTEM,
         source_id=customer_id,
         name=obj.get("name") if isinstance(obj.get("name"), str) else None,
         emails=tuple(e for e in emails if e),
@@ -194,10 +276,10 @@ def _list(value: Any) -> list[Any]:
 
 def parse_agent(obj: dict[str, Any], active: bool = True) -> Agent:
     agent_id = _require_str(obj, "id", "agent")
-    return Agent(agent_id, _str_or_none(obj.get("name")), _str_or_none(obj.get("emailAddress")), active)
+    return Agent(SYSTEM, agent_id, _str_or_none(obj.get("name")), _str_or_none(obj.get("emailAddress")), active)
 
 
 def parse_topic(obj: dict[str, Any]) -> Topic:
     topic_id = _require_str(obj, "id", "topic")
     name = _require_str(obj, "name", f"topic {topic_id}")
-    return Topic(topic_id, name, bool(obj.get("disabled", False)), _str_or_none(obj.get("parentId")))
+    return Topic(SYSTEM, topic_id, name, bool(obj.get("disabled", False)), _str_or_none(obj.get("parentId")))

@@ -26,8 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from migration_pipeline.lib.jsonl import RAW_TEXT_LIMIT, read_jsonl, storable_text
-from migration_pipeline.lib.model import Item
-from migration_pipeline.lib.splitting import encode_change
+from migration_pipeline.contract import Item
 from migration_pipeline.vendors.gladly.archive import ArchivedJob
 from migration_pipeline.vendors.gladly.parse import (
     RecordError,
@@ -43,6 +42,7 @@ from migration_pipeline.lib.staging.db import (
     agents,
     conversation_items,
     customers,
+    item_columns,
     now_text,
     topics,
     utc_text,
@@ -77,32 +77,14 @@ class StageCounts:
 
 
 def _item_row(item: Item, job_id: str, file_name: str, line_no: int, staged_at: str) -> dict[str, Any]:
-    return {
-        "source_id": item.source_id,
-        "customer_id": item.customer_id,
-        "conversation_id": item.conversation_id,
-        "ts": utc_text(item.timestamp),
-        "kind": item.kind,
-        "author_type": item.author_type,
-        "author_id": item.author_id,
-        "channel": item.channel,
-        "subject": item.subject,
-        "text": item.text,
-        "html": item.html,
-        "attachments": [a.__dict__ for a in item.attachments],
-        "payload": item.payload,
-        "job_id": job_id,
-        "file_name": file_name,
-        "line_no": line_no,
-        "staged_at": staged_at,
-        "split_change": encode_change(item.status_change, item.topics_added, item.topics_removed),
-    }
+    return {**item_columns(item), "job_id": job_id, "file_name": file_name, "line_no": line_no, "staged_at": staged_at}
 
 
 def customer_row(obj: dict[str, Any], job_id: str, staged_at: str) -> dict[str, Any]:
     c = parse_customer(obj)
     return {
         "source_id": c.source_id,
+        "source_system": c.source_system,
         "name": c.name,
         "primary_email": c.primary_email,
         "emails": list(c.emails),
@@ -117,13 +99,14 @@ def customer_row(obj: dict[str, Any], job_id: str, staged_at: str) -> dict[str, 
 
 def _agent_row(obj: dict[str, Any], _job: str, staged_at: str) -> dict[str, Any]:
     a = parse_agent(obj)
-    return {"source_id": a.source_id, "name": a.name, "email": a.email, "active": a.active, "staged_at": staged_at}
+    return {"source_id": a.source_id, "source_system": a.source_system, "name": a.name, "email": a.email, "active": a.active, "staged_at": staged_at}
 
 
 def _topic_row(obj: dict[str, Any], _job: str, staged_at: str) -> dict[str, Any]:
     t = parse_topic(obj)
     return {
         "source_id": t.source_id,
+        "source_system": t.source_system,
         "name": t.name,
         "disabled": t.disabled,
         "parent_id": t.parent_id,
@@ -277,7 +260,7 @@ _SOURCE_FIELDS = {
     "customer_id": "customerId",
     "conversation_id": "conversationId",
     "author_id": "initiator.id",
-    "kind": "content.type",
+    "source_kind": "content.type",
     "parent_id": "parentId",
 }
 

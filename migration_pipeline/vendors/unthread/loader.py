@@ -32,11 +32,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from migration_pipeline.lib import ledger_keys, markers
+from migration_pipeline.contract import system_name
+from migration_pipeline.lib import ledger_keys, markers, notes
 from migration_pipeline.lib.content import Converted, html_to_markdown, load_rules, neutralize_text, text_to_markdown
 from migration_pipeline.lib.downloads import DownloadedFile, FileDownloadError, FileTooLarge, redact_urls_in
 from migration_pipeline.lib.http import VendorAPIError
 from migration_pipeline.pairs.gladly_to_unthread.mappings import Mappings, TypeChoice, load_mappings, topics_of_ticket
+from migration_pipeline.lib.splitting import decode_change
 from migration_pipeline.lib.staging.db import (
     LeaseKeeper,
     StagingDatabase,
@@ -51,7 +53,6 @@ from migration_pipeline.lib.staging.db import (
     tickets,
     topics,
 )
-from migration_pipeline.vendors.unthread import notes
 from migration_pipeline.vendors.unthread.capabilities import (
     FILE_READ_BACK,
     METADATA_ON_UPDATE,
@@ -65,6 +66,8 @@ from migration_pipeline.vendors.unthread.capabilities import (
 from migration_pipeline.vendors.unthread.client import UnthreadClient, Upload
 
 log = logging.getLogger(__name__)
+# The contract's columns, so no target reads the source record (`payload`) nor carries its weight.
+TARGET_COLUMNS = tuple(c for c in conversation_items.c if c.name != "payload")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -112,7 +115,7 @@ class LoadCounts:
     unmatched_agents: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
     # fidelity (counted when a message is sent, so a re-run that sends nothing counts nothing)
-    content_types: Counter[str] = field(default_factory=Counter)  # items sent, by Gladly content type
+    content_types: Counter[str] = field(default_factory=Counter)  # items sent, by the source's own type
     unknown_types: Counter[str] = field(default_factory=Counter)  # content types this code does not know
     quotes_trimmed: int = 0
     signatures_trimmed: int = 0
@@ -343,7 +346,7 @@ class UnthreadLoader:
             ticket = conn.execute(sa.select(tickets).where(tickets.c.ticket_id == ticket_id)).mappings().one()
             items = (
                 conn.execute(
-                    sa.select(conversation_items)
+                    sa.select(*TARGET_COLUMNS)
                     .join(ticket_items, ticket_items.c.item_id == conversation_items.c.source_id)
                     .where(ticket_items.c.ticket_id == ticket_id)
                     .order_by(conversation_items.c.ts, conversation_items.c.source_id)
@@ -448,7 +451,7 @@ class UnthreadLoader:
 
                 def create_message(body=body, item=item, group=group, mkey=mkey, index=index) -> dict[str, Any]:
                     payload: dict[str, Any] = {"body": {"type": "markdown", "value": body}, "onBehalfOf": self.on_behalf_of(item)}
-                    if item["kind"] in notes.PRIVATE_TYPES:
+                    if item["visibility"] == "private":
                         payload["isPrivateNote"] = True
 
                     def send(text: str, files: list[Upload] | None) -> dict[str, Any]:
@@ -501,8 +504,8 @@ class UnthreadLoader:
     def final_status(items, has_later_ticket: bool, until: datetime, mappings: Mappings | None = None) -> str:
         table = (mappings or load_mappings()).status
         for item in reversed(items):
-            if item["kind"] == "CONVERSATION_STATUS_CHANGE":
-                value = str((item["payload"].get("content") or {}).get("status", "")).upper()
+            if item["kind"] == "status_change":
+                value = decode_change(item["split_change"])[0] or ""
                 if value in table:
                     return table[value]
         return "closed" if has_later_ticket else "open"
@@ -654,7 +657,7 @@ class UnthreadLoader:
     def title(self, first, ticket) -> str:
         if first["subject"]:
             return neutralize_text(str(first["subject"])[:200])
-        return f"Gladly {first['channel'] or first['kind'].lower()} conversation from {first['ts'][:10]}"
+        return f"{system_name(first['source_system'])} {first['channel'] or first['source_kind'].lower()} conversation from {first['ts'][:10]}"
 
     def agent(self, agent_id: str) -> Any:
         if self._agents is None:  # a few hundred rows: read once per run, not once per message
@@ -701,9 +704,9 @@ class UnthreadLoader:
                 self.counts.unmatched_agents.add(item["author_id"])
             if self.settings.placeholder_user_id:
                 return {"id": self.settings.placeholder_user_id}
-            return {"name": (agent and agent["name"]) or f"Gladly agent {item['author_id']}"}
+            return {"name": (agent and agent["name"]) or f"{system_name(item['source_system'])} agent {item['author_id']}"}
         customer = self.person(item["customer_id"])
-        who: dict[str, Any] = {"name": (customer and customer["name"]) or f"Gladly customer {item['customer_id']}"}
+        who: dict[str, Any] = {"name": (customer and customer["name"]) or f"{system_name(item['source_system'])} customer {item['customer_id']}"}
         email = customer and customer["primary_email"]
         if email and EMAIL_RE.match(email):
             who["email"] = email.lower()
@@ -731,36 +734,30 @@ class UnthreadLoader:
         cached = self._prepared.get(item["source_id"])
         if cached is not None:
             return cached
-        kind, payload = item["kind"], item["payload"]
-        trim = kind == "EMAIL"
-        if kind in ("PHONE_CALL", "VOICEMAIL"):
+        kind = item["kind"]
+        trim = _is_email(item)
+        if kind == "call":
             transcript = None
             done = self.ledger.get(ledger_keys.message(item["source_id"]))
-            if self.fetch_transcript is not None and not (done and done["state"] == "done"):
-                if (payload.get("content") or {}).get("recordingStatus") in (None, "AVAILABLE"):
-                    transcript = self.fetch_transcript(item["source_id"])
-            converted = Converted(notes.call_note(payload, transcript))
-            converted.trimmed["transcript"] = 1 if transcript is not None and transcript.paragraphs else 0
-        elif kind == "CUSTOMER_ACTIVITY":
-            converted = Converted(notes.activity_note(payload))
-        elif kind == "TOPIC_CHANGE":
-            converted = Converted(notes.topic_change_note(payload, self.topic_name))
-        elif kind == "CONVERSATION_STATUS_CHANGE":
-            converted = Converted(notes.status_change_note(payload))
-        elif kind not in notes.KNOWN_TYPES:
-            converted = Converted(notes.unknown_note(payload))
+            if self.fetch_transcript is not None and item["transcript_expected"] and not (done and done["state"] == "done"):
+                transcript = self.fetch_transcript(item["source_id"])
+            shown = notes.transcript_markdown(transcript)
+            converted = Converted("\n\n".join(t for t in (item["text"] or "", shown) if t))
+            converted.trimmed["transcript"] = 1 if shown else 0
+        elif kind == "tag_change":
+            _, added, removed = decode_change(item["split_change"])
+            converted = Converted(notes.tag_change_note(added, removed, self.topic_name))
+        elif kind == "status_change":
+            converted = Converted(notes.status_change_note(decode_change(item["split_change"])[0], system_name(item["source_system"])))
+        elif kind in ("activity", "other"):
+            converted = Converted(item["text"] or "")  # the source's rendering (contract)
         elif item["html"]:
             converted = html_to_markdown(item["html"], self.rules, trim=trim)
         else:
             converted = text_to_markdown(item["text"] or "", self.rules, trim=trim)
-            if not converted.markdown:
-                converted = Converted(_describe(item))
-        if kind == "CHAT_MESSAGE":
-            converted.markdown = notes.quick_reply_note(payload, converted.markdown) or converted.markdown
-        if kind == "EMAIL":
-            header = notes.email_header(payload)
-            if header:
-                converted.markdown = f"{header}\n\n{converted.markdown}"
+        header = notes.envelope_header(item["envelope"])
+        if header:
+            converted.markdown = f"{header}\n\n{converted.markdown}"
         converted.markdown = neutralize_text(converted.markdown, converted.neutralized)  # notes, headers too
         self._prepared[item["source_id"]] = converted
         return converted
@@ -768,16 +765,16 @@ class UnthreadLoader:
     def count_sent(self, item, index: int) -> None:
         """Fidelity counts for an item whose (first part of its) message was just sent."""
         converted = self.prepared(item)
-        kind = item["kind"]
-        self.counts.content_types[kind] += 1
-        if kind not in notes.KNOWN_TYPES:
-            self.counts.unknown_types[kind] += 1
-        if kind in notes.PRIVATE_TYPES:
+        kind, source_kind = item["kind"], item["source_kind"]
+        self.counts.content_types[source_kind] += 1
+        if kind == "other":
+            self.counts.unknown_types[source_kind] += 1
+        if item["visibility"] == "private":
             self.counts.private_notes += 1
-        self.counts.quotes_trimmed += converted.quote_trimmed and kind == "EMAIL"
+        self.counts.quotes_trimmed += converted.quote_trimmed and _is_email(item)
         self.counts.signatures_trimmed += converted.signature_trimmed
         self.counts.neutralized.update(converted.neutralized)
-        shown = [item["subject"] if item["subject"] and kind != "CUSTOMER_ACTIVITY" else "", *self.attachment_notes(item)]
+        shown = [item["subject"] if item["subject"] and kind != "activity" else "", *self.attachment_notes(item)]
         neutralize_text("\n".join(shown), self.counts.neutralized)  # what render() adds around the body
         self.counts.transcripts_included += converted.trimmed.get("transcript", 0)
         oversize = [f for f in self.files_of(item) if (f["size"] or 0) > self.settings.max_file_bytes]
@@ -993,7 +990,7 @@ class UnthreadLoader:
             if size > self.settings.max_file_bytes:
                 lines.append(
                     f"📎 {name} ({size / (1024 * 1024):.1f} MB) is over Unthread's {limit_mb:.0f} MB file limit: "
-                    f"not uploaded; it stays in the Gladly export archive (attachment {spec['attachment_id']})."
+                    f"not uploaded; it stays in the {system_name(item['source_system'])} export archive (attachment {spec['attachment_id']})."
                 )
             elif spec["kind"] == "attachment" and self.fetch_attachment is None:
                 lines.append(f"📎 {name} ({size} bytes): not uploaded in this run (attachment {spec['attachment_id']}).")
@@ -1002,10 +999,10 @@ class UnthreadLoader:
     def render(self, item) -> list[str]:
         """Markdown for one item, split into parts when over the target's limit (never truncated)."""
         author = {"customer": "Customer", "agent": "Agent", "system": "System", "external": "External"}[item["author_type"]]
-        label = "Private note · " if item["kind"] in notes.PRIVATE_TYPES else ""
-        header = f"**{author}** · {label}{item['kind']} · {item['ts'][:19].replace('T', ' ')} UTC"
-        body = self.prepared(item).markdown or _describe(item)
-        if item["subject"] and item["kind"] != "CUSTOMER_ACTIVITY":
+        label = "Private note · " if item["visibility"] == "private" else ""
+        header = f"**{author}** · {label}{item['source_kind']} · {item['ts'][:19].replace('T', ' ')} UTC"
+        body = self.prepared(item).markdown or f"({item['source_kind']}, no text)"
+        if item["subject"] and item["kind"] != "activity":
             body = f"*{item['subject']}*\n\n{body}"
         lines = self.attachment_notes(item)
         if lines:
@@ -1020,10 +1017,9 @@ class UnthreadLoader:
         ]
 
 
-def _describe(item) -> str:
-    content = item["payload"].get("content") or {}
-    details = {k: v for k, v in content.items() if k != "type" and isinstance(v, (str, int, float, bool))}
-    return "; ".join(f"{k}: {v}" for k, v in sorted(details.items())) or f"({item['kind']})"
+def _is_email(item) -> bool:
+    """An email message: the kind whose quoted replies and signatures are trimmed."""
+    return item["kind"] == "message" and item["channel"] == "email"
 
 
 def _rewind(files: list[Upload] | None) -> None:
@@ -1050,24 +1046,20 @@ def _match_file(files: list[dict[str, Any]], name: str, position: int, used: set
 
 
 def ticket_topic_ids(db: StagingDatabase, ticket, ticket_item_ids: set[str]) -> list[str]:
-    """The Gladly topic ids a ticket carried, from its conversation's TOPIC_CHANGE items up to the
-    ticket's last item (core.mappings.topics_of_ticket)."""
+    """The source tag ids a ticket carried, from its conversation's tag changes up to the ticket's
+    last item (mappings.topics_of_ticket)."""
     query = (
-        sa.select(conversation_items.c.source_id, conversation_items.c.payload)
+        sa.select(conversation_items.c.source_id, conversation_items.c.split_change)
         .where(
             conversation_items.c.conversation_id == ticket["conversation_id"],
-            conversation_items.c.kind == "TOPIC_CHANGE",
+            conversation_items.c.kind == "tag_change",
             conversation_items.c.ts <= ticket["last_ts"],
         )
         .order_by(conversation_items.c.ts, conversation_items.c.source_id)
     )
     with db.engine.connect() as conn:
         rows = conn.execute(query).all()
-    def content(payload: Any) -> dict[str, Any]:
-        payload = json.loads(payload) if isinstance(payload, str) else payload or {}
-        return payload.get("content") or {}
-
-    return topics_of_ticket(((r[0], content(r[1])) for r in rows), ticket_item_ids)
+    return topics_of_ticket(((r[0], *decode_change(r[1])[1:]) for r in rows), ticket_item_ids)
 
 
 def _part(index: int, total: int) -> int | None:

@@ -1,13 +1,16 @@
-"""Readable markdown for Gladly items that are not plain messages: calls, voicemails, customer
-activities, topic and status changes, chat quick replies, and content types this code has never
-seen. Pure functions over the staged item's payload (the Gladly record); no HTTP, no Dagster.
+"""The text a Gladly record becomes in the contract where it is not a plain message body: calls and
+voicemails, customer activities, chat quick replies, content types this code has never seen, and
+messages with no body. Rendered once at staging (contract.Item.text), so no target reads a Gladly
+payload. Pure functions over the Gladly record; no HTTP, no Dagster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
+
+from migration_pipeline.lib.notes import duration_text
 
 # Every content type in the Gladly facts file (export schema plus the item API's extra two).
 KNOWN_TYPES = frozenset({
@@ -15,13 +18,6 @@ KNOWN_TYPES = frozenset({
     "CONVERSATION_NOTE", "PHONE_CALL", "SMS", "TOPIC_CHANGE", "VOICEMAIL", "INSTAGRAM_DIRECT", "WHATSAPP",
     "VOICE_AI_MESSAGE", "TWITTER",
 })
-# Internal to the support team: posted as private notes, never shown to the customer.
-PRIVATE_TYPES = frozenset({"CONVERSATION_NOTE", "PHONE_CALL", "VOICEMAIL"})
-SPEAKERS = {"AGENT": "Agent", "CUSTOMER": "Customer"}
-
-
-class Transcript(Protocol):
-    paragraphs: list[Any]  # each with .speaker, .transcript, .start_time
 
 
 def _when(value: Any) -> str | None:
@@ -50,14 +46,6 @@ def seconds(value: Any) -> int | None:
     return None
 
 
-def _duration(total: int) -> str:
-    hours, rest = divmod(max(total, 0), 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min {secs} s"
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
-
-
 def _elapsed(start: Any, end: Any) -> int | None:
     try:
         return int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
@@ -75,9 +63,9 @@ def direction(payload: Mapping[str, Any]) -> str:
     return "direction unknown"
 
 
-def call_note(payload: Mapping[str, Any], transcript: Transcript | None) -> str:
-    """A PHONE_CALL or VOICEMAIL as a note: direction, numbers, times, duration, recording summary
-    and the transcript paragraphs when Gladly has one."""
+def call_note(payload: Mapping[str, Any]) -> str:
+    """A PHONE_CALL or VOICEMAIL as a note: direction, numbers, times, duration and recording
+    summary (the transcript, fetched at load time, is appended by lib/notes.py)."""
     c = payload.get("content") or {}
     kind = c.get("type")
     lines = []
@@ -98,7 +86,7 @@ def call_note(payload: Mapping[str, Any], transcript: Transcript | None) -> str:
     if length is None and c.get("answeredAt") and c.get("completedAt"):
         length = _elapsed(c["answeredAt"], c["completedAt"])
     if length is not None:
-        lines.append(f"Duration: {_duration(length)}")
+        lines.append(f"Duration: {duration_text(length)}")
     if c.get("recordingStatus"):
         lines.append(f"Recording: {c['recordingStatus']}" + (f" ({c['recordingUrl']})" if c.get("recordingUrl") else ""))
     summary = c.get("recordingSummary") if isinstance(c.get("recordingSummary"), dict) else {}
@@ -106,15 +94,7 @@ def call_note(payload: Mapping[str, Any], transcript: Transcript | None) -> str:
         lines.append(f"Summary: {summary['summary']}")
     elif summary.get("status"):
         lines.append(f"Summary: {summary['status']}")
-    text = "\n".join(lines)
-    if transcript is not None and transcript.paragraphs:
-        rows = []
-        for p in transcript.paragraphs:
-            who = SPEAKERS.get(str(p.speaker or "").upper(), str(p.speaker or "Speaker").title())
-            start = f"[{_duration(int(p.start_time))}] " if p.start_time is not None else ""
-            rows.append(f"> {start}**{who}:** {str(p.transcript or '').strip()}")
-        text += "\n\n**Transcript**\n" + "\n".join(rows)
-    return text
+    return "\n".join(lines)
 
 
 def activity_note(payload: Mapping[str, Any]) -> str:
@@ -135,21 +115,6 @@ def activity_note(payload: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def topic_change_note(payload: Mapping[str, Any], topic_name: Callable[[str], str]) -> str:
-    c = payload.get("content") or {}
-    parts = []
-    for label, key in (("added", "addedTopicIds"), ("removed", "removedTopicIds")):
-        ids = [t for t in c.get(key) or () if isinstance(t, str)]
-        if ids:
-            parts.append(f"{label}: " + ", ".join(f"`{topic_name(t)}`" for t in ids))
-    return "🏷️ Topics " + ("; ".join(parts) if parts else "unchanged")
-
-
-def status_change_note(payload: Mapping[str, Any]) -> str:
-    status = (payload.get("content") or {}).get("status")
-    return f"🔄 Conversation status set to **{status or 'unknown'}** in Gladly"
-
-
 def quick_reply_note(payload: Mapping[str, Any], text: str) -> str | None:
     c = payload.get("content") or {}
     data = c.get("messageData") if isinstance(c.get("messageData"), dict) else {}
@@ -159,18 +124,6 @@ def quick_reply_note(payload: Mapping[str, Any], text: str) -> str | None:
     if c.get("messageType") == "QUICK_REPLY_RESPONSE":
         return f"{text}\n\n(quick reply chosen from the options offered)"
     return None
-
-
-def email_header(payload: Mapping[str, Any]) -> str:
-    c = payload.get("content") or {}
-    parts = []
-    for label, key in (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Bcc", "bcc")):
-        value = c.get(key)
-        if isinstance(value, list):
-            value = ", ".join(str(v) for v in value if v)
-        if value:
-            parts.append(f"{label}: {value}")
-    return " · ".join(parts)
 
 
 def unknown_note(payload: Mapping[str, Any]) -> str:
@@ -184,3 +137,11 @@ def unknown_note(payload: Mapping[str, Any]) -> str:
     if nested:
         text += "\n(also carries: " + ", ".join(nested) + "; kept in the Gladly export archive)"
     return text
+
+
+def describe(payload: Mapping[str, Any]) -> str | None:
+    """A message with no body (an attachment-only chat line, say): its scalar fields, so the
+    target still shows what the record held; None when it holds none."""
+    content = payload.get("content") or {}
+    details = {k: v for k, v in content.items() if k != "type" and isinstance(v, (str, int, float, bool))}
+    return "; ".join(f"{k}: {v}" for k, v in sorted(details.items())) or None
