@@ -1,5 +1,6 @@
-"""Ledger keys: the `ledger.source_key` of every object the Gladly -> Unthread migration writes,
-also the lease names of the tickets, customers and tags being loaded. No Dagster import.
+"""Ledger keys: the `ledger.source_key` of every object a migration writes, also the lease names
+of the tickets, customers and tags being loaded. Each pair has its own ledger (its staging
+namespace), so keys are unique within a pair. No Dagster import.
 
 The format is a stored contract. Every staging database's ledger holds these keys, each Unthread
 conversation carries its ticket key (`metadata.sourceKey`), and the reports in dbt_like_sql match
@@ -14,6 +15,8 @@ loaded: the next run would not find it and send it again. Add an entity; never c
     tags:<ticket id>                         the tags and metadata last set on it (a digest)
     tag:<Gladly topic id>                    the Unthread tag of a topic
     cutover-close:<Gladly conversation id>   the Gladly conversation closed at cutover
+    profile:<person key>                     into Gladly: the customer profile of a person (their
+                                             lower-cased email, or `<system>:<id>` without one)
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ STATUS = "status"
 TAGS = "tags"
 TAG = "tag"
 CUTOVER_CLOSE = "cutover-close"
+PROFILE = "profile"
 SINGLE_CUSTOMER_ID = "*"  # the customer id of customer_mode "single": all history under one customer
 LIKE_ESCAPE = "\\"  # the escape character of message_parts_like's patterns
 
@@ -77,6 +81,10 @@ def tag(topic_id: str) -> str:
 
 def cutover_close(conversation_id: str) -> str:
     return f"cutover-close:{conversation_id}"
+
+
+def profile(person_key: str) -> str:
+    return f"profile:{person_key}"
 
 
 def parse(key: str) -> LedgerKey:

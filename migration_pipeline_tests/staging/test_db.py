@@ -189,3 +189,26 @@ def test_bulk_upsert_takes_the_copy_path_on_postgresql(pg_database):
         assert conn.execute(sa.text("select to_regclass('pg_temp._bulk_stg_conversation_items')")).scalar() is None
     assert db.count(conversation_items) == 5
     db.dispose()
+
+
+def test_each_pair_namespace_has_its_own_tables(staging_url):
+    """Two pairs staging the same source id (Zendesk user 123, Freshdesk contact 123) never meet:
+    each namespace is a schema (PostgreSQL) or a file (SQLite) of its own; None is the first pair's."""
+    from migration_pipeline.lib.staging.db import customers
+
+    dbs = [StagingDatabase(staging_url, ns) for ns in (None, "zendesk_to_gladly", "freshdesk_to_gladly")]
+    try:
+        for n, db in enumerate(dbs):
+            db.create_schema()
+            db.create_schema()  # again: nothing changes
+            with db.begin() as conn:
+                db.upsert(conn, customers, [{"source_id": "123", "name": f"pair {n}", "emails": [], "phones": [],
+                                             "external_ids": {}, "custom_attributes": {}, "staged_at": now_text()}])
+        for n, db in enumerate(dbs):
+            with db.engine.connect() as conn:
+                assert conn.execute(sa.select(customers.c.name)).scalars().all() == [f"pair {n}"]
+    finally:
+        for db in dbs:
+            db.dispose()
+    with pytest.raises(ValueError, match="namespace"):
+        StagingDatabase(staging_url, "Robert'); drop table x;--")

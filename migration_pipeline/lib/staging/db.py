@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from migration_pipeline.contract import Item
+from migration_pipeline.contract import Agent, Conversation, Customer, Item
 from migration_pipeline.lib.splitting import encode_change
 from migration_pipeline.lib.timestamps import utc_text  # noqa: F401  (the staging encoding; re-exported)
 
@@ -68,6 +69,26 @@ topics = sa.Table(
     sa.Column("staged_at", sa.String(27), nullable=False),
 )
 
+# contract.Conversation: the tickets of a ticket-shaped source (Zendesk ...), passed through.
+conversations = sa.Table(
+    "stg_conversations",
+    metadata,
+    sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("source_system", sa.String(32), nullable=False),
+    sa.Column("customer_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.String(27), nullable=False, index=True),
+    sa.Column("updated_at", sa.String(27)),
+    sa.Column("subject", sa.Text),
+    sa.Column("status", sa.String(32)),
+    sa.Column("channel", sa.String(16)),
+    sa.Column("assignee_id", sa.String(64)),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("envelope", sa.JSON),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("job_id", sa.String(64)),
+    sa.Column("staged_at", sa.String(27), nullable=False),
+)
+
 # contract.Item, one row per item (item_columns below). Targets read these columns, never `payload`.
 conversation_items = sa.Table(
     "stg_conversation_items",
@@ -100,6 +121,45 @@ conversation_items = sa.Table(
     sa.Column("envelope", sa.JSON),  # contract.Envelope.as_json(): from / to / cc / bcc
     sa.Column("transcript_expected", sa.Boolean),
 )
+
+
+def customer_columns(c: Customer) -> dict[str, Any]:
+    """The staged columns of a contract customer (`merged_into` only when the source said so: a
+    re-staged export line must not clear a merge found later)."""
+    row = {
+        "source_id": c.source_id,
+        "source_system": c.source_system,
+        "name": c.name,
+        "primary_email": c.primary_email,
+        "emails": list(c.emails),
+        "phones": list(c.phones),
+        "external_ids": c.external_ids,
+        "custom_attributes": c.custom_attributes,
+    }
+    if c.merged_into is not None:
+        row["merged_into"] = c.merged_into
+    return row
+
+
+def agent_columns(a: Agent) -> dict[str, Any]:
+    return {"source_id": a.source_id, "source_system": a.source_system, "name": a.name, "email": a.email, "active": a.active}
+
+
+def conversation_columns(c: Conversation) -> dict[str, Any]:
+    return {
+        "source_id": c.source_id,
+        "source_system": c.source_system,
+        "customer_id": c.customer_id,
+        "created_at": utc_text(c.created_at),
+        "updated_at": utc_text(c.updated_at) if c.updated_at else None,
+        "subject": c.subject,
+        "status": c.status,
+        "channel": c.channel,
+        "assignee_id": c.assignee_id,
+        "tags": list(c.tags),
+        "envelope": c.envelope.as_json(),
+        "payload": c.payload,
+    }
 
 
 def item_columns(item: Item) -> dict[str, Any]:
@@ -283,12 +343,34 @@ def now_text() -> str:
     return utc_text(datetime.now(UTC))
 
 
-class StagingDatabase:
-    """Engine plus the few operations every stage needs (schema, upsert, quarantine)."""
+NAMESPACE_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
-    def __init__(self, url: str):
+
+def namespaced_url(url: str, namespace: str | None) -> str:
+    """The URL of a namespace's own tables: on SQLite a file of its own beside the given one
+    (`staging.db` -> `staging-zendesk_to_gladly.db`); on PostgreSQL the same database (the
+    namespace is a schema, set as the connection's search_path)."""
+    if namespace is None or not url.startswith("sqlite") or url in ("sqlite://", "sqlite:///:memory:"):
+        return url
+    head, _, path = url.partition(":///")
+    folder, _, name = path.rpartition("/")
+    stem, dot, suffix = name.rpartition(".") if "." in name else (name, "", "")
+    return f"{head}:///{folder + '/' if folder else ''}{stem}-{namespace}{dot}{suffix}"
+
+
+class StagingDatabase:
+    """Engine plus the few operations every stage needs (schema, upsert, quarantine).
+
+    `namespace`: a migration pair's own tables (its name), so two pairs never share a staged row,
+    a ledger key or a lease: a schema on PostgreSQL, a file of its own on SQLite (namespaced_url).
+    None is the first pair's tables as they always were (public schema, the given file)."""
+
+    def __init__(self, url: str, namespace: str | None = None):
+        if namespace is not None and not NAMESPACE_RE.fullmatch(namespace):
+            raise ValueError(f"staging namespace must be lower-case letters, digits and _, got {namespace[:70]!r}")
         self.url = url
-        self.engine: Engine = _engine(url)
+        self.namespace = namespace
+        self.engine: Engine = _engine(namespaced_url(url, namespace), namespace)
 
     def __repr__(self) -> str:
         return f"StagingDatabase({self.engine.url.render_as_string(hide_password=True)})"
@@ -302,6 +384,8 @@ class StagingDatabase:
         with self.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("select pg_advisory_xact_lock(7270513)"))  # arbitrary, project-wide
+                if self.namespace is not None:
+                    conn.execute(sa.text(f'create schema if not exists "{self.namespace}"'))
             metadata.create_all(conn)
             added = _add_missing_columns(conn)
             if "stg_conversation_items.source_kind" in added:
@@ -585,7 +669,7 @@ def sqlite_synchronous() -> str:
     return value
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, namespace: str | None = None) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
@@ -614,8 +698,32 @@ def _engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.pop("begin_immediate", False) else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if namespace is not None:
+        @sa.event.listens_for(engine, "connect")
+        def _search_path(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f'set search_path to "{namespace}"')
+            dbapi_connection.commit()
 
+    return engine
+
+
+# Into Gladly: where each staged item went in Gladly's historical import files (one row per item),
+# so a range re-written gives the same files, a delta range holds only items no earlier range took,
+# and the reconciliation proves every item is in exactly one import row or one reject.
+imported_items = sa.Table(
+    "imported_items",
+    metadata,
+    sa.Column("item_id", sa.String(64), primary_key=True),
+    sa.Column("import_range", sa.String(64), nullable=False, index=True),  # the range's label (its folder)
+    sa.Column("outcome", sa.String(16), nullable=False),  # row / rejected / skipped
+    sa.Column("file_name", sa.String(128)),  # the batch file (row) or rejected.csv
+    sa.Column("row_number", sa.Integer),  # the first data row of the item in that file
+    sa.Column("parts", sa.Integer),  # rows the item became (a long body is split)
+    sa.Column("reason", sa.Text),  # why rejected or skipped (the rule's name)
+    sa.Column("written_at", sa.String(27), nullable=False),
+)
 
 # Attachment transfers (fidelity): one row per file put on an Unthread message — a Gladly
 # attachment or an inline image pulled out of an HTML body — with the sha256 of the bytes read

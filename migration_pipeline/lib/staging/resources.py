@@ -16,8 +16,9 @@ class StagingResource(SecretSafeResource):
     url: str = Field(description="SQLAlchemy-style URL of the staging database (MIGRATION_STAGING_URL)")
 
     @contextmanager
-    def database(self) -> Iterator[StagingDatabase]:
-        db = StagingDatabase(self.url)
+    def database(self, namespace: str | None = None) -> Iterator[StagingDatabase]:
+        """The staging database; `namespace` is a pair's own tables (see StagingDatabase)."""
+        db = StagingDatabase(self.url, namespace)
         try:
             db.create_schema()
             yield db

@@ -26,7 +26,8 @@ from migration_pipeline.lib import markers
 from migration_pipeline.lib.http import CallStats
 from migration_pipeline.lib.staging.db import StagingDatabase, now_text
 from migration_pipeline.vendors.unthread.client import UnthreadClient, Upload
-from migration_pipeline.vendors.unthread.loader import LoadSettings, Ledger, UnthreadLoader
+from migration_pipeline.lib.ledger import Ledger
+from migration_pipeline.vendors.unthread.loader import LoadSettings, UnthreadLoader
 
 KINDS = ("customers", "conversations", "messages", "statuses", "conversation_updates", "tags")
 

@@ -3,15 +3,12 @@
 Order: customers, then per ticket (oldest first) the conversation with its first item as the
 initial message, the remaining items as messages in source order, then the final status.
 
-Ledger protocol (table `ledger`, one row per target object, keyed by a source key):
-1. before a create request, an `intent` row is committed;
-2. after it, the row is completed (`done`) with the target id;
-3. an `intent` found on a later run means the outcome is unknown (crash, lost response): the
-   object is looked up on the target by the source key stamped on it — `externalCrmMetadata.id`
-   for customers, `metadata.sourceKey` for conversations, a `gladly-item:<id>` marker line in a
-   message's text — and only re-sent if it is not there.
-A 4xx validation error is recorded as `failed` with the vendor's message and not retried in the
-run; the run reports it. Everything stamped on the target names the Gladly source ids.
+Exactly once through the ledger protocol and leases of lib/ledger.py (`ExactlyOnce`): an object
+whose create's outcome is unknown is looked up by the source key stamped on it —
+`externalCrmMetadata.id` for customers, `metadata.sourceKey` for conversations, a
+`gladly-item:<id>` marker line in a message's text — and only re-sent if it is not there.
+A write refused for good is recorded as `failed` and the run reports it. Everything stamped on
+the target names the Gladly source ids.
 """
 
 from __future__ import annotations
@@ -19,10 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,16 +31,15 @@ from migration_pipeline.lib import ledger_keys, markers, notes
 from migration_pipeline.lib.content import Converted, html_to_markdown, load_rules, neutralize_text, text_to_markdown
 from migration_pipeline.lib.downloads import DownloadedFile, FileDownloadError, FileTooLarge, redact_urls_in
 from migration_pipeline.lib.http import VendorAPIError
+from migration_pipeline.lib.ledger import ExactlyOnce
 from migration_pipeline.pairs.gladly_to_unthread.mappings import Mappings, TypeChoice, load_mappings, topics_of_ticket
 from migration_pipeline.lib.splitting import decode_change
 from migration_pipeline.lib.staging.db import (
-    LeaseKeeper,
     StagingDatabase,
     agents,
     attachment_transfers,
     conversation_items,
     customers,
-    ledger,
     now_text,
     surviving_customers,
     ticket_items,
@@ -160,38 +153,7 @@ class Uploads:
         return f"{head}\n\n{lines}{sep}{marker}" if sep else f"{markdown}\n\n{lines}"
 
 
-class Ledger:
-    def __init__(self, db: StagingDatabase, run_id: str | None):
-        self.db, self.run_id = db, run_id
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        with self.db.engine.connect() as conn:
-            row = conn.execute(sa.select(ledger).where(ledger.c.source_key == key)).mappings().first()
-        return dict(row) if row else None
-
-    def forget(self, key: str) -> None:
-        """Drop a key whose write the workspace cannot take at all (an optional extra it lacks)."""
-        with self.db.begin() as conn:
-            conn.execute(ledger.delete().where(ledger.c.source_key == key))
-
-    def write(self, key: str, entity: str, state: str, *, target_id=None, parent=None, error=None) -> None:
-        """One committed upsert; `attempts` counts the intents (requests) ever made for the key."""
-        row = {
-            "source_key": key,
-            "entity_type": entity,
-            "parent_key": parent,
-            "target_id": target_id,
-            "state": state,
-            "attempts": 1 if state == "intent" else 0,
-            "last_error": error,
-            "run_id": self.run_id,
-            "updated_at": now_text(),
-        }
-        with self.db.begin() as conn:
-            self.db.upsert(conn, ledger, [row], accumulate=("attempts",))
-
-
-class UnthreadLoader:
+class UnthreadLoader(ExactlyOnce):
     def __init__(
         self,
         db: StagingDatabase,
@@ -205,7 +167,12 @@ class UnthreadLoader:
         (`FileTooLarge` past N bytes); without it attachments are listed in the message text but
         not uploaded. `fetch_transcript(item_id)` returns a call's transcript (paragraphs with
         speaker and text) or None."""
-        self.db, self.client, self.settings = db, client, settings
+        self.client, self.settings = client, settings
+        self.counts = LoadCounts()
+        super().__init__(
+            db, settings.run_id, counts=self.counts, create_attempts=settings.create_attempts,
+            create_backoff_seconds=settings.create_backoff_seconds, lease_ttl_seconds=settings.lease_ttl_seconds,
+        )
         self.fetch_attachment = fetch_attachment
         self.fetch_transcript = fetch_transcript
         self.mappings: Mappings = load_mappings(settings.mappings_file)
@@ -213,97 +180,11 @@ class UnthreadLoader:
         self._prepared: dict[str, Converted] = {}
         self._topic_names: dict[str, str] | None = None
         self._tag_ids: dict[str, str] = {}
-        self.ledger = Ledger(db, settings.run_id)
-        self.counts = LoadCounts()
         self.caps = CapabilityStore(db)  # what the preflight found the workspace supports
         self._users_by_email: dict[str, str] | None = None
         self._agents: dict[str, Any] | None = None
         self._customers: dict[str, Any] = {}
         self._survivors: dict[str, str | None] = {}
-        self.owner = f"{settings.run_id or 'run'}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._leases = LeaseKeeper(db, self.owner, settings.lease_ttl_seconds)  # heartbeat: close() stops it
-
-    # -- leases: one loader at a time per ticket / customer ------------------------------------
-    @contextmanager
-    def lease(self, key: str) -> Iterator[None]:
-        """Hold the lease on `key`, waiting while another live run holds it."""
-        waited, deadline = False, time.monotonic() + 10 * self.settings.lease_ttl_seconds
-        while not self._leases.acquire(key):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{key} stayed leased by another run for {10 * self.settings.lease_ttl_seconds:.0f}s")
-            waited = True
-            time.sleep(0.2)
-        self.counts.waited_for_lease += waited
-        try:
-            yield
-        finally:
-            self._leases.release(key)
-
-    def renew_leases(self) -> None:
-        """Called before each create: the heartbeat keeps our leases live while we wait; stop
-        here if one of them was taken over by another run meanwhile."""
-        lost = self._leases.confirm()
-        if lost is not None:
-            raise RuntimeError(f"lost the lease on {lost} to another run; stopping before any send")
-
-    def close(self) -> None:
-        """Stop the lease heartbeat; whoever creates a loader closes it (or uses `with`)."""
-        self._leases.close()
-
-    def __enter__(self) -> UnthreadLoader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- the protocol, once for every kind of object -----------------------------------------
-    def ensure(
-        self,
-        key: str,
-        entity: str,
-        create: Callable[[], dict[str, Any]],
-        find: Callable[[], dict[str, Any] | None],
-        parent: str | None = None,
-        optional: bool = False,
-    ) -> str | None:
-        """The target id for `key`: from the ledger, found on the target, or created now.
-
-        Whenever an earlier attempt's outcome is unknown (an intent left by a crash, a 5xx, a
-        dropped connection), the object is looked up before anything is sent again. For an
-        `optional` object (an extra the workspace may not offer) a refusal is raised to the
-        caller instead of being recorded as a failed write."""
-        row = self.ledger.get(key)
-        if row and row["state"] == "done":
-            return row["target_id"]
-        unknown = bool(row and row["state"] == "intent")
-        last_error: VendorAPIError | None = None
-        for attempt in range(self.settings.create_attempts):
-            if unknown:
-                found = find()
-                if found is not None:
-                    self.ledger.write(key, entity, "done", target_id=found["id"], parent=parent)
-                    self.counts.recovered += 1
-                    return found["id"]
-            if attempt:
-                time.sleep(min(self.settings.create_backoff_seconds * 2 ** (attempt - 1), 30.0))
-            self.renew_leases()
-            self.ledger.write(key, entity, "intent", parent=parent)
-            try:
-                created = create()
-            except VendorAPIError as exc:
-                if not exc.retryable and optional:
-                    raise
-                if not exc.retryable:
-                    self.ledger.write(key, entity, "failed", parent=parent, error=str(exc))
-                    self.counts.failed += 1
-                    self.counts.errors.append(f"{key}: {exc}")
-                    return None
-                unknown, last_error = True, exc
-                continue
-            self.ledger.write(key, entity, "done", target_id=created["id"], parent=parent)
-            return created["id"]
-        assert last_error is not None
-        raise last_error  # the intent stays: the next run looks the object up before re-sending
 
     # -- customers ---------------------------------------------------------------------------
     def ensure_customer(self, customer_id: str) -> str | None:
