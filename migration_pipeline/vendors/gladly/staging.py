@@ -39,8 +39,10 @@ from migration_pipeline.vendors.gladly.support_tools import row_error
 from migration_pipeline.lib.staging.db import (
     BULK_BATCH,
     StagingDatabase,
+    agent_columns,
     agents,
     conversation_items,
+    customer_columns,
     customers,
     item_columns,
     now_text,
@@ -81,25 +83,12 @@ def _item_row(item: Item, job_id: str, file_name: str, line_no: int, staged_at: 
 
 
 def customer_row(obj: dict[str, Any], job_id: str, staged_at: str) -> dict[str, Any]:
-    c = parse_customer(obj)
-    return {
-        "source_id": c.source_id,
-        "source_system": c.source_system,
-        "name": c.name,
-        "primary_email": c.primary_email,
-        "emails": list(c.emails),
-        "phones": list(c.phones),
-        "external_ids": c.external_ids,
-        "custom_attributes": c.custom_attributes,
-        # no merged_into: set by the customer lookups (a 301), a re-staged export line must not clear it
-        "job_id": job_id,
-        "staged_at": staged_at,
-    }
+    # no merged_into: set by the customer lookups (a 301), a re-staged export line must not clear it
+    return {**customer_columns(parse_customer(obj)), "job_id": job_id, "staged_at": staged_at}
 
 
 def _agent_row(obj: dict[str, Any], _job: str, staged_at: str) -> dict[str, Any]:
-    a = parse_agent(obj)
-    return {"source_id": a.source_id, "source_system": a.source_system, "name": a.name, "email": a.email, "active": a.active, "staged_at": staged_at}
+    return {**agent_columns(parse_agent(obj)), "staged_at": staged_at}
 
 
 def _topic_row(obj: dict[str, Any], _job: str, staged_at: str) -> dict[str, Any]:
