@@ -11,6 +11,7 @@ from migration_pipeline.settings import EnvSettings, MigrationSettings, load_set
 from migration_pipeline.vendors.gladly.resources import GladlyResource
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
+from migration_pipeline.vendors.zendesk.resources import ZendeskResource
 
 
 class MigrationStorage(dg.ConfigurableResource):
@@ -38,6 +39,7 @@ def build_resources(settings: MigrationSettings | None = None) -> dict[str, dg.C
         "staging": staging_resource(settings, env_vars=True),
         "gladly": gladly_resource(settings, env_vars=True),
         "unthread": unthread_resource(settings, env_vars=True),
+        "zendesk": zendesk_resource(settings, env_vars=True),
     }
 
 
@@ -90,6 +92,17 @@ def unthread_resource(settings: MigrationSettings, *, env_vars: bool, offline: b
         slack_channel_id=unthread.slack_channel_id,
         mappings_file=_text(settings.mappings_file),
         content_rules_file=_text(settings.content_rules_file),
+    )
+
+
+def zendesk_resource(settings: MigrationSettings, *, env_vars: bool) -> ZendeskResource:
+    zendesk = settings.zendesk
+    return ZendeskResource(
+        base_url=_given(zendesk, "base_url", env_vars),
+        email=_given(zendesk, "email", env_vars),
+        api_token=_given(zendesk, "api_token", env_vars),
+        requests_per_minute=zendesk.requests_per_minute,
+        incremental_requests_per_minute=zendesk.incremental_requests_per_minute,
     )
 
 

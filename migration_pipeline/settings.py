@@ -30,6 +30,7 @@ class MigrationPair(StrEnum):
     """The source and target a migration runs between; a new pair adds a value here."""
 
     gladly_to_unthread = "gladly_to_unthread"
+    zendesk_to_gladly = "zendesk_to_gladly"
 
 
 # -- value checks (their messages never repeat the value: it may be a secret) ------------------------
@@ -210,6 +211,7 @@ class MigrationSettings(EnvSettings):
     )
     gladly: GladlySettings = Field(default_factory=GladlySettings)
     unthread: UnthreadSettings = Field(default_factory=UnthreadSettings)
+    zendesk: ZendeskSettings = Field(default_factory=ZendeskSettings)
 
     @property
     def staging_database_url(self) -> str:
@@ -222,7 +224,7 @@ class MigrationSettings(EnvSettings):
 def env_names() -> set[str]:
     """Every environment variable the settings read (what a deployment must be able to pass)."""
     groups = (GladlySettings, UnthreadSettings, ZendeskSettings, MigrationSettings)
-    return {group.env_name(field) for group in groups for field in group.model_fields if field not in ("gladly", "unthread")}
+    return {group.env_name(field) for group in groups for field in group.model_fields if field not in ("gladly", "unthread", "zendesk")}
 
 
 def load_settings(**overrides: Any) -> MigrationSettings:
@@ -230,7 +232,7 @@ def load_settings(**overrides: Any) -> MigrationSettings:
     `--pair`). `SettingsError` lists every bad variable of the three groups at once."""
     problems: list[str] = []
     vendors: dict[str, EnvSettings] = {}
-    for field, model in (("gladly", GladlySettings), ("unthread", UnthreadSettings)):
+    for field, model in (("gladly", GladlySettings), ("unthread", UnthreadSettings), ("zendesk", ZendeskSettings)):
         try:
             vendors[field] = model.from_env()
         except SettingsError as exc:

@@ -21,7 +21,7 @@ from migration_pipeline.pairs.gladly_to_unthread.mappings import load_mappings
 from migration_pipeline.lib.rule_files import RulesFileError, packaged_file
 from migration_pipeline.lib.split_rules import SplitRules
 from migration_pipeline.pairs.gladly_to_unthread.load_setup import loader_settings
-from migration_pipeline.resources import build_resources, gladly_resource, staging_resource, storage_resource, unthread_resource
+from migration_pipeline.resources import build_resources, gladly_resource, staging_resource, storage_resource, unthread_resource, zendesk_resource
 from migration_pipeline.settings import GladlySettings, MigrationSettings, SettingsError, UnthreadSettings, load_settings
 from migration_pipeline.lib.staging.db import attachment_transfers, conversation_items, ledger, load_leases, ticket_items, tickets
 from sim.synth.dataset import DatasetLayout
@@ -32,7 +32,8 @@ from migration_pipeline_tests.targets.test_review_ops import _cli
 TOKEN = "gladly-token-s3tt1ngs-0001"
 KEY = "unthread-key-s3tt1ngs-0002"
 PASSWORD = "pg-pa55-s3tt1ngs-0003"
-SECRETS = (TOKEN, KEY, PASSWORD)
+ZENDESK_TOKEN = "zendesk-token-s3tt1ngs-0003"
+SECRETS = (TOKEN, KEY, PASSWORD, ZENDESK_TOKEN)
 GROUPS = (GladlySettings, UnthreadSettings, MigrationSettings)
 
 
@@ -54,7 +55,10 @@ def _full_environment(tmp_path: Path) -> dict[str, str]:
         "MIGRATION_STAGING_URL": f"postgresql://migrator:{PASSWORD}@db.internal:5432/staging",
         "MIGRATION_SQLITE_SYNCHRONOUS": "normal", "MIGRATION_LANDING_MAX_UNZIPPED_BYTES": "1000",
         "MIGRATION_LANDING_MAX_ZIP_RATIO": "50", "MIGRATION_HISTORY_START": "2026-02-01",
-        "MIGRATION_LEASE_TTL_SECONDS": "45", **rules,
+        "MIGRATION_LEASE_TTL_SECONDS": "45",
+        "ZENDESK_BASE_URL": "https://acme.zendesk.example", "ZENDESK_EMAIL": "bot@acme.example",
+        "ZENDESK_API_TOKEN": ZENDESK_TOKEN, "ZENDESK_REQUESTS_PER_MINUTE": "120", "ZENDESK_INCREMENTAL_REQUESTS_PER_MINUTE": "6",
+        **rules,
     }
 
 
@@ -85,7 +89,8 @@ def test_dagster_and_the_cli_build_the_same_resources_from_one_environment(tmp_p
     dagster = build_resources(settings)
     # in `defs` the credentials, URLs, triage channel and the staging URL are only variable names
     for name, field in [("gladly", "base_url"), ("gladly", "api_user"), ("gladly", "api_token"), ("unthread", "base_url"),
-                        ("unthread", "api_key"), ("unthread", "triage_channel_id"), ("staging", "url")]:
+                        ("unthread", "api_key"), ("unthread", "triage_channel_id"), ("staging", "url"),
+                        ("zendesk", "base_url"), ("zendesk", "email"), ("zendesk", "api_token")]:
         assert isinstance(getattr(dagster[name], field), dg.EnvVar), (name, field)
     resolved = {name: resource.process_config_and_initialize() for name, resource in dagster.items()}
     cli = {
@@ -93,6 +98,7 @@ def test_dagster_and_the_cli_build_the_same_resources_from_one_environment(tmp_p
         "staging": staging_resource(settings, env_vars=False),
         "gladly": gladly_resource(settings, env_vars=False),
         "unthread": unthread_resource(settings, env_vars=False),
+        "zendesk": zendesk_resource(settings, env_vars=False),
     }
     for name in cli:
         assert _fields(resolved[name]) == _fields(cli[name]), name
@@ -107,6 +113,7 @@ def test_dagster_and_the_cli_build_the_same_resources_from_one_environment(tmp_p
     }
     assert _fields(cli["gladly"])["requests_per_second"] == 7.5 and resolved["staging"].url == env["MIGRATION_STAGING_URL"]
     assert cli["storage"].data_dir == env["MIGRATION_DATA_DIR"]
+    assert (_fields(cli["zendesk"])["requests_per_minute"], _fields(cli["zendesk"])["incremental_requests_per_minute"]) == (120.0, 6.0)
 
     # the loader gets the same settings from either resource: inbox, Slack channel, rules files
     from_dagster, from_cli = loader_settings(resolved["unthread"], "run-1"), loader_settings(cli["unthread"], "run-1")
@@ -246,7 +253,7 @@ def test_cli_sample_uses_the_inbox_slack_channel_rules_and_transcripts_like_the_
             calls = set(conn.execute(
                 sa.select(conversation_items.c.source_id)
                 .join(ticket_items, ticket_items.c.item_id == conversation_items.c.source_id)
-                .where(conversation_items.c.kind == "PHONE_CALL",
+                .where(conversation_items.c.source_kind == "PHONE_CALL",
                        ticket_items.c.ticket_id.in_([c["metadata"]["gladlyTicketId"] for c in conversations]))).scalars())
     finally:
         db.dispose()
