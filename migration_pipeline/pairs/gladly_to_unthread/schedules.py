@@ -10,28 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from migration_pipeline.pairs.gladly_to_unthread.assets import PAIR_ASSETS
-from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import MODE_TAG
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.vendors.gladly.resources import GladlyResource
 
-migration_job = dg.define_asset_job(
-    "gladly_to_unthread_migration",
-    selection=dg.AssetSelection.assets(*PAIR_ASSETS),  # this pair's stages and their checks, no other pair's
-    tags={MODE_TAG: "full"},
-    description="Every stage, Gladly export to Unthread reconciliation, for the selected days.",
-)
-
-# Gladly's daily export job for day D lands around 02:00 UTC on D+1 ("24 hours behind");
-# 06:00 leaves room for a late job.
-delta_schedule = dg.build_schedule_from_partitioned_job(
-    migration_job,
-    hour_of_day=6,
-    minute_of_hour=0,
-    name="daily_delta_sync",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Each morning, migrate yesterday's partition (the day Gladly's daily export just covered).",
-)
+# The migration job and the daily schedule come from the pair factory (pairs/spec.py); Gladly's
+# daily export job for day D lands around 02:00 UTC on D+1 ("24 hours behind"), so the schedule
+# runs at 06:00 to leave room for a late job.
+MIGRATION_JOB = "gladly_to_unthread_migration"
 
 
 def partitions_covered(start: datetime, end: datetime) -> list[str]:
@@ -47,7 +32,7 @@ def partitions_covered(start: datetime, end: datetime) -> list[str]:
 
 
 @dg.sensor(
-    job=migration_job,
+    job_name=MIGRATION_JOB,
     minimum_interval_seconds=15 * 60,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Requests the partitions each newly COMPLETED Gladly export job covers (once per job and day).",

@@ -22,12 +22,12 @@ from migration_pipeline.lib.staging.sample import messiest_customers, sample_run
 from migration_pipeline.vendors.unthread.dry_run import DryRunLoader, DryRunUnthreadClient
 from migration_pipeline.vendors.unthread.loader import LoadCounts, UnthreadLoader, tickets_touching
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
+from migration_pipeline.pairs.spec import MODE_TAG  # noqa: F401  (re-exported: jobs and tests read it here)
 
 
 LOADED = dg.AssetKey("unthread_loaded_records")
 REFUSED_CHECK = "no_writes_refused"
 # Run tag naming the load's mode, set on each job that loads (jobs.py: the review jobs)
-MODE_TAG = "migration/mode"
 FULL, SAMPLE, DRY_RUN = "full", "sample", "dry_run"
 # What each day of a run records of its own (metadata name -> LoadCounts field), beside `tickets`
 DAY_FIGURES = {

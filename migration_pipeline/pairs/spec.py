@@ -1,0 +1,77 @@
+"""One factory for every migration pair: a `PairSpec` in, the pair's Dagster definitions out.
+
+A pair package declares its stages (assets and their checks), its own jobs and sensors, and
+`build_pair` adds what every pair has the same way: the migration job over exactly its own stages
+(never another pair's), the daily delta schedule (off by default: a migration team decides when
+deltas start), and the run tags that say which pair and mode a run is. `definitions.py` merges every
+pair's definitions with the one set of resources.
+
+Conventions a spec follows (tests/test_pair_definitions.py pins each pair's result):
+- asset keys `<pair>/<asset>` and group `<pair>` (one lineage graph per pair in the UI); the first
+  pair (gladly_to_unthread) predates them and keeps its unprefixed keys until its own migration;
+- pools per vendor API (`gladly_api`, `unthread_api`, `zendesk_api`), so two pairs calling one
+  vendor share its budget;
+- its own staging namespace, `StagingResource.database(namespace=spec.name)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+MODE_TAG = "migration/mode"  # full / dry_run / sample
+PAIR_TAG = "migration/pair"
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    name: str  # gladly_to_unthread, zendesk_to_gladly ...: job names, keys, group, staging namespace
+    title: str  # "Zendesk -> Gladly", for descriptions
+    stages: Sequence[dg.AssetsDefinition]  # what the migration job runs, in pipeline order
+    external: Sequence[dg.AssetSpec] = ()  # the source and target systems, shown in the lineage, never run
+    checks: Sequence[dg.AssetChecksDefinition] = ()  # checks defined apart from their assets
+    jobs: Sequence[Any] = ()  # the pair's own jobs (dry run, rollback, trace ...)
+    sensors: Sequence[dg.SensorDefinition] = ()
+    schedule_name: str | None = None  # default `<name>_daily_delta`
+    schedule_hour: int = 6  # UTC: after the source's day is complete and exported
+    migration_description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def key(self, *path: str) -> dg.AssetKey:
+        """`<pair>/<path>`: the key of one of this pair's assets."""
+        return dg.AssetKey([self.name, *path])
+
+
+def migration_job(spec: PairSpec) -> dg.UnresolvedAssetJobDefinition:
+    """Every stage of the pair for the selected days, its checks included, no other pair's."""
+    return dg.define_asset_job(
+        f"{spec.name}_migration",
+        selection=dg.AssetSelection.assets(*spec.stages),
+        tags={MODE_TAG: "full", PAIR_TAG: spec.name, **spec.tags},
+        description=spec.migration_description or f"Every stage of {spec.title} for the selected days.",
+    )
+
+
+def delta_schedule(spec: PairSpec, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    return dg.build_schedule_from_partitioned_job(
+        job,
+        hour_of_day=spec.schedule_hour,
+        minute_of_hour=0,
+        name=spec.schedule_name or f"{spec.name}_daily_delta",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Each morning, migrate yesterday's partition ({spec.title} delta sync until cutover).",
+    )
+
+
+def build_pair(spec: PairSpec) -> dg.Definitions:
+    job = migration_job(spec)
+    return dg.Definitions(
+        assets=[*spec.external, *spec.stages],
+        asset_checks=list(spec.checks),
+        jobs=[job, *spec.jobs],
+        schedules=[delta_schedule(spec, job)],
+        sensors=list(spec.sensors),
+    )
