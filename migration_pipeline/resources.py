@@ -96,11 +96,13 @@ def unthread_resource(settings: MigrationSettings, *, env_vars: bool, offline: b
 
 
 def zendesk_resource(settings: MigrationSettings, *, env_vars: bool) -> ZendeskResource:
-    zendesk = settings.zendesk
+    """Optional: without ZENDESK_BASE_URL the pair reads the export files only (empty fields, no
+    client; `ZendeskResource.configured` is False), so a file-only migration needs no token."""
+    zendesk, unset = settings.zendesk, "" if settings.zendesk.base_url is None else None
     return ZendeskResource(
-        base_url=_given(zendesk, "base_url", env_vars),
-        email=_given(zendesk, "email", env_vars),
-        api_token=_given(zendesk, "api_token", env_vars),
+        base_url=_given(zendesk, "base_url", env_vars and unset is None, unset),
+        email=_given(zendesk, "email", env_vars and unset is None, unset),
+        api_token=_given(zendesk, "api_token", env_vars and unset is None, unset),
         requests_per_minute=zendesk.requests_per_minute,
         incremental_requests_per_minute=zendesk.incremental_requests_per_minute,
     )

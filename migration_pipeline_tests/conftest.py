@@ -201,6 +201,17 @@ def staging_db(staging_url):
 
 
 @pytest.fixture
+def zendesk_gladly_db(staging_url):
+    """The Zendesk -> Gladly pair's own staging namespace, with its schema, on each engine."""
+    from migration_pipeline.lib.staging.db import StagingDatabase
+
+    db = StagingDatabase(staging_url, "zendesk_to_gladly")
+    db.create_schema()
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
 def unthread_server_factory(tmp_path):
     """Start Unthread emulators (state in tmp_path/<name>.sqlite); stopped at the end of the test."""
     servers: list[RunningServer] = []

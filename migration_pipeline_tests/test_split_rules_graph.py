@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from migration_pipeline.lib.split_rules import SplitRules
-from migration_pipeline.definitions import defs
+from migration_pipeline.pairs.gladly_to_unthread.definitions import defs  # this pair's assets only
 from migration_pipeline.lib.staging.db import ledger, ticket_items, tickets
 from migration_pipeline.lib.staging.preview import preview, timeline_items
 from sim.synth.dataset import DatasetLayout, read_json

@@ -282,13 +282,21 @@ def demo_cmd(
     customers: Annotated[int, typer.Option("--customers")] = 150,
     days: Annotated[int, typer.Option("--days")] = 21,
     seed: Annotated[int, typer.Option("--seed")] = 7,
+    pair: Annotated[str, typer.Option("--pair", help="gladly_to_unthread (default) or zendesk_to_gladly")] = "gladly_to_unthread",
 ) -> None:
-    """Start both emulators, generate a messy dataset and run the pipeline over its whole range."""
+    """Start both emulators, generate a messy dataset and run the pair over its whole range."""
     import warnings
 
     import dagster as dg
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    if pair == "zendesk_to_gladly":
+        from sim.demo import console
+        from sim.demo_zendesk import run_zendesk_demo
+
+        raise typer.Exit(run_zendesk_demo(workdir=workdir, customers=min(customers, 60), days=min(days, 7), seed=seed, console=console))
+    if pair != "gladly_to_unthread":
+        raise typer.BadParameter(f"unknown pair {pair!r}: gladly_to_unthread or zendesk_to_gladly", param_hint="--pair")
     from sim.demo import run_demo
 
     raise typer.Exit(run_demo(workdir=workdir, customers=customers, days=days, seed=seed))

@@ -152,9 +152,10 @@ def _materialize_range(first: str, last: str):
     import dagster as dg
 
     from migration_pipeline.definitions import defs
+    from migration_pipeline.pairs.gladly_to_unthread.definitions import SPEC
 
     return dg.materialize(
-        [*(defs.assets or []), *(defs.asset_checks or [])],  # the checks along the pipeline too, as the job runs them
+        [*SPEC.external, *SPEC.stages, *SPEC.checks],  # the checks along the pipeline too, as the job runs them
         resources=defs.resources,
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

@@ -8,7 +8,7 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,3 +83,21 @@ def copy_regular_file(source: Path, target: Path) -> None:
             raise NotARegularFile(f"{source.name} is not a regular file")
         with target.open("xb") as dst:
             shutil.copyfileobj(src, dst, COPY_CHUNK)
+
+
+def move_into_place(folder: Path, target: Path, scratch: Path, already_there: Callable[[], bool]) -> None:
+    """Rename a finished archive folder to `target`. An interrupted or damaged copy already there
+    is moved aside into `scratch` (removed with it) first; when the rename fails because a
+    concurrent run put the same content there first, `already_there()` (theirs is complete and
+    verified) makes that a success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        try:
+            target.rename(scratch / f"replaced-{uuid.uuid4().hex[:8]}")
+        except FileNotFoundError:
+            pass  # a concurrent run moved it first
+    try:
+        folder.rename(target)
+    except OSError:
+        if not already_there():
+            raise

@@ -16,7 +16,8 @@ loaded: the next run would not find it and send it again. Add an entity; never c
     tag:<Gladly topic id>                    the Unthread tag of a topic
     cutover-close:<Gladly conversation id>   the Gladly conversation closed at cutover
     profile:<person key>                     into Gladly: the customer profile of a person (their
-                                             lower-cased email, or `<system>:<id>` without one)
+                                             lower-cased email, `email-sha256:<hex>` for an email
+                                             too long for the column, or `<system>:<id>` without one)
 """
 
 from __future__ import annotations

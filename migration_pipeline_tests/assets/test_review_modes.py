@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import LOADED, MODE_TAG, REFUSED_CHECK
 from migration_pipeline.pairs.gladly_to_unthread.mappings import load_mappings
 from migration_pipeline.lib.rule_files import packaged_file
-from migration_pipeline.definitions import defs
+from migration_pipeline.pairs.gladly_to_unthread.definitions import defs  # this pair's assets only
 from migration_pipeline.pairs.gladly_to_unthread.jobs import dry_run_migration, sample_migration
 from migration_pipeline.lib.staging.db import ledger
 from migration_pipeline_tests.rehearsal import LAST, Rehearsal

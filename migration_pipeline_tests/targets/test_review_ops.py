@@ -14,7 +14,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from migration_pipeline.definitions import defs
+from migration_pipeline.pairs.gladly_to_unthread.definitions import defs  # this pair's assets only
 from migration_pipeline.lib.staging.db import agents, ledger
 from migration_pipeline.lib.staging.sample import messiest_customers
 from sim.synth.dataset import DatasetLayout, read_json

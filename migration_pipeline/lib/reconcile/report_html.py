@@ -182,12 +182,32 @@ def render_html(
     meta = " · ".join(x for x in (f"window {html.escape(rec.window[0])} .. {html.escape(rec.window[1])} (UTC, end exclusive)",
                                   f"run {html.escape(run_id)}" if run_id else "",
                                   f"generated {html.escape(generated_at)}" if generated_at else "") if x)
+    return document(title, meta, [summary, check_table, *sections, _files_section(rec, files)])
+
+
+def document(title: str, meta_html: str, parts: Iterable[str]) -> str:
+    """A whole self-contained report page: title, a meta line (already HTML), then the parts."""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p class=\"meta\">{meta}</p>"
-        f"{summary}{check_table}{''.join(sections)}{_files_section(rec, files)}</body></html>\n"
+        f"<h1>{html.escape(title)}</h1><p class=\"meta\">{meta_html}</p>"
+        f"{''.join(parts)}</body></html>\n"
     )
+
+
+def checks_section(checks: Sequence[CheckOutcome], heading: str) -> str:
+    classes = {"PASSED": "ok", "WARN": "warn", "FAILED": "bad"}
+    return _section(heading, _table(["check", "result", "detail"], [[c.name, c.result, c.detail] for c in checks],
+                                    row_class=lambda row: classes[row[1]]))
+
+
+def stages_chart(per_day: Mapping[str, Mapping[str, int]], stages: Sequence[str], title: str) -> str:
+    """Records per UTC day at each stage (plotly.js inlined): a gap between bars is a loss."""
+    days = sorted(per_day)
+    fig = go.Figure([go.Bar(name=s.replace("_", " "), x=days, y=[per_day[d].get(s, 0) for d in days]) for s in stages])
+    fig.update_layout(title=title, barmode="group", xaxis_title="UTC day", yaxis_title="records", legend_orientation="h", height=420)
+    return fig.to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False, "responsive": True})
+
 
 
 def write_html(path: Path, rec: Reconciliation, **kwargs: Any) -> Path:
@@ -240,3 +260,6 @@ th,td{border:1px solid #d6dae1;padding:.3rem .6rem;text-align:left;vertical-alig
 th{background:#f2f4f7}tr.ok td:nth-child(2){color:#17803d;font-weight:600}
 tr.bad td:nth-child(2){color:#c0262d;font-weight:600}tr.warn td:nth-child(2){color:#a15c00;font-weight:600}section{margin-top:1.5rem}
 """
+
+
+section, table = _section, _table  # for reports composed outside this module

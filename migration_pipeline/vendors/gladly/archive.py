@@ -58,7 +58,6 @@ import logging
 import os
 import re
 import stat
-import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -68,6 +67,7 @@ from typing import Any
 from migration_pipeline.lib.files import (
     atomic_write_text,
     copy_regular_file,
+    move_into_place,
     remove_stale_scratch,
     scratch_dir,
 )
@@ -402,20 +402,11 @@ class ExportArchive:
     def _move_into_place(self, folder: Path, job_id: str, scratch: Path) -> None:
         """Rename a finished job folder into `jobs/`; an interrupted or damaged copy already there
         is moved aside into the scratch folder (removed with it) first."""
-        target = self.job_dir(job_id)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() or target.is_symlink():
-            try:
-                target.rename(scratch / f"replaced-{uuid.uuid4().hex[:8]}")
-            except FileNotFoundError:
-                pass  # a concurrent run moved it first
-        try:
-            folder.rename(target)
-        except OSError:
-            # A concurrent run archived the same export first: theirs is as good as ours.
+        def theirs_is_good() -> bool:  # a concurrent run archived the same export first
             existing = self.load(job_id)
-            if existing is None or not self.verify(existing):
-                raise
+            return existing is not None and self.verify(existing)
+
+        move_into_place(folder, self.job_dir(job_id), scratch, theirs_is_good)
 
     def verify(self, job: ArchivedJob) -> bool:
         """Every recorded file is present with the recorded size and sha256."""

@@ -25,6 +25,11 @@ class ZendeskResource(HttpClientSettings):
         default=9.0, description="Pace of the incremental ticket export, which Zendesk limits to 10 a minute"
     )
 
+    @property
+    def configured(self) -> bool:
+        """Whether the API is set up; without it the pair reads the export files only."""
+        return bool(self.base_url and self.email and self.api_token)
+
     @contextmanager
     def client(self) -> Iterator[ZendeskClient]:
         client = ZendeskClient(

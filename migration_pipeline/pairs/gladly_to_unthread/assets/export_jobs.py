@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from migration_pipeline.pairs.gladly_to_unthread.assets.day_figures import day_windows, record_by_day
+from migration_pipeline.pairs.day_figures import day_windows, record_by_day
 from migration_pipeline.pairs.gladly_to_unthread.assets.external import gladly_export
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage

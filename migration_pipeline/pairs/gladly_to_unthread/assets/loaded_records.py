@@ -7,7 +7,7 @@ from contextlib import ExitStack
 import dagster as dg
 from pydantic import Field
 
-from migration_pipeline.pairs.gladly_to_unthread.assets.day_figures import range_metadata, record_by_day
+from migration_pipeline.pairs.day_figures import range_metadata, record_by_day
 from migration_pipeline.pairs.gladly_to_unthread.checks.sample import sample_readback
 from migration_pipeline.lib.content import describe_neutralized
 from migration_pipeline.lib.markdown import md_row

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from migration_pipeline.pairs.gladly_to_unthread.assets.day_figures import record_by_day
+from migration_pipeline.pairs.day_figures import record_by_day
 from migration_pipeline.pairs.gladly_to_unthread.checks.fidelity import attachment_checksum_mismatches, tag_coverage
 from migration_pipeline.lib.reconcile.full_lists import FullList, copy_full_lists, listed_note, write_full_lists
 from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import (

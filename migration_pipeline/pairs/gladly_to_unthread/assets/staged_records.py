@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from migration_pipeline.pairs.gladly_to_unthread.assets.day_figures import range_metadata, record_counts_by_day
+from migration_pipeline.pairs.day_figures import range_metadata, record_counts_by_day
 from migration_pipeline.pairs.gladly_to_unthread.assets.export_jobs import gladly_export_jobs
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.resources import MigrationStorage

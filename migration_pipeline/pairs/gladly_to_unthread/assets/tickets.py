@@ -5,7 +5,7 @@ import time
 import dagster as dg
 from pydantic import Field
 
-from migration_pipeline.pairs.gladly_to_unthread.assets.day_figures import record_counts_by_day
+from migration_pipeline.pairs.day_figures import record_counts_by_day
 from migration_pipeline.lib.split_rules import RULES_ENV, SplitRules
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.lib.staging.by_day import rows_by_day
