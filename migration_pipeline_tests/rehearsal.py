@@ -28,7 +28,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from migration_pipeline.definitions import defs
+from migration_pipeline.pairs.gladly_to_unthread.definitions import defs  # the first pair's assets
 from sim.demo import accept_planted_mess
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.vendors.gladly.resources import GladlyResource
@@ -63,11 +63,13 @@ class Rehearsal:
     def __init__(self, dataset, gladly, unthread, data_dir, staging_url, **client_overrides):
         self.dataset, self.gladly, self.unthread = dataset, gladly, unthread
         self.workspace = read_json(DatasetLayout(dataset).unthread_workspace)
+        # `client_overrides` replace any field of both vendor resources (pacing and backoff included)
+        gladly_fields = {
+            "base_url": gladly.url, "api_user": GLADLY_USER, "api_token": dg.EnvVar("GLADLY_API_TOKEN"),
+            "requests_per_second": 50, "backoff_initial_seconds": 0.02, "backoff_max_seconds": 0.2,
+        }
         self.resources = {
-            "gladly": GladlyResource(
-                base_url=gladly.url, api_user=GLADLY_USER, api_token=dg.EnvVar("GLADLY_API_TOKEN"),
-                requests_per_second=50, backoff_initial_seconds=0.02, backoff_max_seconds=0.2, **client_overrides,
-            ),
+            "gladly": GladlyResource(**(gladly_fields | client_overrides)),
             "unthread": unthread_resource(f"{unthread.url}/api", self.workspace, **client_overrides),
             "storage": MigrationStorage(data_dir=str(data_dir)),
             "staging": StagingResource(url=staging_url),
@@ -189,6 +191,14 @@ def _build_state(engine: str, root: Path, dataset: Path) -> None:
     (root / "state.json").write_text(json.dumps({"staging_url": staging_url, "target_keys": keys}))
 
 
+def _first_pair_job() -> dg.JobDefinition:
+    """The job the stored run's events are read back against: the first pair's assets with the
+    code location's resources."""
+    from migration_pipeline.definitions import defs as location
+
+    return dg.Definitions(assets=list(defs.assets), resources=location.resources).resolve_implicit_global_asset_job_def()
+
+
 def _load_state(root: Path) -> LoadedState:
     from dagster._core.execution.execute_in_process_result import ExecuteInProcessResult
     from dagster._serdes import deserialize_value
@@ -198,7 +208,7 @@ def _load_state(root: Path) -> LoadedState:
         deserialize_value((root / "events.json").read_text()),
         deserialize_value((root / "dagster_run.json").read_text()),
         None,
-        defs.resolve_implicit_global_asset_job_def(),
+        _first_pair_job(),
     )
     return LoadedState(
         root=root, staging_url=info["staging_url"], result=result,

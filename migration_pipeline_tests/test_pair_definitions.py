@@ -2,6 +2,7 @@
 sensors is a change users see (saved selections, schedules, alerts), so it must be deliberate."""
 
 import dagster as dg
+import pytest
 
 from migration_pipeline import definitions
 from migration_pipeline.definitions import defs
@@ -39,6 +40,23 @@ GLADLY_TO_UNTHREAD = {
 }
 
 
+ZENDESK_TO_GLADLY = {
+    "assets": [f"zendesk_to_gladly/{a}" for a in (
+        "gladly_customer_profiles", "gladly_import_files", "gladly_organization", "gladly_preflight", "reconciliation_report",
+        "staged_agents", "staged_conversation_items", "staged_conversations", "staged_customers", "zendesk_account",
+        "zendesk_deliveries",
+    )],
+    "checks": [
+        "zendesk_to_gladly/reconciliation_report:every_comment_accounted_for",
+        "zendesk_to_gladly/reconciliation_report:one_gladly_profile_per_customer",
+    ],
+    "jobs": ["zendesk_to_gladly_migration"],
+    "schedules": ["zendesk_to_gladly_daily_delta"],
+    "sensors": [],
+}
+PAIRS = {"gladly_to_unthread": GLADLY_TO_UNTHREAD, "zendesk_to_gladly": ZENDESK_TO_GLADLY}
+
+
 def test_the_code_location_shows_exactly_each_pairs_assets_checks_jobs_schedules_and_sensors():
     graph = defs.resolve_asset_graph()
     shown = {
@@ -48,14 +66,26 @@ def test_the_code_location_shows_exactly_each_pairs_assets_checks_jobs_schedules
         "schedules": sorted(s.name for s in defs.schedules or []),
         "sensors": sorted(s.name for s in defs.sensors or []),
     }
-    assert shown == GLADLY_TO_UNTHREAD
+    assert shown == {part: sorted(x for pair in PAIRS.values() for x in pair[part]) for part in shown}
+    # each pair is its own lineage graph: all its assets, and only its assets, in a group named after it
+    for pair, expected in PAIRS.items():
+        assert {graph.get(dg.AssetKey.from_user_string(k)).group_name for k in expected["assets"]} == {pair}
 
 
-def test_the_migration_job_selects_its_own_pairs_stages_and_checks_only():
-    job = defs.resolve_job_def("gladly_to_unthread_migration")
+@pytest.mark.parametrize(("pair", "external"), [
+    ("gladly_to_unthread", {"gladly_export", "unthread_workspace"}),
+    ("zendesk_to_gladly", {"zendesk_to_gladly/zendesk_account", "zendesk_to_gladly/gladly_organization"}),
+])
+def test_each_migration_job_selects_its_own_pairs_stages_and_checks_only(pair, external):
+    job = defs.resolve_job_def(f"{pair}_migration")
     assert sorted(k.to_user_string() for k in job.asset_layer.selected_asset_keys) == sorted(
-        set(GLADLY_TO_UNTHREAD["assets"]) - {"gladly_export", "unthread_workspace"}  # the external ends are not run
+        set(PAIRS[pair]["assets"]) - external  # the external ends are not run
     )
+    assert job.tags["migration/pair"] == pair and job.tags["migration/mode"] == "full"
+
+
+def test_the_first_pairs_migration_job_runs_the_checks_along_the_pipeline():
+    job = defs.resolve_job_def("gladly_to_unthread_migration")
     steps = set(job.graph.node_names())
     assert {"gladly_export_jobs_export_coverage", "split_tickets_items_all_in_tickets",
             "staged_conversation_items_quarantine_rate", "unthread_loaded_records_dead_letters"} <= steps

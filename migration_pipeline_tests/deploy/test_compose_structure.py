@@ -218,7 +218,7 @@ def test_instance_init_migrates_and_sets_every_pool_the_code_uses():
     assert "dagster instance migrate" in script
     explicit = dict(re.findall(r"dagster instance concurrency set (\S+) (\d+)", script))
     used = {a.op.pool for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.op.pool}
-    assert used == {"gladly_api", "unthread_api"}
+    assert used == {"gladly_api", "unthread_api", "zendesk_api"}
     assert {pool: int(limit) for pool, limit in explicit.items()} == {pool: 1 for pool in used}
 
 

@@ -21,6 +21,7 @@ from migration_pipeline.vendors.gladly.archive import (
     coverage_gaps,
 )
 from migration_pipeline.vendors.gladly.resources import GladlyResource
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
 
 # Support Tools exports of one conversation, one customer, or the topic configuration
 PARTIAL_LAYOUTS = (CUSTOMER_CONVERSATIONS_LAYOUT, ITEMS_CSV_LAYOUT, TOPICS_CSV_LAYOUT)
@@ -30,7 +31,7 @@ PARTIAL_LAYOUTS = (CUSTOMER_CONVERSATIONS_LAYOUT, ITEMS_CSV_LAYOUT, TOPICS_CSV_L
     deps=[gladly_export],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="extract",
+    group_name=GROUP,
     kinds={"gladly", "file"},
     pool="gladly_api",
 )

@@ -2,9 +2,11 @@
 
 import dagster as dg
 
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
+
 gladly_export = dg.AssetSpec(
     "gladly_export",
-    group_name="external",
+    group_name=GROUP,
     kinds={"gladly"},
     description="Gladly's export jobs (daily or hourly schedule, one-time jobs from Support), kept by "
     "Gladly for 14 days. Not materialized here: gladly_export_jobs archives them.",
@@ -13,7 +15,7 @@ gladly_export = dg.AssetSpec(
 unthread_workspace = dg.AssetSpec(
     "unthread_workspace",
     deps=["unthread_loaded_records"],
-    group_name="external",
+    group_name=GROUP,
     kinds={"unthread"},
     description="The target Unthread workspace: customers, conversations and messages the load created "
     "(each stamped with its Gladly source ids). reconciliation_report reads it back.",

@@ -8,6 +8,7 @@ from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.vendors.unthread.preflight import PreflightReport, run_preflight
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
 
 
 class PreflightConfig(dg.Config):
@@ -25,7 +26,7 @@ class PreflightConfig(dg.Config):
     deps=["staged_agents"],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="load",
+    group_name=GROUP,
     kinds={"unthread"},
     pool="unthread_api",
 )

@@ -32,6 +32,7 @@ from migration_pipeline.lib.staging.db import utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.vendors.unthread.capabilities import FILE_READ_BACK, MESSAGE_AUTHOR, TAGS, TAGS_ON_UPDATE, CapabilityStore
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
 
 VARIANCE_CHECK = "variance_within_tolerance"
 ORDER_CHECK = "messages_in_source_order"
@@ -58,7 +59,7 @@ class ReconciliationConfig(dg.Config):
     deps=["unthread_loaded_records"],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="reconcile",
+    group_name=GROUP,
     kinds={"unthread", "sql"},
     pool="unthread_api",
     check_specs=[

@@ -15,6 +15,7 @@ from migration_pipeline.vendors.gladly.staging import StageCounts, stage_job_fil
 from migration_pipeline.lib.staging.by_day import rows_by_day
 from migration_pipeline.lib.staging.db import agents, conversation_items, utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
 
 STAGED_KEYS = ("staged_customers", "staged_agents", "staged_topics", "staged_conversation_items")
 _DESCRIPTIONS = {
@@ -29,7 +30,7 @@ _DESCRIPTIONS = {
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(key, deps=[gladly_export_jobs], description=_DESCRIPTIONS[key], group_name="staging", kinds={"sql"})
+        dg.AssetSpec(key, deps=[gladly_export_jobs], description=_DESCRIPTIONS[key], group_name=GROUP, kinds={"sql"})
         for key in STAGED_KEYS
     ],
     partitions_def=daily_partitions,

@@ -12,6 +12,7 @@ from migration_pipeline.lib.staging.by_day import rows_by_day
 from migration_pipeline.lib.staging.db import exclusive, ticket_items, tickets, utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.lib.staging.tickets import SPLIT_LEASE, SPLIT_LEASE_TTL_SECONDS, split_window
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
 
 
 class SplitConfig(dg.Config):
@@ -25,7 +26,7 @@ class SplitConfig(dg.Config):
     deps=["staged_conversation_items", "staged_customers"],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="transform",
+    group_name=GROUP,
     kinds={"sql"},
 )
 def split_tickets(context: dg.AssetExecutionContext, config: SplitConfig, staging: StagingResource) -> dg.MaterializeResult:
