@@ -260,11 +260,12 @@ def run_reference(dataset: Path, work: Path) -> dict:
         lambda tags: any(str(t).lower() in {x.lower() for x in rules.skip.spam.tags} for t in _list(tags)))
     tickets["email"] = [(e.strip() if isinstance(e, str) else "") or _sender(v) or None
                         for e, v in zip(tickets["email"], tickets["via"], strict=True)]
-    tickets["junk"] = tickets["email"].map(lambda e: bool(e and rules.skip.junk_customers.match(e)))
+    tickets["junk"] = tickets["email"].map(lambda e: bool(isinstance(e, str) and rules.skip.junk_customers.match(e)))
     tickets["spam"] = spam
-    tickets["title"] = [_one_line(s) or rules.untitled.format(ticket=i) for s, i in zip(tickets["subject"], tickets["id"], strict=True)]
+    tickets["title"] = [_one_line(s if isinstance(s, str) else None) or rules.untitled.format(ticket=i)
+                        for s, i in zip(tickets["subject"], tickets["id"], strict=True)]
     tickets["tags"] = tickets["tags"].map(lambda tags: join_tags([str(t) for t in _list(tags)]))
-    tickets["name"] = tickets["name"].map(lambda n: _one_line(n) or None)
+    tickets["name"] = tickets["name"].map(lambda n: _one_line(n if isinstance(n, str) else None) or None)
     tickets["phone"] = tickets["phone"].map(lambda p: p.strip() or None if isinstance(p, str) else None)
     rows = tickets[["id", "title", "email", "name", "phone", "tags", "spam", "junk", "comments"]].explode("comments")
     del tickets, users, people

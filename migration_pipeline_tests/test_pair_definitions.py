@@ -42,7 +42,7 @@ GLADLY_TO_UNTHREAD = {
 
 ZENDESK_TO_GLADLY = {
     "assets": [f"zendesk_to_gladly/{a}" for a in (
-        "gladly_customer_profiles", "gladly_import_files", "gladly_organization", "gladly_preflight", "reconciliation_report",
+        "gladly_activity_items", "gladly_customer_profiles", "gladly_import_files", "gladly_organization", "gladly_preflight", "reconciliation_report",
         "staged_agents", "staged_conversation_items", "staged_conversations", "staged_customers", "zendesk_account",
         "zendesk_deliveries",
     )],

@@ -71,7 +71,7 @@ def zendesk_rehearsal(workdir: Path, *, customers: int, days: int, seed: int, co
         }, layout, zd
 
 
-def materialize(first: str, last: str, resources: dict | None = None):
+def materialize(first: str, last: str, resources: dict | None = None, run_config: dict | None = None):
     """The pair's stages and checks over [first, last] as one single-run backfill (resources: the
     code location's, from the environment, unless given)."""
     import dagster as dg
@@ -86,7 +86,7 @@ def materialize(first: str, last: str, resources: dict | None = None):
         [*SPEC.external, *SPEC.stages],
         resources=resources,
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **(run_config or {})},
         raise_on_error=False,
     )
 

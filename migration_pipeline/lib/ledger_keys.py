@@ -18,6 +18,8 @@ loaded: the next run would not find it and send it again. Add an entity; never c
     profile:<person key>                     into Gladly: the customer profile of a person (their
                                              lower-cased email, `email-sha256:<hex>` for an email
                                              too long for the column, or `<system>:<id>` without one)
+    activity:<staged item id>                into Gladly: the CUSTOMER_ACTIVITY item of a staged
+                                             comment (the optional API path for the last year)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ TAGS = "tags"
 TAG = "tag"
 CUTOVER_CLOSE = "cutover-close"
 PROFILE = "profile"
+ACTIVITY = "activity"
 SINGLE_CUSTOMER_ID = "*"  # the customer id of customer_mode "single": all history under one customer
 LIKE_ESCAPE = "\\"  # the escape character of message_parts_like's patterns
 
@@ -86,6 +89,10 @@ def cutover_close(conversation_id: str) -> str:
 
 def profile(person_key: str) -> str:
     return f"profile:{person_key}"
+
+
+def activity(item_id: str) -> str:
+    return f"activity:{item_id}"
 
 
 def parse(key: str) -> LedgerKey:

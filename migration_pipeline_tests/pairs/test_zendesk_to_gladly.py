@@ -46,16 +46,20 @@ def _indexed(folder: Path) -> set[str]:
     return {r[key] for r in rows}
 
 
+def _resources(env: dict[str, str], staging_url: str) -> dict:
+    return {
+        "storage": MigrationStorage(data_dir=env["MIGRATION_DATA_DIR"]),
+        "staging": StagingResource(url=staging_url),
+        "gladly": GladlyResource(base_url=env["GLADLY_BASE_URL"], api_user=env["GLADLY_API_USER"], api_token=env["GLADLY_API_TOKEN"],
+                                 requests_per_second=50, backoff_initial_seconds=0.02, backoff_max_seconds=0.2),
+        "zendesk": ZendeskResource(base_url=env["ZENDESK_BASE_URL"], email=env["ZENDESK_EMAIL"], api_token=env["ZENDESK_API_TOKEN"],
+                                   requests_per_minute=6000, incremental_requests_per_minute=600),
+    }
+
+
 def test_full_export_then_same_range_again_then_the_delta(tmp_path, staging_url):
     with zendesk_rehearsal(tmp_path / "rehearsal", customers=20, days=4, seed=3, console=Console(quiet=True)) as (env, layout, zd):
-        resources = {
-            "storage": MigrationStorage(data_dir=env["MIGRATION_DATA_DIR"]),
-            "staging": StagingResource(url=staging_url),
-            "gladly": GladlyResource(base_url=env["GLADLY_BASE_URL"], api_user=env["GLADLY_API_USER"], api_token=env["GLADLY_API_TOKEN"],
-                                     requests_per_second=50, backoff_initial_seconds=0.02, backoff_max_seconds=0.2),
-            "zendesk": ZendeskResource(base_url=env["ZENDESK_BASE_URL"], email=env["ZENDESK_EMAIL"], api_token=env["ZENDESK_API_TOKEN"],
-                                       requests_per_minute=6000, incremental_requests_per_minute=600),
-        }
+        resources = _resources(env, staging_url)
         first = env["MIGRATION_HISTORY_START"]
         last = (datetime.fromisoformat(env["MIGRATION_HISTORY_END"]) - timedelta(days=1)).date().isoformat()
         imports = Path(env["MIGRATION_DATA_DIR"]) / "import" / "gladly"
@@ -94,3 +98,26 @@ def test_full_export_then_same_range_again_then_the_delta(tmp_path, staging_url)
     # every comment of the export and of the delta: exactly one import row, reject or skip
     assert sum(outcomes.values()) == counts["comments"] + counts["deltaNewComments"]
     assert outcomes.get("rejected", 0) > 0  # the dataset's requesters without a valid email
+
+
+def test_the_api_path_sends_the_last_year_as_activity_items_and_the_files_leave_them_out(tmp_path, staging_url):
+    """With `gladly_activity_items` enabled, the (recent) history goes through Gladly's API once;
+    the import files then hold none of it, and every comment is still accounted for exactly once."""
+    with zendesk_rehearsal(tmp_path / "rehearsal", customers=12, days=3, seed=5, console=Console(quiet=True)) as (env, layout, _):
+        resources = _resources(env, staging_url)
+        first = env["MIGRATION_HISTORY_START"]
+        last = (datetime.fromisoformat(env["MIGRATION_HISTORY_END"]) - timedelta(days=1)).date().isoformat()
+        enabled = {"ops": {f"{PAIR}__gladly_activity_items": {"config": {"enabled": True}}}}
+        run = materialize(first, last, resources, enabled)
+        assert run.success and all(_checks(run).values()), _checks(run)
+        sent = _metadata(run, "gladly_activity_items")
+        files = _metadata(run, "gladly_import_files")
+        assert sent["sent"] > 0 and sent["failed"] == 0, sent["failures"]
+        assert files["skipped_by_rule"].get("in_gladly_by_api") == sent["in_gladly"]
+        # every comment that would be a row went through the API, but those it cannot carry (a body
+        # over 25,000 characters, a customer without a profile): the files take those (as rows, or
+        # as rejects when the customer has no valid email)
+        to_files = sum(n for reason, n in sent["skipped"].items() if "goes to the import files" in reason)
+        assert 0 < files["comments_written"] <= to_files
+        again = materialize(first, last, resources, enabled)
+        assert again.success and _metadata(again, "gladly_activity_items")["sent"] == 0

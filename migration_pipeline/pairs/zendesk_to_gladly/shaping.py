@@ -112,7 +112,10 @@ from migration_pipeline.vendors.gladly.import_files import (
 RULES_FILE = "import_rules.yaml"
 NOT_A_COMMENT, SPAM, JUNK_CUSTOMER, PRIVATE_NOTE, EMPTY_CONVERSATION = (
     "not_a_comment", "spam", "junk_customer", "private_note", "empty_conversation")
-SKIP_RULES = (NOT_A_COMMENT, SPAM, JUNK_CUSTOMER, PRIVATE_NOTE, EMPTY_CONVERSATION)  # in the order they apply
+# A comment already in Gladly as a CUSTOMER_ACTIVITY (the optional API path, activity_items.py):
+# not written again, and recorded so the reconciliation counts it once.
+IN_GLADLY_BY_API = "in_gladly_by_api"
+SKIP_RULES = (IN_GLADLY_BY_API, NOT_A_COMMENT, SPAM, JUNK_CUSTOMER, PRIVATE_NOTE, EMPTY_CONVERSATION)  # in the order they apply
 ROW, REJECTED, SKIPPED = "row", "rejected", "skipped"  # imported_items.outcome
 IMPORT_LEASE, LEASE_TTL_SECONDS = "gladly-import-files", 120.0
 LABEL_RE = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})")
@@ -387,14 +390,16 @@ def _email(primary: str | None, envelope: Mapping[str, Any] | None) -> str | Non
 class _Skips:
     """The skip rules but empty_conversation, compiled once per range."""
 
-    def __init__(self, rules: ImportRules):
-        self.rules = rules
+    def __init__(self, rules: ImportRules, in_gladly: frozenset[str] = frozenset()):
+        self.rules, self.in_gladly = rules, in_gladly
         self.kinds = frozenset(rules.comment_kinds)
         self.statuses = frozenset(s.lower() for s in rules.skip.spam.statuses)
         self.tags = frozenset(t.lower() for t in rules.skip.spam.tags)
         self.skip_private = rules.private_notes.mode == "skip"
 
     def rule(self, r: Any) -> str | None:
+        if r.source_id in self.in_gladly:
+            return IN_GLADLY_BY_API
         if r.kind not in self.kinds:
             return NOT_A_COMMENT
         if (r.status or "").lower() in self.statuses or any(str(t).lower() in self.tags for t in r.tags or ()):
@@ -573,17 +578,19 @@ def write_range(
     hi: date,
     rules: ImportRules | None = None,
     config: ImportFileConfig | None = None,
+    in_gladly: frozenset[str] = frozenset(),
 ) -> RangeResult:
     """Write the import files of the days [lo, hi) (UTC; dates, or datetimes at UTC midnight) into
     `folder` (the range's own folder) from the staged contract of `db`, and record every selected
-    item's outcome in imported_items (see the module docstring for what a range holds)."""
+    item's outcome in imported_items (see the module docstring for what a range holds). Items in
+    `in_gladly` (sent through the API path) are skipped under IN_GLADLY_BY_API."""
     first_day, end = _day(lo, "lo"), _day(hi, "hi")
     if end <= first_day:
         raise ValueError(f"empty range: hi ({end}) is not after lo ({first_day})")
     last_day, folder = end - timedelta(days=1), Path(folder)
     rules = rules or load_import_rules()
     label = range_label(first_day, last_day)
-    skips, outcomes = _Skips(rules), _Outcomes()
+    skips, outcomes = _Skips(rules, frozenset(in_gladly)), _Outcomes()
     with exclusive(db, IMPORT_LEASE, f"{label}:{uuid.uuid4().hex}", LEASE_TTL_SECONDS):
         with _snapshot(db) as conn:
             plan = _Plan(label, _midnight(first_day), _midnight(end), _late_spans(conn, label, first_day))

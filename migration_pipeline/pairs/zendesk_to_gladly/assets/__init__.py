@@ -1,5 +1,6 @@
 """The pair's materializable assets, in pipeline order (the external ends are in external.py)."""
 
+from migration_pipeline.pairs.zendesk_to_gladly.assets.activity_items import gladly_activity_items
 from migration_pipeline.pairs.zendesk_to_gladly.assets.import_files import gladly_import_files
 from migration_pipeline.pairs.zendesk_to_gladly.assets.preflight import gladly_preflight
 from migration_pipeline.pairs.zendesk_to_gladly.assets.profiles import gladly_customer_profiles
@@ -12,6 +13,7 @@ PAIR_ASSETS = [
     staged_zendesk_records,
     gladly_preflight,
     gladly_customer_profiles,
+    gladly_activity_items,
     gladly_import_files,
     zendesk_gladly_reconciliation,
 ]

@@ -14,7 +14,7 @@ zendesk_account = dg.AssetSpec(
 
 gladly_organization = dg.AssetSpec(
     key("gladly_organization"),
-    deps=[key("gladly_customer_profiles"), key("gladly_import_files")],
+    deps=[key("gladly_customer_profiles"), key("gladly_activity_items"), key("gladly_import_files")],
     group_name=GROUP,
     kinds={"gladly"},
     description="The target Gladly organization: customer profiles created through its API, history through its "

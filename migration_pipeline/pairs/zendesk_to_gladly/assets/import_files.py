@@ -8,6 +8,7 @@ from pydantic import Field
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.pairs.day_figures import range_metadata
 from migration_pipeline.pairs.zendesk_to_gladly.pair import NAME, stage
+from migration_pipeline.pairs.zendesk_to_gladly.activity_items import items_in_gladly
 from migration_pipeline.pairs.zendesk_to_gladly.shaping import load_import_rules, range_label, write_range
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.vendors.gladly.import_files import GLADLY_MAX_ROWS_PER_FILE, ColumnNames, ImportFileConfig
@@ -31,7 +32,8 @@ def import_root(storage: MigrationStorage):
 @stage(
     "gladly_import_files",
     # profiles before any history: Gladly anchors imported items on the customer
-    deps=["staged_conversation_items", "staged_conversations", "staged_customers", "gladly_customer_profiles"],
+    deps=["staged_conversation_items", "staged_conversations", "staged_customers", "gladly_customer_profiles",
+          "gladly_activity_items"],  # what went through the API is left out
     kinds={"gladly", "csv"},
 )
 def gladly_import_files(
@@ -49,7 +51,8 @@ def gladly_import_files(
     file_config = ImportFileConfig(rows_per_file=config.rows_per_file, columns=ColumnNames(**config.column_names))
     folder = import_root(storage) / range_label(first, last)
     with staging.database(NAME) as db:
-        result = write_range(db, folder, window.start, window.end, rules, file_config)
+        in_gladly = frozenset(items_in_gladly(db, window.start, window.end))
+        result = write_range(db, folder, window.start, window.end, rules, file_config, in_gladly)
     context.log.info(
         f"{result.label}: {result.written} comments in {result.rows_written} rows, {result.rejected} rejected, "
         f"{result.skipped} skipped, {result.late_arrivals} late arrivals; files in {folder}"
