@@ -26,7 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # Run order (the staging benchmark reuses the generator benchmark's dataset) and each one's
 # arguments for a given size and scratch folder; a bench_*.py not listed runs without arguments.
-ORDER = ("bench_generate", "bench_staging", "bench_delta", "bench_load", "bench_split", "bench_import_files")
+ORDER = ("bench_generate", "bench_staging", "bench_delta", "bench_load", "bench_split", "bench_import_files",
+         "bench_gladly_profiles", "bench_zendesk_import")
 
 
 def bench_args(name: str, items: int, scratch: Path) -> list[str]:
@@ -43,6 +44,8 @@ def bench_args(name: str, items: int, scratch: Path) -> list[str]:
         return ["--items-per-day", str(max(50, items // 1000)), "--workdir", str(scratch / "delta")]
     if name == "bench_import_files":
         return ["--rows", str(items), "--work", str(scratch / "import_files")]
+    if name == "bench_zendesk_import":
+        return ["--comments", str(items), "--work", str(scratch / "zendesk_import")]
     return []
 
 
