@@ -7,6 +7,7 @@ Rows are upserted by source id, so staging the same file twice changes nothing. 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -417,16 +418,20 @@ class StagingDatabase:
         Columns in `accumulate` are added to the stored value instead of replacing it."""
         if not rows:
             return
+        columns = tuple(c.name for c in table.columns if c.name in rows[0])
+        conn.execute(self._upsert_statement(table, columns, update, tuple(accumulate)), list(rows))
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 (one per database, a handful of shapes each)
+    def _upsert_statement(self, table: sa.Table, columns: tuple[str, ...], update: bool, accumulate: tuple[str, ...]):
+        """The upsert of `columns` into `table`, built once per shape: building the statement cost
+        more than the ledger's one-row write it serves (a write per request of a load)."""
         insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
         keys = [c.name for c in table.primary_key.columns]
-        if update:
-            columns = [c.name for c in table.columns if c.name not in keys and c.name in rows[0]]
-            set_ = {c: getattr(insert.excluded, c) for c in columns}
-            set_.update({c: table.c[c] + getattr(insert.excluded, c) for c in accumulate})
-            stmt = insert.on_conflict_do_update(index_elements=keys, set_=set_)
-        else:
-            stmt = insert.on_conflict_do_nothing(index_elements=keys)
-        conn.execute(stmt, list(rows))
+        if not update:
+            return insert.on_conflict_do_nothing(index_elements=keys)
+        set_ = {c: getattr(insert.excluded, c) for c in columns if c not in keys}
+        set_.update({c: table.c[c] + getattr(insert.excluded, c) for c in accumulate})
+        return insert.on_conflict_do_update(index_elements=keys, set_=set_)
 
     def bulk_upsert(
         self,
