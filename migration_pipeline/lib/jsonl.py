@@ -29,6 +29,7 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 RAW_HEAD_BYTES = 64 * 1024
 # Gladly's records nest a handful of levels; deeper is hostile, and would break serializers.
 MAX_DEPTH = 64
+TOO_DEEP = f"JSON nested deeper than {MAX_DEPTH} levels"
 
 _BOM = b"\xef\xbb\xbf"
 _JSON_WHITESPACE = b" \t\r\n"
@@ -123,13 +124,27 @@ def parse_line(line_no: int, data: bytes) -> JsonLine:
         return JsonLine(line_no, None, text, f"not valid JSON: {exc}")
     if not isinstance(obj, dict):
         return JsonLine(line_no, None, text, f"not a JSON object (a JSON {_json_type(obj)})")
-    # Cheap screens first: only a line that could be too deep or hold \u0000 or a surrogate
-    # escape gets the full walk of its values.
-    if (text.count("[") + text.count("{") > MAX_DEPTH or ("\\u" in text and _SUSPECT_ESCAPE.search(text))) and (
-        problem := unstorable(obj)
-    ):
+    # Cheap screens first. Depth: only a line with more brackets than MAX_DEPTH can be too deep,
+    # and then only its containers are walked (a ticket line with many comments has many
+    # brackets, none of it deep). Strings: strict JSON has no raw control character, so a NUL or
+    # a lone surrogate can only come from an escape; only a line with one gets the string walk.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(obj):
+        return JsonLine(line_no, None, text, TOO_DEEP)
+    if "\\u" in text and _SUSPECT_ESCAPE.search(text) and (problem := unstorable(obj)):
         return JsonLine(line_no, None, text, problem)
     return JsonLine(line_no, obj, text, None)
+
+
+def _too_deep(obj: dict[str, Any]) -> bool:
+    """Whether containers nest deeper than MAX_DEPTH (strings are not looked at)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((item, depth + 1) for item in children if isinstance(item, dict | list))
+    return False
 
 
 def unstorable(obj: dict[str, Any]) -> str | None:
@@ -138,7 +153,7 @@ def unstorable(obj: dict[str, Any]) -> str | None:
     while stack:
         value, depth = stack.pop()
         if depth > MAX_DEPTH:
-            return f"JSON nested deeper than {MAX_DEPTH} levels"
+            return TOO_DEEP
         if isinstance(value, dict):
             for key, item in value.items():
                 if problem := _bad_string(key, "a key"):

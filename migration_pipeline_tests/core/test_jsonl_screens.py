@@ -1,0 +1,41 @@
+"""lib/jsonl.parse_line's cheap screens: a line with many brackets but no depth is not walked for
+strings, and every unstorable line is still refused with its reason."""
+
+from __future__ import annotations
+
+import json
+
+from migration_pipeline.lib.jsonl import MAX_DEPTH, TOO_DEEP, parse_line
+
+
+def _ticket(comments: int, body: str = "hello") -> bytes:
+    line = {"id": 1, "comments": [{"id": n, "attachments": [], "via": {"source": {}}, "body": body} for n in range(comments)]}
+    return json.dumps(line).encode()
+
+
+def test_a_shallow_line_with_many_brackets_is_accepted():
+    parsed = parse_line(1, _ticket(200))
+    assert parsed.error is None and len(parsed.obj["comments"]) == 200
+
+
+def test_a_nul_or_lone_surrogate_escape_is_refused_however_many_brackets_surround_it():
+    nul = parse_line(1, _ticket(200).replace(b'"hello"', b'"he\\u0000llo"', 1))
+    assert nul.obj is None and "NUL" in nul.error
+    surrogate = parse_line(2, _ticket(3).replace(b'"hello"', b'"\\ud800x"', 1))
+    assert surrogate.obj is None and "lone surrogate" in surrogate.error
+    paired = parse_line(3, _ticket(3).replace(b'"hello"', b'"\\ud83d\\ude00"', 1))  # an emoji, escaped: fine
+    assert paired.error is None
+
+
+def test_nesting_past_the_limit_is_refused_and_at_the_limit_accepted():
+    def nested(levels: int) -> bytes:
+        return ('{"id": 1, "x": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}").encode()
+
+    assert parse_line(1, nested(MAX_DEPTH)).error is None
+    deep = parse_line(2, nested(MAX_DEPTH + 1))
+    assert deep.obj is None and deep.error == TOO_DEEP
+
+
+def test_a_raw_control_character_is_not_json():
+    raw = parse_line(1, b'{"id": 1, "body": "a\x00b"}')
+    assert raw.obj is None and "JSON" in raw.error
