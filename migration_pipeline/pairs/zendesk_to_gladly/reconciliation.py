@@ -167,15 +167,23 @@ def as_json(rec: Reconciliation) -> dict:
     }))
 
 
+def _window_customer_ids(lo: str, hi: str) -> sa.Select:
+    return sa.select(conversation_items.c.customer_id).where(conversation_items.c.ts >= lo, conversation_items.c.ts < hi)
+
+
+def window_customers(db: StagingDatabase, lo: str, hi: str) -> list[str]:
+    """The staged customers whose comments fall in [lo, hi)."""
+    with db.engine.connect() as conn:
+        return sorted(conn.execute(_window_customer_ids(lo, hi).distinct()).scalars())
+
+
 def window_emails(db: StagingDatabase, lo: str, hi: str) -> list[str]:
     """The valid emails (trimmed, lower case) of the customers whose comments fall in [lo, hi):
     each must have exactly one Gladly profile."""
     from migration_pipeline.lib.staging.db import customers
     from migration_pipeline.vendors.gladly.import_files import is_valid_email
 
-    query = sa.select(customers.c.emails).where(customers.c.source_id.in_(
-        sa.select(conversation_items.c.customer_id).where(conversation_items.c.ts >= lo, conversation_items.c.ts < hi)
-    ))
+    query = sa.select(customers.c.emails).where(customers.c.source_id.in_(_window_customer_ids(lo, hi)))
     with db.engine.connect() as conn:
         lists = conn.execute(query).scalars().all()
     return sorted({e.strip().lower() for emails in lists for e in (emails or []) if isinstance(e, str) and is_valid_email(e.strip())})

@@ -1,22 +1,15 @@
 """Stage 3: one Gladly customer profile per person, before any history (Gladly anchors items on it)."""
 
 import dagster as dg
-import sqlalchemy as sa
 
-from migration_pipeline.lib.staging.db import conversation_items, utc_text
+from migration_pipeline.lib.staging.db import utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.pairs.day_figures import range_metadata
+from migration_pipeline.pairs.zendesk_to_gladly.reconciliation import window_customers
 from migration_pipeline.pairs.zendesk_to_gladly.pair import NAME, stage
 from migration_pipeline.vendors.gladly.profile_load import ProfileLoader, people
 from migration_pipeline.vendors.gladly.profiles import GladlyTarget
 from migration_pipeline.vendors.gladly.resources import GladlyResource
-
-
-def window_customers(db, lo: str, hi: str) -> list[str]:
-    """The staged customers whose comments fall in [lo, hi)."""
-    query = sa.select(conversation_items.c.customer_id).where(conversation_items.c.ts >= lo, conversation_items.c.ts < hi).distinct()
-    with db.engine.connect() as conn:
-        return sorted(conn.execute(query).scalars())
 
 
 @stage("gladly_customer_profiles", deps=["staged_customers", "gladly_preflight"], kinds={"gladly"}, pool="gladly_api")
