@@ -71,6 +71,7 @@ def worker(history: int, items_per_day: int, workdir: Path, staging_url: str) ->
     from migration_pipeline.pairs.gladly_to_unthread.assets.export_jobs import gladly_export_jobs
     from migration_pipeline.pairs.gladly_to_unthread.assets.staged_records import staged_gladly_records
     from migration_pipeline.pairs.gladly_to_unthread.assets.tickets import split_tickets
+    from migration_pipeline.pairs.gladly_to_unthread.pair import key
     from migration_pipeline.resources import MigrationStorage
     from migration_pipeline.vendors.gladly.resources import GladlyResource
     from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, tickets
@@ -117,18 +118,18 @@ def worker(history: int, items_per_day: int, workdir: Path, staging_url: str) ->
     for event in delta.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
         meta = {k: v.value for k, v in mat.metadata.items()}
-        per_asset[mat.asset_key.to_user_string()] = meta
-    staged = per_asset["staged_conversation_items"]
+        per_asset[mat.asset_key] = meta
+    staged = per_asset[key("staged_conversation_items")]
     return {
         "history_days": history, "customers": customers, "generated_items": manifest["counts"]["items"],
         "generate_s": round(generated_s, 1), "history_setup_s": round(setup_s, 1),
         "history_items_staged": history_items, "history_tickets": history_tickets,
         "delta_day": delta_day, "delta_items": delta_items, "delta_wall_s": round(delta_s, 2),
         "delta_cpu_s": round(delta_cpu, 2),
-        "export_jobs_s": per_asset["gladly_export_jobs"].get("duration_s"),
-        "staging_s": staged.get("duration_s"), "rest_lookups": per_asset["staged_customers"].get("rest_lookups"),
-        "split_s": per_asset["split_tickets"].get("duration_s"),
-        "split_items": per_asset["split_tickets"].get("items_assigned"),
+        "export_jobs_s": per_asset[key("gladly_export_jobs")].get("duration_s"),
+        "staging_s": staged.get("duration_s"), "rest_lookups": per_asset[key("staged_customers")].get("rest_lookups"),
+        "split_s": per_asset[key("split_tickets")].get("duration_s"),
+        "split_items": per_asset[key("split_tickets")].get("items_assigned"),
     }
 
 

@@ -106,6 +106,7 @@ def main() -> int:
                         help="emulators in their own processes (default) or in this one (as `make demo`)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    from migration_pipeline.pairs.gladly_to_unthread.pair import key
     from sim.demo import _materialize_range, rehearsal_environment
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
@@ -130,11 +131,11 @@ def main() -> int:
         failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed]
         print(f"run failed (failed checks: {failed or 'none'})", file=sys.stderr)
         return 1
-    assets = {
-        m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
+    assets = {  # by asset key, `gladly_to_unthread/<asset>`
+        m.asset_key: {k: v.value for k, v in m.metadata.items()}
         for m in (e.event_specific_data.materialization for e in result.get_asset_materialization_events())
     }
-    loaded = assets["unthread_loaded_records"]
+    loaded, staged = assets[key("unthread_loaded_records")], assets[key("staged_conversation_items")]
     # Gladly's rate over its busy stretch: the REST profile lookups of the staging step.
     rest = [r for r in gladly_log if "/customers/" in r["path"]] or gladly_log
     g0, g1 = (min(r["t"] for r in rest), max(r["t"] for r in rest)) if rest else (0.0, 0.0)
@@ -165,13 +166,13 @@ def main() -> int:
         "pipeline_cpu_s": round(cpu, 1),
         "pipeline_cpu_ms_per_request": round(1000 * cpu / max(len(log) + len(gladly_log), 1), 2),
         "cpu_ceiling_rps": round(max(len(log) + len(gladly_log), 1) / max(cpu, 1e-9), 1),
-        "items_staged": assets["staged_conversation_items"]["rows"],
-        "items_per_s_end_to_end": round(assets["staged_conversation_items"]["rows"] / wall, 1),
+        "items_staged": staged["rows"],
+        "items_per_s_end_to_end": round(staged["rows"] / wall, 1),
         "gladly_limit_rps": 10,
         "gladly_requests": len(gladly_log),
         "gladly_throttled": sum(1 for r in gladly_log if r["status"] == 429),
         "gladly_rest_rps": round(len(rest) / max(g1 - g0, 1e-9), 2) if len(rest) > 1 else None,
-        "asset_duration_s": {k: v.get("duration_s") for k, v in assets.items() if "duration_s" in v},
+        "asset_duration_s": {k.path[-1]: v.get("duration_s") for k, v in assets.items() if "duration_s" in v},
     }
     print(json.dumps(summary))
     return 0

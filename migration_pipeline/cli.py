@@ -61,7 +61,7 @@ def trace_cmd(
 
     settings = cli_settings(ctx)
     readback = readback and settings.unthread.base_url is not None and settings.unthread.api_key is not None
-    db = StagingDatabase(staging_url or settings.staging_database_url)
+    db = StagingDatabase(staging_url or settings.staging_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         with unthread_resource(settings, env_vars=False).client() if readback else nullcontext() as client:
             result = trace(db, record_id, client)
@@ -101,7 +101,7 @@ def split_preview_cmd(
             rule_sets.append(("candidate", SplitRules.load(rules)))
     except RulesFileError as exc:
         raise typer.BadParameter(str(exc)) from None
-    db = StagingDatabase(staging_url or settings.staging_database_url)
+    db = StagingDatabase(staging_url or settings.staging_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         timelines = pv.timeline_items(db, customer, conversation)
         staged = pv.count_staged_tickets(db, timelines) if timelines else {}

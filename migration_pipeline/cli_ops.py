@@ -81,7 +81,7 @@ def cli_settings(ctx: typer.Context) -> MigrationSettings:
 def _database(settings: MigrationSettings, staging_url: str | None) -> StagingDatabase:
     from migration_pipeline.lib.staging.db import StagingDatabase
 
-    db = StagingDatabase(staging_url or settings.staging_database_url)
+    db = StagingDatabase(staging_url or settings.staging_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     db.create_schema()
     return db
 

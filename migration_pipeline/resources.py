@@ -7,7 +7,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from migration_pipeline.lib.budget import default_budget_dir
 from migration_pipeline.settings import EnvSettings, MigrationSettings, load_settings
+from migration_pipeline.vendors.gladly.archive import ZipLimits
 from migration_pipeline.vendors.gladly.resources import GladlyResource
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
@@ -18,6 +20,14 @@ class MigrationStorage(dg.ConfigurableResource):
     """Where the pipeline keeps files (MIGRATION_DATA_DIR): export archive, landing folder, reports."""
 
     data_dir: str = Field(description="Root folder for the archive, landing folder and reports")
+    landing_max_unzipped_bytes: int = Field(
+        default=ZipLimits.max_unzipped_bytes, gt=0,
+        description="How far a landing ZIP may inflate in all (MIGRATION_LANDING_MAX_UNZIPPED_BYTES)",
+    )
+    landing_max_zip_ratio: float = Field(
+        default=ZipLimits.max_ratio, gt=0,
+        description="Largest uncompressed:compressed ratio of a landing ZIP member (MIGRATION_LANDING_MAX_ZIP_RATIO)",
+    )
 
     @property
     def root(self) -> Path:
@@ -27,6 +37,10 @@ class MigrationStorage(dg.ConfigurableResource):
     def landing_dir(self) -> Path:
         """Drop already-downloaded Gladly exports (ZIP or JSONL) here; an equal input to the API."""
         return self.root / "landing" / "gladly"
+
+    def zip_limits(self) -> ZipLimits:
+        """How far a landing ZIP may inflate before it is refused (the archive's other limits kept)."""
+        return ZipLimits(max_unzipped_bytes=self.landing_max_unzipped_bytes, max_ratio=self.landing_max_zip_ratio)
 
 
 def build_resources(settings: MigrationSettings | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -56,13 +70,22 @@ def _given(group: EnvSettings, field: str, env_vars: bool, missing: str | None =
 
 
 def storage_resource(settings: MigrationSettings) -> MigrationStorage:
-    return MigrationStorage(data_dir=str(settings.data_dir))
+    return MigrationStorage(
+        data_dir=str(settings.data_dir),
+        landing_max_unzipped_bytes=settings.landing_max_unzipped_bytes,
+        landing_max_zip_ratio=settings.landing_max_zip_ratio,
+    )
 
 
 def staging_resource(settings: MigrationSettings, *, env_vars: bool) -> StagingResource:
-    if env_vars and settings.staging_url is not None:
-        return StagingResource(url=dg.EnvVar(settings.env_name("staging_url")))
-    return StagingResource(url=settings.staging_database_url)
+    url = (
+        dg.EnvVar(settings.env_name("staging_url"))
+        if env_vars and settings.staging_url is not None
+        else settings.staging_database_url
+    )
+    return StagingResource(
+        url=url, sqlite_synchronous=settings.sqlite_synchronous, split_rules_file=_text(settings.split_rules)
+    )
 
 
 def gladly_resource(settings: MigrationSettings, *, env_vars: bool) -> GladlyResource:
@@ -72,7 +95,14 @@ def gladly_resource(settings: MigrationSettings, *, env_vars: bool) -> GladlyRes
         api_user=_given(gladly, "api_user", env_vars),
         api_token=_given(gladly, "api_token", env_vars),
         requests_per_second=gladly.requests_per_second,
+        rate_budget_dir=_budget_dir(settings),
     )
+
+
+def _budget_dir(settings: MigrationSettings) -> str | None:
+    """MIGRATION_DATA_DIR/rate-budgets when that variable is set; else None, the resource's
+    per-user temp folder (the default data dir is each process's working directory's)."""
+    return str(default_budget_dir(settings.data_dir)) if "data_dir" in settings.model_fields_set else None
 
 
 def unthread_resource(settings: MigrationSettings, *, env_vars: bool, offline: bool = False) -> UnthreadResource:

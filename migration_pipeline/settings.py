@@ -177,7 +177,16 @@ class ZendeskSettings(EnvSettings):
     )
 
 
-class MigrationSettings(EnvSettings):
+class HistorySettings(EnvSettings):
+    """MIGRATION_HISTORY_START on its own: the daily partitions are built when partitions.py is
+    imported, before anything loads the whole settings (see `history_start`)."""
+
+    model_config = SettingsConfigDict(env_prefix="MIGRATION_")
+
+    history_start: date = Field(default=date(2026, 1, 1), description="First UTC day of the daily partitions")
+
+
+class MigrationSettings(HistorySettings):
     """The pipeline's own settings (MIGRATION_*) and the two vendors'. Build it with
     `load_settings()`, which reports every bad variable at once."""
 
@@ -195,7 +204,6 @@ class MigrationSettings(EnvSettings):
     landing_max_zip_ratio: PositiveFloat = Field(
         default_factory=_zip_limit("max_ratio"), description="Largest uncompressed:compressed ratio of a landing ZIP member"
     )
-    history_start: date = Field(default=date(2026, 1, 1), description="First UTC day of the daily partitions")
     lease_ttl_seconds: PositiveFloat = Field(default=120.0, description="How long a crashed run's lease blocks a restart")
     max_quarantine_rate: float = Field(
         default=0.01, ge=0, le=1, description="Share of a window's export lines that may be quarantined (and not accepted) before staging's check stops the run"
@@ -225,6 +233,15 @@ def env_names() -> set[str]:
     """Every environment variable the settings read (what a deployment must be able to pass)."""
     groups = (GladlySettings, UnthreadSettings, ZendeskSettings, MigrationSettings)
     return {group.env_name(field) for group in groups for field in group.model_fields if field not in ("gladly", "unthread", "zendesk")}
+
+
+def history_start() -> date:
+    """The first day of the daily partitions (MIGRATION_HISTORY_START), validated like every
+    setting; for partitions.py, whose definition is built at import."""
+    try:
+        return HistorySettings.from_env().history_start
+    except SettingsError as exc:
+        raise SettingsError(f"invalid settings: {exc}") from None
 
 
 def load_settings(**overrides: Any) -> MigrationSettings:

@@ -23,8 +23,10 @@ DATASET_NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 # Only a power loss could tell FULL from NORMAL on the tests' throwaway SQLite staging databases,
 # and with every worker syncing each ledger write the disk becomes the suite's bottleneck (as
 # `synchronous_commit = off` on the PostgreSQL test databases). Production keeps FULL; one test
-# checks that default.
-os.environ.setdefault("MIGRATION_SQLITE_SYNCHRONOUS", "NORMAL")
+# checks that default. The variable reaches what the settings build (resources, the CLI, runs in
+# subprocesses); the fixtures below hand the level to their StagingDatabase themselves.
+SQLITE_SYNCHRONOUS = "NORMAL"
+os.environ.setdefault("MIGRATION_SQLITE_SYNCHRONOUS", SQLITE_SYNCHRONOUS)
 
 
 # -- built once per test session, shared by every xdist worker ----------------------------------
@@ -194,7 +196,7 @@ def staging_db(staging_url):
     """A StagingDatabase with its schema on each engine, disposed afterwards."""
     from migration_pipeline.lib.staging.db import StagingDatabase
 
-    db = StagingDatabase(staging_url)
+    db = StagingDatabase(staging_url, sqlite_synchronous=SQLITE_SYNCHRONOUS)
     db.create_schema()
     yield db
     db.dispose()
@@ -205,7 +207,7 @@ def zendesk_gladly_db(staging_url):
     """The Zendesk -> Gladly pair's own staging namespace, with its schema, on each engine."""
     from migration_pipeline.lib.staging.db import StagingDatabase
 
-    db = StagingDatabase(staging_url, "zendesk_to_gladly")
+    db = StagingDatabase(staging_url, "zendesk_to_gladly", sqlite_synchronous=SQLITE_SYNCHRONOUS)
     db.create_schema()
     yield db
     db.dispose()

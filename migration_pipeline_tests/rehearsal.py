@@ -36,7 +36,7 @@ from migration_pipeline.lib.staging.db import StagingDatabase
 from migration_pipeline.lib.staging.resources import StagingResource
 from sim.synth.dataset import DatasetLayout, read_json
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
-from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, GLADLY_USER, UNTHREAD_KEY
+from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, GLADLY_USER, SQLITE_SYNCHRONOUS, UNTHREAD_KEY
 
 FIRST = (DATASET_END - timedelta(days=20)).isoformat()
 LAST = (DATASET_END - timedelta(days=1)).isoformat()
@@ -72,7 +72,7 @@ class Rehearsal:
             "gladly": GladlyResource(**(gladly_fields | client_overrides)),
             "unthread": unthread_resource(f"{unthread.url}/api", self.workspace, **client_overrides),
             "storage": MigrationStorage(data_dir=str(data_dir)),
-            "staging": StagingResource(url=staging_url),
+            "staging": StagingResource(url=staging_url, sqlite_synchronous=SQLITE_SYNCHRONOUS),
         }
         self.data_dir = Path(data_dir)
         accept_planted_mess(Path(dataset), self.data_dir)  # only the generator's planted lines may be lost

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report import reconciliation_report
 from migration_pipeline.pairs.gladly_to_unthread.definitions import defs  # the first pair's assets
+from migration_pipeline.pairs.gladly_to_unthread.pair import key
 from sim.emulators.common import FaultConfig
 from migration_pipeline.lib.staging.db import conversation_items, ledger, ticket_items, tickets
 from sim.synth.dataset import DatasetLayout, read_json
@@ -39,7 +40,7 @@ def _counts(r: Rehearsal) -> dict[str, int]:
 def _by_day(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dict]:
     """Each day's materialization metadata of `asset` in a run (values unwrapped)."""
     events = (e.event_specific_data.materialization for e in result.get_asset_materialization_events())
-    return {m.partition: {k: v.value for k, v in m.metadata.items()} for m in events if m.asset_key == dg.AssetKey(asset)}
+    return {m.partition: {k: v.value for k, v in m.metadata.items()} for m in events if m.asset_key == key(asset)}
 
 
 def _days_of(rehearsal: Rehearsal) -> tuple[list[str], Counter, Counter]:

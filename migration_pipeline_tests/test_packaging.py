@@ -56,7 +56,7 @@ def test_a_plain_install_carries_the_sql_models_and_loads_the_code_location(tmp_
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
     result = subprocess.run([sys.executable, "-c", PROBE, str(site)], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"{len(shipped_sql)} models;" in result.stdout and "unthread_loaded_records" in result.stdout
+    assert f"{len(shipped_sql)} models;" in result.stdout and "gladly_to_unthread/unthread_loaded_records" in result.stdout
 
 
 def test_the_pipeline_never_imports_the_simulator():

@@ -8,12 +8,12 @@ from migration_pipeline import definitions
 from migration_pipeline.definitions import defs
 
 GLADLY_TO_UNTHREAD = {
-    "assets": [
+    "assets": [f"gladly_to_unthread/{a}" for a in (
         "gladly_export", "gladly_export_jobs", "reconciliation_report", "split_tickets", "staged_agents",
         "staged_conversation_items", "staged_customers", "staged_topics", "unthread_loaded_records",
         "unthread_preflight", "unthread_workspace",
-    ],
-    "checks": [
+    )],
+    "checks": [f"gladly_to_unthread/{c}" for c in (
         "gladly_export_jobs:export_coverage",
         "reconciliation_report:attachment_checksums",
         "reconciliation_report:customer_attribution",
@@ -30,7 +30,7 @@ GLADLY_TO_UNTHREAD = {
         "unthread_loaded_records:dead_letters",
         "unthread_loaded_records:newest_partition_fresh",
         "unthread_loaded_records:no_writes_refused",
-    ],
+    )],
     "jobs": [
         "dry_run_migration", "gladly_cutover_close", "gladly_to_unthread_migration", "rollback_unthread",
         "sample_migration", "trace_record",
@@ -73,7 +73,7 @@ def test_the_code_location_shows_exactly_each_pairs_assets_checks_jobs_schedules
 
 
 @pytest.mark.parametrize(("pair", "external"), [
-    ("gladly_to_unthread", {"gladly_export", "unthread_workspace"}),
+    ("gladly_to_unthread", {"gladly_to_unthread/gladly_export", "gladly_to_unthread/unthread_workspace"}),
     ("zendesk_to_gladly", {"zendesk_to_gladly/zendesk_account", "zendesk_to_gladly/gladly_organization"}),
 ])
 def test_each_migration_job_selects_its_own_pairs_stages_and_checks_only(pair, external):
@@ -85,10 +85,15 @@ def test_each_migration_job_selects_its_own_pairs_stages_and_checks_only(pair, e
 
 
 def test_the_first_pairs_migration_job_runs_the_checks_along_the_pipeline():
+    """Its steps too: an op made by `@asset` or `@asset_check` is named after the asset's key, and run
+    config (the launchpad's `ops:`) names it so; the multi-asset ops keep their function names."""
     job = defs.resolve_job_def("gladly_to_unthread_migration")
     steps = set(job.graph.node_names())
-    assert {"gladly_export_jobs_export_coverage", "split_tickets_items_all_in_tickets",
-            "staged_conversation_items_quarantine_rate", "unthread_loaded_records_dead_letters"} <= steps
+    assert {f"gladly_to_unthread__{s}" for s in (
+        "gladly_export_jobs", "split_tickets", "unthread_preflight", "reconciliation_report",
+        "gladly_export_jobs_export_coverage", "split_tickets_items_all_in_tickets",
+        "staged_conversation_items_quarantine_rate", "unthread_loaded_records_dead_letters",
+    )} | {"staged_gladly_records", "unthread_loaded_records"} <= steps
 
 
 def test_the_code_location_module_holds_exactly_one_definitions_object():

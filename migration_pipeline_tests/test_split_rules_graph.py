@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from migration_pipeline.lib.split_rules import SplitRules
+from migration_pipeline.pairs.gladly_to_unthread.assets.tickets import split_tickets
 from migration_pipeline.pairs.gladly_to_unthread.definitions import defs  # this pair's assets only
 from migration_pipeline.lib.staging.db import ledger, ticket_items, tickets
 from migration_pipeline.lib.staging.preview import preview, timeline_items
@@ -41,12 +42,12 @@ def test_candidate_rules_cut_the_tickets_and_reopens_link_back_on_unthread(rehea
     result = dg.materialize(
         list(defs.assets),
         resources=rehearsal.resources,
-        run_config={"ops": {"split_tickets": {"config": {"rules_file": str(rules_file)}}}},
+        run_config={"ops": {split_tickets.op.name: {"config": {"rules_file": str(rules_file)}}}},
         tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
         raise_on_error=False,
     )
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    split_meta = result.asset_materializations_for_node("split_tickets")[0].metadata
+    split_meta = result.asset_materializations_for_node(split_tickets.op.name)[0].metadata
     assert split_meta["rule_version"].value == rules.rule_version
 
     db = rehearsal.db()

@@ -166,6 +166,12 @@ def _materialize_range(first: str, last: str):
 def _report(layout: DatasetLayout, data_dir: Path, result) -> int:
     """Print what every stage did and the reconciliation; non-zero if anything failed."""
     import dagster as dg
+
+    from migration_pipeline.pairs.gladly_to_unthread.pair import NAME
+
+    def shown(key: dg.AssetKey) -> str:  # the pair's keys are `gladly_to_unthread/<asset>`: its table shows <asset>
+        return key.to_user_string().removeprefix(f"{NAME}/")
+
     manifest = read_json(layout.manifest)
     table = Table(title="stages (one single-run backfill over the whole range)")
     for column in ("asset", "figures"):
@@ -173,7 +179,7 @@ def _report(layout: DatasetLayout, data_dir: Path, result) -> int:
     seen = set()
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        name = mat.asset_key.to_user_string()
+        name = shown(mat.asset_key)
         if name in seen:  # a range run records one materialization per day; range_* holds the whole range
             continue
         seen.add(name)
@@ -190,12 +196,12 @@ def _report(layout: DatasetLayout, data_dir: Path, result) -> int:
     evaluations = result.get_asset_check_evaluations()
     # a failed WARN check is a workspace limit or a reminder (freshness), shown but not a failure
     checks = {
-        f"{c.asset_key.to_user_string()}:{c.check_name}": c.passed or c.severity == dg.AssetCheckSeverity.WARN
+        f"{shown(c.asset_key)}:{c.check_name}": c.passed or c.severity == dg.AssetCheckSeverity.WARN
         for c in evaluations
     }
-    for c in sorted(evaluations, key=lambda c: (c.asset_key.to_user_string(), c.check_name)):
+    for c in sorted(evaluations, key=lambda c: (shown(c.asset_key), c.check_name)):
         verdict = "[green]passed[/]" if c.passed else "[yellow]warning[/]" if c.severity == dg.AssetCheckSeverity.WARN else "[red]FAILED[/]"
-        console.print(f"check {c.asset_key.to_user_string()}:{c.check_name}: {verdict}")
+        console.print(f"check {shown(c.asset_key)}:{c.check_name}: {verdict}")
     console.print(
         f"ground truth: {manifest['counts']['items']} items generated; "
         f"{len(manifest['mess']['malformed_lines']['where'])} malformed lines planted"

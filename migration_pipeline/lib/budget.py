@@ -72,11 +72,11 @@ def shared_pacing_rates(requests_per_second: float) -> list[Rate]:
     return spaced if validate_rate_list(spaced) else rates
 
 
-def default_budget_dir() -> Path:
-    """Where budgets live unless a resource says otherwise: `MIGRATION_DATA_DIR/rate-budgets`
-    (the folder every process of a deployment shares), else a per-user folder in the system temp
-    dir (one per machine, whatever each process's working directory is)."""
-    data_dir = os.getenv("MIGRATION_DATA_DIR")
+def default_budget_dir(data_dir: Path | str | None = None) -> Path:
+    """Where budgets live unless a resource says otherwise: `<data_dir>/rate-budgets` (the data
+    folder every process of a deployment shares; resources.py passes MIGRATION_DATA_DIR when it
+    is set), else a per-user folder in the system temp dir (one per machine, whatever each
+    process's working directory is)."""
     if data_dir:
         return Path(data_dir).expanduser() / BUDGET_FOLDER
     user = os.getuid() if hasattr(os, "getuid") else getpass.getuser()

@@ -4,7 +4,7 @@ import; the only vendor knowledge is the source marker (`core.markers`), which a
 a source hands in HTML or text, a target gets markdown and files.
 
 Rules live in `migration_pipeline/config/content_rules.yaml` (with a `version:`); a copy of your
-own is used when `MIGRATION_CONTENT_RULES_FILE` (or an explicit path) points at it. Nothing is
+own is used when given its path (the settings' MIGRATION_CONTENT_RULES_FILE). Nothing is
 trimmed silently: the result says what was cut (one line in the message, counts for the report),
 and a body the rules would empty is kept whole.
 
@@ -49,7 +49,6 @@ from migration_pipeline.lib.rule_files import (
     validate_rules,
 )
 
-RULES_ENV = "MIGRATION_CONTENT_RULES_FILE"
 BLOCKS = ("p", "div", "blockquote", "td", "li", "font", "span", "pre", "h1", "h2", "h3", "h4", "h5", "h6")
 DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)$", re.S | re.I)
 _TOKEN = "INLINEIMAGE{}TOKEN"
@@ -187,8 +186,8 @@ class ContentRules:
 
 
 def load_rules(path: str | os.PathLike[str] | None = None) -> ContentRules:
-    """The rules from `path`, else from $MIGRATION_CONTENT_RULES_FILE, else the packaged file."""
-    chosen = str(path) if path else os.environ.get(RULES_ENV) or None
+    """The rules from `path` (the settings pass MIGRATION_CONTENT_RULES_FILE), else the packaged file."""
+    chosen = str(path) if path else None
     return _load_rules_cached(chosen)
 
 

@@ -1,15 +1,14 @@
 """The splitting rules file: a versioned YAML document validated by pydantic.
 
 The shipped default is `migration_pipeline/config/splitting_rules.yaml`; a run may point at
-another file (`MIGRATION_SPLIT_RULES`, the split_tickets asset's `rules_file`, or
-`migration-pipeline split-preview --rules`). A bad file fails with its path and the field at fault.
+another file (`MIGRATION_SPLIT_RULES` in the settings, the split_tickets asset's `rules_file`, or
+`migration-pipeline split-preview --rules`), always handed to `SplitRules.load` as a path. A bad file fails with its path and the field at fault.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +19,6 @@ from migration_pipeline.lib.rule_files import RulesFileError as RulesFileError  
 from migration_pipeline.lib.rule_files import load_rules_file
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "config" / "splitting_rules.yaml"
-RULES_ENV = "MIGRATION_SPLIT_RULES"
 
 
 class _Rule(BaseModel):
@@ -111,6 +109,6 @@ class SplitRules(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> SplitRules:
-        """The rules in `path`, else in $MIGRATION_SPLIT_RULES, else the shipped default."""
-        chosen = Path(path or os.environ.get(RULES_ENV) or DEFAULT_RULES_FILE)
+        """The rules in `path`, else the shipped default."""
+        chosen = Path(path or DEFAULT_RULES_FILE)
         return load_rules_file(cls, chosen, "splitting rules")

@@ -35,7 +35,7 @@ def record_by_day(
     context: dg.AssetExecutionContext,
     per_day: Mapping[str, Mapping[str, Any]],
     whole_range: Mapping[str, Any],
-    asset_key: str | None = None,
+    asset_key: dg.AssetKey | str | None = None,
 ) -> dict[str, Any]:
     """Each day's own figures on that day's materialization (they override the result's
     metadata); returns the metadata for the result: `range_metadata`."""
@@ -45,7 +45,7 @@ def record_by_day(
 
 
 def record_counts_by_day(
-    context: dg.AssetExecutionContext, counters: Mapping[str, Counter[str]], asset_key: str | None = None
+    context: dg.AssetExecutionContext, counters: Mapping[str, Counter[str]], asset_key: dg.AssetKey | str | None = None
 ) -> dict[str, Any]:
     """`record_by_day` for figures counted by day (name -> day -> count); the range's are their sums."""
     per_day = {day: {name: counted[day] for name, counted in counters.items()} for day in context.partition_keys}

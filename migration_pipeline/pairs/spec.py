@@ -7,8 +7,8 @@ deltas start), and the run tags that say which pair and mode a run is. `definiti
 pair's definitions with the one set of resources.
 
 Conventions a spec follows (tests/test_pair_definitions.py pins each pair's result):
-- asset keys `<pair>/<asset>` and group `<pair>` (one lineage graph per pair in the UI); the first
-  pair (gladly_to_unthread) predates them and keeps its unprefixed keys until its own migration;
+- asset keys `<pair>/<asset>` and group `<pair>` (one lineage graph per pair in the UI); an op made
+  by `@asset` is named after its key (`<pair>__<asset>`), which is what run config names;
 - pools per vendor API (`gladly_api`, `unthread_api`, `zendesk_api`), so two pairs calling one
   vendor share its budget;
 - its own staging namespace, `StagingResource.database(namespace=spec.name)`.

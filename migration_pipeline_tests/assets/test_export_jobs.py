@@ -49,7 +49,7 @@ def _materialize(server, data_dir, first=FIRST_DAY, last=LAST_DAY):
 
 
 def _metadata(result):
-    mat = result.asset_materializations_for_node("gladly_export_jobs")[0]
+    mat = result.asset_materializations_for_node(gladly_export_jobs.op.name)[0]
     return {k: v.value for k, v in mat.metadata.items()}
 
 

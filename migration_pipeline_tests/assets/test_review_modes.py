@@ -15,7 +15,7 @@ from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import LO
 from migration_pipeline.pairs.gladly_to_unthread.mappings import load_mappings
 from migration_pipeline.lib.rule_files import packaged_file
 from migration_pipeline.pairs.gladly_to_unthread.definitions import defs  # this pair's assets only
-from migration_pipeline.pairs.gladly_to_unthread.jobs import dry_run_migration, sample_migration
+from migration_pipeline.pairs.gladly_to_unthread.jobs import LOAD_OP, PREFLIGHT_OP, dry_run_migration, sample_migration
 from migration_pipeline.lib.staging.db import ledger
 from migration_pipeline_tests.rehearsal import LAST, Rehearsal
 from migration_pipeline_tests.targets.test_review_ops import LOAD_KEYS, STAGING_KEYS, _requests
@@ -108,8 +108,7 @@ def test_a_dry_run_after_a_mapping_change_lists_the_conversation_patches_and_sen
         conversations = {row.target_id for row in before if row.entity_type == "conversation" and row.state == "done"}
         requests = len(_requests(r))
 
-        dry = _load(r, instance, {"unthread_preflight": {"config": {"offline": True}},
-                                  "unthread_loaded_records": {"config": {"dry_run": True}}})
+        dry = _load(r, instance, {PREFLIGHT_OP: {"config": {"offline": True}}, LOAD_OP: {"config": {"dry_run": True}}})
 
         with db.engine.connect() as conn:
             assert conn.execute(sa.select(ledger).order_by(ledger.c.source_key)).all() == before

@@ -135,7 +135,7 @@ def _run(resources, assets, max_variance: float = 0.25) -> dg.ExecuteInProcessRe
     and the quarantined lines are "within tolerance", as 0.1% of a large export would be."""
     return dg.materialize(
         assets, resources=resources, partition_key=PARTITION, raise_on_error=False,
-        run_config={"ops": {"reconciliation_report": {"config": {"max_variance": max_variance}}}}
+        run_config={"ops": {reconciliation_report.op.name: {"config": {"max_variance": max_variance}}}}
         if reconciliation_report in assets else None,
     )
 
@@ -158,7 +158,7 @@ def test_every_lost_item_and_line_is_named_in_a_blocking_check_while_the_varianc
 
     # the variance counts the unplaceable lines too, and stays within the raised tolerance...
     variance = checks[VARIANCE_CHECK]
-    report = result.asset_materializations_for_node("reconciliation_report")[0].metadata
+    report = result.asset_materializations_for_node(reconciliation_report.op.name)[0].metadata
     assert report["source_items"].value == 18 and report["unplaceable_lines"].value == 2
     assert report["read_back"].value == 16 and report["variance"].value == pytest.approx(4 / 20)
     assert variance.passed

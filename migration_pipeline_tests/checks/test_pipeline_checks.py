@@ -18,6 +18,7 @@ from migration_pipeline.pairs.gladly_to_unthread.assets.export_jobs import gladl
 from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import unthread_loaded_records
 from migration_pipeline.pairs.gladly_to_unthread.assets.staged_records import staged_gladly_records
 from migration_pipeline.pairs.gladly_to_unthread.assets.tickets import split_tickets
+from migration_pipeline.pairs.gladly_to_unthread.pair import key
 from migration_pipeline.pairs.gladly_to_unthread.checks.pipeline_checks import (
     FRESHNESS_CHECK,
     MAX_QUARANTINE_RATE,
@@ -88,6 +89,9 @@ def _resources(data, staging_url: str) -> dict:
 
 # the assets the checks target, so a run of checks only can be planned
 TARGETS = [gladly_export_jobs, staged_gladly_records, split_tickets, unthread_loaded_records]
+# `_run_checks` results are named `<asset key>:<check>`, as the UI shows them
+COVERAGE = "gladly_to_unthread/gladly_export_jobs:export_coverage"
+QUARANTINE = "gladly_to_unthread/staged_conversation_items:quarantine_rate"
 
 
 def _run_checks(
@@ -123,14 +127,14 @@ def test_export_coverage_needs_the_whole_window_archived_with_its_files(tmp_path
     _archive(data, "one-customer", DAY[1], DAY[1] + timedelta(days=1), {ITEMS: []}, layout=CUSTOMER_CONVERSATIONS_LAYOUT)
     resources = _resources(data, f"sqlite:///{tmp_path / 'staging.db'}")
 
-    coverage = _run_checks([export_coverage], resources)["gladly_export_jobs:export_coverage"]
+    coverage = _run_checks([export_coverage], resources)[COVERAGE]
     assert coverage.passed and coverage.blocking
     assert {j["job_id"] for j in coverage.metadata["covering_jobs"].value} == {"morning", "afternoon"}
     # a one-day run (no range tags) checks its own day, not the whole history
-    one_day = _run_checks([export_coverage], resources, one_day=PARTITION)["gladly_export_jobs:export_coverage"]
+    one_day = _run_checks([export_coverage], resources, one_day=PARTITION)[COVERAGE]
     assert one_day.passed, one_day.description
 
-    over_two_days = _run_checks([export_coverage], resources, last="2026-11-11")["gladly_export_jobs:export_coverage"]
+    over_two_days = _run_checks([export_coverage], resources, last="2026-11-11")[COVERAGE]
     assert _failed(over_two_days, ERROR)
     assert over_two_days.metadata["uncovered"].value == ["2026-11-11 00:00..2026-11-12 00:00 UTC"]
     assert over_two_days.metadata["partial_exports_not_counted"].value == 1
@@ -139,7 +143,7 @@ def test_export_coverage_needs_the_whole_window_archived_with_its_files(tmp_path
 
     # an archived job whose file is gone from disk covers nothing
     (ExportArchive(data).job_dir("morning") / ITEMS).unlink()
-    gone = _run_checks([export_coverage], resources)["gladly_export_jobs:export_coverage"]
+    gone = _run_checks([export_coverage], resources)[COVERAGE]
     assert _failed(gone, ERROR) and gone.metadata["uncovered"].value == ["2026-11-10 00:00..2026-11-10 12:00 UTC"]
     assert gone.metadata["jobs_with_files_missing"].value == [{"job_id": "morning", "files_missing": [ITEMS]}]
 
@@ -182,14 +186,14 @@ def test_a_clean_staged_window_passes_and_each_seeded_fault_is_named(tmp_path, s
         db.dispose()
     checks = _run_checks([items_all_in_tickets, dead_letters], resources)
 
-    split = checks["split_tickets:items_all_in_tickets"]
+    split = checks["gladly_to_unthread/split_tickets:items_all_in_tickets"]
     assert _failed(split, ERROR) and split.blocking
     assert {(i["item_id"], i["reason"]) for i in split.metadata["items"].value} == {
         ("late-item", "in no ticket"), (orphan, "assigned to a ticket that does not exist"),
     }
     assert "late-item" in split.description and split.metadata["not_in_one_ticket"].value == 2
 
-    letters = checks["unthread_loaded_records:dead_letters"]
+    letters = checks["gladly_to_unthread/unthread_loaded_records:dead_letters"]
     assert _failed(letters, WARN) and not letters.blocking
     assert [d["source_key"] for d in letters.metadata["dead_letters"].value] == [ledger_keys.message(refused)]
     assert letters.metadata["by_reason"].value == {"N: body.value: N characters exceeds the limit of N": 1}
@@ -209,7 +213,7 @@ def test_quarantined_lines_warn_within_the_limit_stop_the_run_past_it_and_pass_o
     resources = _resources(data, staging_url)
     assert MAX_QUARANTINE_RATE == 0.01
 
-    within = _run_checks([quarantine_rate], resources)["staged_conversation_items:quarantine_rate"]
+    within = _run_checks([quarantine_rate], resources)[QUARANTINE]
     assert _failed(within, WARN) and within.blocking
     assert within.metadata["not_accepted_lines"].value[0]["key"] == line_key("big", ITEMS, 301)
     assert within.metadata["lines"].value == 301 and within.metadata["not_accepted"].value == 1
@@ -217,7 +221,7 @@ def test_quarantined_lines_warn_within_the_limit_stop_the_run_past_it_and_pass_o
     small = [_item("s1", 3), truncated, json.dumps(no_customer), "not json", "[1, 2, 3]", *good[:15]]
     _archive(data, "small", *DAY, {ITEMS: small})
     _stage(data, staging_url, "small")
-    past = _run_checks([quarantine_rate], resources)["staged_conversation_items:quarantine_rate"]
+    past = _run_checks([quarantine_rate], resources)[QUARANTINE]
     assert _failed(past, ERROR)
     assert past.metadata["rate"].value == pytest.approx(5 / 321)  # the window's files together
     assert past.metadata["not_accepted"].value == 5 and past.metadata["by_file"].value == {ITEMS: 5}
@@ -227,14 +231,14 @@ def test_quarantined_lines_warn_within_the_limit_stop_the_run_past_it_and_pass_o
         line_key("small", ITEMS, n): "not an item" for n in (2, 4, 5)
     }
     write_accepted_losses(data / ACCEPTED_LOSSES_FILE, accepted)
-    one_left = _run_checks([quarantine_rate], resources)["staged_conversation_items:quarantine_rate"]
+    one_left = _run_checks([quarantine_rate], resources)[QUARANTINE]
     assert _failed(one_left, WARN) and one_left.metadata["accepted"].value == 4
     assert [x["key"] for x in one_left.metadata["not_accepted_lines"].value] == [line_key("small", ITEMS, 3)]
     assert "customerId" in one_left.metadata["not_accepted_lines"].value[0]["reason"]
     assert sum(one_left.metadata["by_reason"].value.values()) == 1
 
     write_accepted_losses(data / ACCEPTED_LOSSES_FILE, accepted | {line_key("small", ITEMS, 3): "no customer"})
-    signed_off = _run_checks([quarantine_rate], resources)["staged_conversation_items:quarantine_rate"]
+    signed_off = _run_checks([quarantine_rate], resources)[QUARANTINE]
     assert signed_off.passed and "5 accepted" in signed_off.description
 
 
@@ -254,14 +258,14 @@ def test_the_newest_partition_must_be_yesterdays_and_an_observation_does_not_cou
     yesterday = fresh_partition_keys(datetime.now(UTC))[0]
     week_ago = f"{datetime.now(UTC) - timedelta(days=7):%Y-%m-%d}"
     with dg.instance_for_test() as instance:
-        instance.report_runless_asset_event(dg.AssetMaterialization("staged_conversation_items", partition=yesterday))
-        instance.report_runless_asset_event(dg.AssetMaterialization("unthread_loaded_records", partition=week_ago))
+        instance.report_runless_asset_event(dg.AssetMaterialization(key("staged_conversation_items"), partition=yesterday))
+        instance.report_runless_asset_event(dg.AssetMaterialization(key("unthread_loaded_records"), partition=week_ago))
         # what a dry or sample run of the load records: it loaded nothing
-        instance.report_runless_asset_event(dg.AssetObservation("unthread_loaded_records", partition=yesterday))
+        instance.report_runless_asset_event(dg.AssetObservation(key("unthread_loaded_records"), partition=yesterday))
         checks = _run_checks([newest_partition_fresh], _resources(tmp_path, "sqlite://"), first=None, instance=instance)
-    staged = checks[f"staged_conversation_items:{FRESHNESS_CHECK}"]
+    staged = checks[f"gladly_to_unthread/staged_conversation_items:{FRESHNESS_CHECK}"]
     assert staged.passed and yesterday in staged.description
-    loaded = checks[f"unthread_loaded_records:{FRESHNESS_CHECK}"]
+    loaded = checks[f"gladly_to_unthread/unthread_loaded_records:{FRESHNESS_CHECK}"]
     assert _failed(loaded, WARN) and not loaded.blocking
     assert loaded.metadata["newest_partition"].value == week_ago and f"the newest materialized is {week_ago}" in loaded.description
 
@@ -285,7 +289,7 @@ def test_the_freshness_sensor_is_off_by_default_and_runs_the_check_alone():
         result = defs.resolve_job_def(sensor.job_name).execute_in_process(instance=instance)
     assert not result.get_asset_materialization_events()
     assert {c.asset_key.to_user_string() for c in result.get_asset_check_evaluations() if not c.passed} == {
-        "staged_conversation_items", "unthread_loaded_records",
+        "gladly_to_unthread/staged_conversation_items", "gladly_to_unthread/unthread_loaded_records",
     }
 
 
@@ -300,6 +304,6 @@ def test_no_check_turns_the_clean_whole_range_rehearsal_red(loaded_states):
     assert len(checks) == 6 and len(stale) == 2 and all(_failed(c, WARN) for c in stale.values())
     others = {k: c for k, c in checks.items() if k not in stale}
     assert all(c.passed for c in others.values()), {k: c.description for k, c in others.items() if not c.passed}
-    quarantine = checks["staged_conversation_items:quarantine_rate"]
+    quarantine = checks[QUARANTINE]
     assert quarantine.metadata["quarantined"].value == quarantine.metadata["accepted"].value > 0
 

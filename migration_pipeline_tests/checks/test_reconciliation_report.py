@@ -73,7 +73,7 @@ def test_clean_run_passes_every_check_and_writes_an_offline_html_report(migrated
     assert OUR_CHECKS <= set(checks)
     assert all(checks[name].passed for name in OUR_CHECKS), {n: c.description for n, c in checks.items()}
     # the checks looked at real data: every conversation, every message's author, merged customers
-    materialization = result.asset_materializations_for_node("reconciliation_report")[0]
+    materialization = result.asset_materializations_for_node(reconciliation_report.op.name)[0]
     meta = materialization.metadata
     n_tickets = len(_conversations(rehearsal))
     order = checks[ORDER_CHECK].metadata
@@ -94,7 +94,7 @@ def test_clean_run_passes_every_check_and_writes_an_offline_html_report(migrated
     # each day's materialization carries that day's own figures (one run for the range); the
     # range's totals are the range_* ones
     by_day = {r.data["day"]: r.data for r in per_day.records}
-    materializations = {m.partition: m.metadata for m in result.asset_materializations_for_node("reconciliation_report")}
+    materializations = {m.partition: m.metadata for m in result.asset_materializations_for_node(reconciliation_report.op.name)}
     span = (date.fromisoformat(LAST) - date.fromisoformat(FIRST)).days + 1
     assert sorted(materializations) == [(date.fromisoformat(FIRST) + timedelta(days=n)).isoformat() for n in range(span)]
     assert set(days) < set(materializations), "a day with nothing in it has its own figures too (zeros)"

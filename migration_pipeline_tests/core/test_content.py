@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from migration_pipeline.lib.content import RULES_ENV, ContentRules, html_to_markdown, load_rules, text_to_markdown
+from migration_pipeline.lib.content import ContentRules, html_to_markdown, load_rules, text_to_markdown
+from migration_pipeline.settings import load_settings
 from sim.synth import content as synth
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -120,9 +121,10 @@ def test_rules_are_versioned_and_overridable_by_file(tmp_path, monkeypatch):
     assert packaged.version and packaged.source == "package"
     custom = tmp_path / "rules.yaml"
     custom.write_text('version: "test-1"\nquote: {}\nsignature: {}\ntrimmed_note: "cut: {what}"\n', encoding="utf-8")
-    monkeypatch.setenv(RULES_ENV, str(custom))
-    rules = load_rules()
+    monkeypatch.setenv("MIGRATION_CONTENT_RULES_FILE", str(custom))  # read by the settings, handed in as a path
+    rules = load_rules(load_settings().content_rules_file)
     assert rules.version == "test-1" and rules.source == str(custom)
+    assert load_rules().source == "package"
     converted = html_to_markdown((GOLDEN / "gmail_reply.html").read_text(encoding="utf-8"), rules)
     assert not converted.trimmed and "wrote:" in converted.markdown  # no rules: nothing trimmed
     with pytest.raises(ValueError, match="version"):

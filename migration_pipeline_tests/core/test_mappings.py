@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from migration_pipeline.lib.splitting import encode_change
-from migration_pipeline.pairs.gladly_to_unthread.mappings import MAPPINGS_ENV, Mappings, load_mappings, topics_of_ticket
+from migration_pipeline.pairs.gladly_to_unthread.mappings import Mappings, load_mappings, topics_of_ticket
+from migration_pipeline.settings import load_settings
 from migration_pipeline.vendors.unthread.loader import UnthreadLoader
 
 ALL = {"triage": True, "email": True, "slack": True}
@@ -27,17 +28,15 @@ def test_an_override_file_replaces_the_tables(tmp_path, monkeypatch):
         "channel_types: {chat: slack}\ndefault_type: triage\ntopics: {separator: ' > ', prefix: 'gladly: '}\n",
         encoding="utf-8",
     )
-    monkeypatch.setenv(MAPPINGS_ENV, str(custom))
-    m = load_mappings()
+    monkeypatch.setenv("MIGRATION_MAPPINGS_FILE", str(custom))  # read by the settings, handed in as a path
+    m = load_mappings(load_settings().mappings_file)
     assert m.version == "acme-3" and m.source == str(custom)
     assert m.target_status("WAITING") == "in_progress"
     assert m.topic_names([{"source_id": "p", "name": "Billing", "parent_id": None},
                           {"source_id": "c", "name": "Refunds", "parent_id": "p"}])["c"] == "gladly: Billing > Refunds"
     items = [{"kind": "status_change", "split_change": encode_change("waiting")}]
     assert UnthreadLoader.final_status(items, False, None, m) == "in_progress"
-    assert UnthreadLoader.final_status(items, False, None) == "in_progress"  # the env var's file
-    monkeypatch.delenv(MAPPINGS_ENV)
-    assert UnthreadLoader.final_status(items, False, None) == "on_hold"  # the packaged table
+    assert UnthreadLoader.final_status(items, False, None) == "on_hold"  # no tables given: the packaged ones
 
 
 @pytest.mark.parametrize(

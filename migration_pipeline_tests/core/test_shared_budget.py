@@ -233,10 +233,20 @@ def test_budget_file_is_per_org_and_names_nothing_of_the_account():
 
 
 def test_resource_clients_share_the_budget_under_the_data_dir(tmp_path, monkeypatch):
+    """The resource as the settings build it: MIGRATION_DATA_DIR/rate-budgets when the variable
+    is set, else the per-user temp folder (never the working directory's default data dir)."""
+    import tempfile
+
+    from migration_pipeline.lib.budget import default_budget_dir
+    from migration_pipeline.resources import gladly_resource
+    from migration_pipeline.settings import load_settings
     from migration_pipeline.vendors.gladly.resources import GladlyResource
 
-    monkeypatch.setenv("MIGRATION_DATA_DIR", str(tmp_path / "data"))
-    resource = GladlyResource(base_url="https://acme.gladly.example", api_user=USER, api_token=TOKEN)
+    for name, value in (("GLADLY_BASE_URL", "https://acme.gladly.example"), ("GLADLY_API_USER", USER),
+                        ("GLADLY_API_TOKEN", TOKEN), ("MIGRATION_DATA_DIR", str(tmp_path / "data"))):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("GLADLY_REQUESTS_PER_SECOND", raising=False)
+    resource = gladly_resource(load_settings(), env_vars=False)
     with resource.client() as first, resource.client() as second:
         assert first.shared_budget is not None and second.shared_budget is not None
         assert first.shared_budget.path == second.shared_budget.path
@@ -247,3 +257,7 @@ def test_resource_clients_share_the_budget_under_the_data_dir(tmp_path, monkeypa
                               rate_budget_dir=str(tmp_path / "elsewhere"))
     with explicit.client() as client:
         assert client.shared_budget.path.parent == tmp_path / "elsewhere"
+    monkeypatch.delenv("MIGRATION_DATA_DIR")
+    monkeypatch.chdir(tmp_path)
+    unset = gladly_resource(load_settings(), env_vars=False)
+    assert unset.rate_budget_dir is None and default_budget_dir().parent.parent == Path(tempfile.gettempdir())

@@ -240,15 +240,20 @@ def test_a_job_folder_that_links_outside_the_archive_is_refused(tmp_path):
 
 
 def test_zip_limits_come_from_the_environment(tmp_path, monkeypatch):
+    """Through the settings and the storage resource, as the landing asset gets them."""
+    from migration_pipeline.resources import storage_resource
+    from migration_pipeline.settings import SettingsError, load_settings
+
     landing = _landing(tmp_path)
     _zeros_zip(landing / "bomb.zip", "conversation_items.jsonl", 8 * MiB)
     monkeypatch.setenv("MIGRATION_LANDING_MAX_ZIP_RATIO", "1e9")
     monkeypatch.setenv("MIGRATION_LANDING_MAX_UNZIPPED_BYTES", str(2 * MiB))
-    [rejected] = ExportArchive(tmp_path).archive_from_landing(landing).rejected
+    limits = storage_resource(load_settings()).zip_limits()
+    [rejected] = ExportArchive(tmp_path, limits).archive_from_landing(landing).rejected
     assert str(2 * MiB) in rejected.reason
     monkeypatch.setenv("MIGRATION_LANDING_MAX_UNZIPPED_BYTES", "lots")
-    with pytest.raises(ValueError, match="MIGRATION_LANDING_MAX_UNZIPPED_BYTES"):
-        ExportArchive(tmp_path).archive_from_landing(landing)
+    with pytest.raises(SettingsError, match="MIGRATION_LANDING_MAX_UNZIPPED_BYTES"):
+        load_settings()
 
 
 # -- item 7: one bad export among good ones ------------------------------------------------------
@@ -372,7 +377,7 @@ def test_asset_archives_the_good_landing_export_and_reports_the_bad_one(tmp_path
     finally:
         server.stop()
     assert result.success
-    mat = result.asset_materializations_for_node("gladly_export_jobs")[0]
+    mat = result.asset_materializations_for_node(gladly_export_jobs.op.name)[0]
     meta = {k: v.value for k, v in mat.metadata.items()}
     assert meta["landing_exports"] == 1 and meta["exports_unusable"] == 1
     [refused] = meta["landing_refused"]

@@ -137,15 +137,28 @@ def _owner(db: StagingDatabase, key: str) -> str | None:
 def test_the_sqlite_ledger_is_synced_fully(tmp_path, monkeypatch):
     """WAL with synchronous=NORMAL can lose the last commits on power loss: a ledger `done` row
     written after a create succeeded would vanish and the object be sent again. (The suite lowers
-    it for speed through MIGRATION_SQLITE_SYNCHRONOUS; the default is what production gets.)"""
-    monkeypatch.delenv("MIGRATION_SQLITE_SYNCHRONOUS", raising=False)
-    db = StagingDatabase(f"sqlite:///{tmp_path / 'staging.db'}")
+    it for speed through MIGRATION_SQLITE_SYNCHRONOUS; the default is what production gets.) The
+    staging resource as the settings build it, for Dagster and the CLI alike."""
+    from migration_pipeline.resources import staging_resource
+    from migration_pipeline.settings import load_settings
+
+    monkeypatch.setenv("MIGRATION_STAGING_URL", f"sqlite:///{tmp_path / 'staging.db'}")
+    for variable, level in ((None, 2), ("normal", 1)):  # unset: FULL; the suite's NORMAL
+        if variable is None:
+            monkeypatch.delenv("MIGRATION_SQLITE_SYNCHRONOUS", raising=False)
+        else:
+            monkeypatch.setenv("MIGRATION_SQLITE_SYNCHRONOUS", variable)
+        with staging_resource(load_settings(), env_vars=False).database() as db, db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    db = StagingDatabase(f"sqlite:///{tmp_path / 'staging.db'}")  # the library's default, whatever the environment says
     try:
         with db.engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
-            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     finally:
         db.dispose()
+    with pytest.raises(ValueError, match="sqlite_synchronous must be EXTRA, FULL, NORMAL or OFF"):
+        StagingDatabase(f"sqlite:///{tmp_path / 'staging.db'}", sqlite_synchronous="OFF; DROP")
 
 
 def test_an_exclusive_block_longer_than_its_ttl_keeps_the_lease_and_releases_it_after(db):

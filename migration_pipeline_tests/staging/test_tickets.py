@@ -5,6 +5,7 @@ database made by an earlier release gets the new ticket columns."""
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from migration_pipeline.lib.split_rules import ChannelSwitchRule, ReopenRule, RuleSet, SizeCapRule, SplitRules, TimeGapRule
@@ -188,10 +189,12 @@ def test_an_earlier_release_database_gets_the_new_ticket_columns(tmp_path):
     db.dispose()
 
 
-def test_items_staged_before_the_contract_get_its_columns_from_their_payloads(tmp_path):
-    """A database of the release before the canonical contract (Gladly's type in `kind`, no
-    split_change, source_kind, visibility ...) is upgraded in place from the stored Gladly records."""
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+PRE_CONTRACT_ADDED = ("split_change", "source_system", "source_kind", "visibility", "envelope", "transcript_expected")
+
+
+def _pre_contract_database(url: str) -> tuple[StagingDatabase, list[dict]]:
+    """A database as the release before the canonical contract left it: Gladly items with Gladly's
+    type in `kind` and none of PRE_CONTRACT_ADDED."""
     db = StagingDatabase(url)
     db.create_schema()
     rows = []
@@ -200,12 +203,21 @@ def test_items_staged_before_the_contract_get_its_columns_from_their_payloads(tm
                   "timestamp": r["ts"], "initiator": {"type": "CUSTOMER", "id": r["customer_id"]},
                   "content": {**r["payload"]["content"], "body": "hi"}}
         rows.append(dict(r, payload=record, split_change=None))
-    added = ("split_change", "source_system", "source_kind", "visibility", "envelope", "transcript_expected")
     with db.begin() as conn:
         db.upsert(conn, conversation_items, rows)
         conn.execute(sa.text("drop index ix_stg_conversation_items_timeline"))
-        for column in added:  # the earlier release
+        for column in PRE_CONTRACT_ADDED:  # the earlier release
             conn.execute(sa.text(f"alter table stg_conversation_items drop column {column}"))
+    return db, rows
+
+
+def test_items_staged_before_the_contract_get_its_columns_from_their_payloads(tmp_path):
+    """A database of the release before the canonical contract (Gladly's type in `kind`, no
+    split_change, source_kind, visibility ...) is upgraded in place from the stored Gladly records,
+    by the upgrade the Gladly package registers (vendors/gladly/pre_contract.py)."""
+    import migration_pipeline.vendors.gladly  # noqa: F401  (registers the upgrade, as any Gladly import does)
+
+    db, rows = _pre_contract_database(f"sqlite:///{tmp_path / 'old.db'}")
     db.create_schema()
     with db.engine.connect() as conn:
         stored = {r.source_id: r for r in conn.execute(sa.select(conversation_items))}
@@ -222,6 +234,23 @@ def test_items_staged_before_the_contract_get_its_columns_from_their_payloads(tm
     with db.engine.connect() as conn:
         assert {r.source_id: r.kind for r in conn.execute(sa.select(conversation_items))} == {k: v.kind for k, v in stored.items()}
     db.dispose()
+
+
+def test_a_pre_contract_database_is_left_untouched_without_its_sources_upgrade(tmp_path, monkeypatch):
+    """The staging library names no source: with no upgrade registered for the contract's columns,
+    adding them to stored rows is refused and rolled back, never left empty."""
+    import migration_pipeline.lib.staging.db as staging_db
+
+    monkeypatch.setattr(staging_db, "_column_upgrades", {})
+    db, _ = _pre_contract_database(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        with pytest.raises(RuntimeError, match="stg_conversation_items.source_kind"):
+            db.create_schema()
+        with db.engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("stg_conversation_items")}
+        assert not columns & set(PRE_CONTRACT_ADDED)
+    finally:
+        db.dispose()
 
 
 def test_only_the_windows_neighbour_tickets_are_read_and_the_cut_is_the_same(staging_url, tmp_path, monkeypatch):

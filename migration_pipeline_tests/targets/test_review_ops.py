@@ -15,6 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from migration_pipeline.pairs.gladly_to_unthread.definitions import defs  # this pair's assets only
+from migration_pipeline.pairs.gladly_to_unthread.jobs import LOAD_OP, PREFLIGHT_OP
+from migration_pipeline.pairs.gladly_to_unthread.pair import key
 from migration_pipeline.lib.staging.db import agents, ledger
 from migration_pipeline.lib.staging.sample import messiest_customers
 from sim.synth.dataset import DatasetLayout, read_json
@@ -24,13 +26,13 @@ from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER, UNTHREA
 from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal, target_keys
 
 SCRIPT = str(Path(sys.executable).with_name("migration-pipeline"))
-STAGING_KEYS = ["gladly_export_jobs", "staged_customers", "staged_agents", "staged_topics",
-                "staged_conversation_items", "split_tickets"]
-LOAD_KEYS = ["split_tickets", "unthread_preflight", "unthread_loaded_records"]
+STAGING_KEYS = [key(a) for a in ("gladly_export_jobs", "staged_customers", "staged_agents", "staged_topics",
+                                   "staged_conversation_items", "split_tickets")]
+LOAD_KEYS = [key(a) for a in ("split_tickets", "unthread_preflight", "unthread_loaded_records")]
 RANGE_TAGS = {"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST}
 
 
-def _materialize(r: Rehearsal, selection: list[str], run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def _materialize(r: Rehearsal, selection: list[dg.AssetKey], run_config: dict | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         list(defs.assets), selection=selection, resources=r.resources, run_config=run_config or {},
         tags=RANGE_TAGS, raise_on_error=False,
@@ -108,8 +110,8 @@ def test_dry_run_then_sample_then_rollback_then_full_run_gives_everything_exactl
     # 1. dry run of a 3-customer sample: zero requests to Unthread, payload files, ledger untouched
     before = len(_requests(r))
     dry = _materialize(r, LOAD_KEYS, {"ops": {
-        "unthread_preflight": {"config": {"offline": True}},
-        "unthread_loaded_records": {"config": {"sample_customers": 3, "dry_run": True}},
+        PREFLIGHT_OP: {"config": {"offline": True}},
+        LOAD_OP: {"config": {"sample_customers": 3, "dry_run": True}},
     }})
     assert dry.success
     assert len(_requests(r)) == before == 0
@@ -123,7 +125,7 @@ def test_dry_run_then_sample_then_rollback_then_full_run_gives_everything_exactl
     assert (out_dir / "statuses.jsonl").read_text().count("\n") == len(planned["conversations"])
 
     # 2. the real sample creates exactly what the dry run listed, and reads back clean
-    sample = _materialize(r, LOAD_KEYS, {"ops": {"unthread_loaded_records": {"config": {"sample_customers": 3}}}})
+    sample = _materialize(r, LOAD_KEYS, {"ops": {LOAD_OP: {"config": {"sample_customers": 3}}}})
     assert sample.success
     assert not sample.asset_materializations_for_node("unthread_loaded_records")
     meta = sample.asset_observations_for_node("unthread_loaded_records")[0].metadata
@@ -195,7 +197,7 @@ def test_preflight_blocks_the_load_and_names_the_reason(rehearsal):
     result = _materialize(r, LOAD_KEYS)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert failure.step_key == "unthread_preflight"
+    assert failure.step_key == PREFLIGHT_OP
     text = str(failure.event_specific_data.error.message) + str(failure.event_specific_data.user_failure_data)
     assert "rejected the API key" in text and "401" in text and bad_key not in text
     assert not result.asset_materializations_for_node("unthread_loaded_records")
@@ -233,9 +235,9 @@ def test_preflight_blocks_the_load_and_names_the_reason(rehearsal):
     assert proc.returncode == 0 and "PASSED" in proc.stdout and expected[0] in proc.stdout
 
     r.resources["unthread"] = old
-    result = _materialize(r, ["unthread_preflight"])
+    result = _materialize(r, [key("unthread_preflight")])
     assert result.success
-    meta = result.asset_materializations_for_node("unthread_preflight")[0].metadata
+    meta = result.asset_materializations_for_node(PREFLIGHT_OP)[0].metadata
     assert meta["unmatched_agents"].value == len(expected)
 
 

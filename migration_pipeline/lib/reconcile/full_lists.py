@@ -3,8 +3,8 @@
 The JSON, markdown and HTML reports and the asset's metadata show at most a few hundred rows of
 each list (`MAX_LISTED`, the HTML's `MAX_ROWS`); a migration can miss, refuse or misattribute
 far more. Each list is written here whole, beside the JSON: `<report folder>/<list>.parquet`,
-named after the `Reconciliation` attribute it holds, and the reports say where ("500 listed
-here, all 1234 in ...").
+named after the reconciliation's attribute it holds (the first pair's `Reconciliation`, passed
+in), and the reports say where ("500 listed here, all 1234 in ...").
 
 Every file has a typed schema: the columns the reconciliation gives that list's rows (ids and
 text as strings, counts as int64, flags as bool, id lists as list<string>), then any other key
@@ -26,14 +26,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import Reconciliation
 from migration_pipeline.lib.files import unique_sibling
 
 BATCH_ROWS = 50_000
 STRING, INT, FLOAT, BOOL, STRINGS = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.list_(pa.string())
 _TICKET_CONVERSATION = (("ticket_id", STRING), ("conversation_id", STRING))
 
-# Each list of `Reconciliation` (attribute and file name) with the columns of its rows.
+# Each list of a reconciliation (attribute and file name) with the columns of its rows.
 LISTS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
     "missing": (("item_id", STRING), ("day", STRING), ("stage", STRING), ("reason", STRING)),
     "losses": (
@@ -79,9 +78,10 @@ def listed_note(shown: int, total: int, where: str | Path | None) -> str:
     return f"{shown} listed here, all {total} in {where}" if where else f"{shown} of {total} listed here"
 
 
-def write_full_lists(rec: Reconciliation, folder: Path) -> dict[str, FullList]:
-    """Every list of `rec` (see LISTS), each to `folder/<list>.parquet`, an empty list as a file
-    with no rows (so no file of an earlier run is left to contradict this one)."""
+def write_full_lists(rec: object, folder: Path) -> dict[str, FullList]:
+    """Every list of `rec` (an object with a sequence of rows per LISTS name), each to
+    `folder/<list>.parquet`, an empty list as a file with no rows (so no file of an earlier run
+    is left to contradict this one)."""
     folder.mkdir(parents=True, exist_ok=True)
     return {name: write_list(folder / f"{name}.parquet", name, getattr(rec, name)) for name in LISTS}
 

@@ -6,6 +6,7 @@ are plain HTML. Charts: source vs staged vs in tickets vs loaded vs read back pe
 quarantine reasons, dead-letter reasons, ticket size distribution; tables: the checks, unmatched
 agents, and the missing items with the stage where each stopped. A table shows at most MAX_ROWS
 rows and then links the list's Parquet file, which holds every row (lib/reconcile/full_lists.py).
+What it reads of a reconciliation is `ReconciliationView`; the pair passes its own object.
 """
 
 from __future__ import annotations
@@ -15,16 +16,85 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import plotly.graph_objects as go
 
 from migration_pipeline.lib.reconcile.full_lists import listed_note
-from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import Reconciliation
 from migration_pipeline.lib.files import atomic_write_text
 
 STAGES = ("source", "staged", "in_tickets", "loaded", "read_back")
 MAX_ROWS = 1000  # rows per HTML table; the list's Parquet file holds them all
+
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+class ReconciliationView(Protocol):
+    """What the report reads of a reconciliation (the first pair's `Reconciliation` is one): the
+    window, the counts per stage, and the lists of what went wrong, each row a mapping. A list
+    named in `full_lists` is also read by that name (for its number of rows)."""
+
+    @property
+    def window(self) -> tuple[str, str]: ...
+    @property
+    def by_day(self) -> Rows: ...
+    @property
+    def source_items(self) -> int: ...
+    @property
+    def staged(self) -> int: ...
+    @property
+    def quarantined_lines(self) -> int: ...
+    @property
+    def in_tickets(self) -> int: ...
+    @property
+    def loaded(self) -> int: ...
+    @property
+    def read_back(self) -> int: ...
+    @property
+    def variance(self) -> float: ...
+    @property
+    def tickets_in_window(self) -> int: ...
+    @property
+    def conversations_checked(self) -> int: ...
+    @property
+    def conversations_expected(self) -> int: ...
+    @property
+    def messages_attributed(self) -> int: ...
+    @property
+    def agents_seen(self) -> int: ...
+    @property
+    def quarantine_reasons(self) -> Counter: ...
+    @property
+    def dead_letter_reasons(self) -> Counter: ...
+    @property
+    def ticket_sizes(self) -> Sequence[int]: ...
+    @property
+    def dead_letters(self) -> Rows: ...
+    @property
+    def unmatched_agents(self) -> Rows: ...
+    @property
+    def missing(self) -> Rows: ...
+    @property
+    def losses(self) -> Rows: ...
+    @property
+    def unaccepted_losses(self) -> Rows: ...
+    @property
+    def out_of_order(self) -> Rows: ...
+    @property
+    def duplicates(self) -> Rows: ...
+    @property
+    def attribution_mismatches(self) -> Rows: ...
+    @property
+    def conversation_customer_mismatches(self) -> Rows: ...
+    @property
+    def duplicate_customers(self) -> Rows: ...
+    @property
+    def merged_customers_on_target(self) -> Rows: ...
+    @property
+    def customers_missing_on_target(self) -> Rows: ...
+    @property
+    def conversations_gone(self) -> Rows: ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +113,7 @@ class CheckOutcome:
         return "PASSED" if self.passed else "WARN" if self.limit else "FAILED"
 
 
-def day_figure(rec: Reconciliation) -> go.Figure:
+def day_figure(rec: ReconciliationView) -> go.Figure:
     """Items per UTC day at each stage: a gap between two bars is where records went missing."""
     days = [d["day"] for d in rec.by_day]
     fig = go.Figure(
@@ -73,7 +143,7 @@ def ticket_size_figure(sizes: Sequence[int]) -> go.Figure:
 
 
 def render_html(
-    rec: Reconciliation,
+    rec: ReconciliationView,
     *,
     checks: Iterable[CheckOutcome] = (),
     run_id: str | None = None,
@@ -81,7 +151,7 @@ def render_html(
     full_lists: Mapping[str, str] | None = None,
 ) -> str:
     """The whole report as one HTML document (plotly.js inlined in the first chart only).
-    `full_lists`: each list's Parquet file (by `Reconciliation` attribute), as a link relative
+    `full_lists`: each list's Parquet file (by `rec` attribute), as a link relative
     to the HTML file: listed at the end, and linked under each table cut at MAX_ROWS."""
     charts: list[str] = []
     files = dict(full_lists or {})
@@ -210,7 +280,7 @@ def stages_chart(per_day: Mapping[str, Mapping[str, int]], stages: Sequence[str]
 
 
 
-def write_html(path: Path, rec: Reconciliation, **kwargs: Any) -> Path:
+def write_html(path: Path, rec: ReconciliationView, **kwargs: Any) -> Path:
     """Render the report and write it atomically (a reader never sees half a file)."""
     return atomic_write_text(path, render_html(rec, **kwargs))
 
@@ -227,7 +297,7 @@ def _link(href: str) -> str:
     return f'<a href="{html.escape(href)}">{html.escape(href)}</a>'
 
 
-def _files_section(rec: Reconciliation, files: Mapping[str, str]) -> str:
+def _files_section(rec: ReconciliationView, files: Mapping[str, str]) -> str:
     """Every list's Parquet file with its number of rows."""
     if not files:
         return ""

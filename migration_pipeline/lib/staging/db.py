@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import logging
 import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -115,7 +116,8 @@ conversation_items = sa.Table(
     # encode_change), so the splitter never parses payloads. Null for every other kind.
     sa.Column("split_change", sa.Text),
     # The rest of the contract (nullable only so that a database made before it can be upgraded
-    # in place: create_schema fills them once from the stored payloads).
+    # in place: create_schema has the source fill them once from the stored payloads; see
+    # register_column_upgrade).
     sa.Column("source_system", sa.String(32)),
     sa.Column("source_kind", sa.String(64)),  # the source's own type, verbatim (EMAIL, PHONE_CALL ...)
     sa.Column("visibility", sa.String(8)),  # public / private
@@ -345,6 +347,7 @@ def now_text() -> str:
 
 
 NAMESPACE_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+SQLITE_SYNCHRONOUS_LEVELS = ("EXTRA", "FULL", "NORMAL", "OFF")  # PRAGMA synchronous values
 
 
 def namespaced_url(url: str, namespace: str | None) -> str:
@@ -366,12 +369,16 @@ class StagingDatabase:
     a ledger key or a lease: a schema on PostgreSQL, a file of its own on SQLite (namespaced_url).
     None is the first pair's tables as they always were (public schema, the given file)."""
 
-    def __init__(self, url: str, namespace: str | None = None):
+    def __init__(self, url: str, namespace: str | None = None, *, sqlite_synchronous: str = "FULL"):
+        """`sqlite_synchronous`: a SQLite database's durability (MIGRATION_SQLITE_SYNCHRONOUS, passed
+        in by StagingResource and the CLI); FULL, what production needs, unless told otherwise."""
         if namespace is not None and not NAMESPACE_RE.fullmatch(namespace):
             raise ValueError(f"staging namespace must be lower-case letters, digits and _, got {namespace[:70]!r}")
+        if sqlite_synchronous not in SQLITE_SYNCHRONOUS_LEVELS:
+            raise ValueError(f"sqlite_synchronous must be EXTRA, FULL, NORMAL or OFF, got {str(sqlite_synchronous)[:20]!r}")
         self.url = url
         self.namespace = namespace
-        self.engine: Engine = _engine(namespaced_url(url, namespace), namespace)
+        self.engine: Engine = _engine(namespaced_url(url, namespace), namespace, sqlite_synchronous)
 
     def __repr__(self) -> str:
         return f"StagingDatabase({self.engine.url.render_as_string(hide_password=True)})"
@@ -388,9 +395,7 @@ class StagingDatabase:
                 if self.namespace is not None:
                     conn.execute(sa.text(f'create schema if not exists "{self.namespace}"'))
             metadata.create_all(conn)
-            added = _add_missing_columns(conn)
-            if "stg_conversation_items.source_kind" in added:
-                _upgrade_pre_contract_items(conn)
+            _upgrade_added_columns(conn, _add_missing_columns(conn))
             conn.execute(sa.text(
                 f"create index if not exists {TIMELINE_INDEX} on stg_conversation_items ({TIMELINE_INDEX_COLUMNS[self.dialect]})"
             ))
@@ -464,8 +469,39 @@ class StagingDatabase:
         if self.dialect == "postgresql":
             _copy_upsert(conn, table, rows, update)
         else:
-            self.upsert(conn, table, rows, update=update)
+            # The driver's executemany with values made here: SQLAlchemy's per-row parameter
+            # processing cost as much as SQLite's own insert (JSON as on PostgreSQL's COPY path).
+            columns = tuple(c.name for c in table.columns if c.name in rows[0])
+            fast = self._sqlite_bulk_statement(table, columns, update)
+            if fast is None:
+                self.upsert(conn, table, rows, update=update)
+                return len(rows)
+            statement, values_of, json_at = fast
+            if json_at:
+                params = []
+                for row in rows:
+                    values = list(values_of(row))
+                    for k in json_at:
+                        values[k] = json.dumps(values[k], ensure_ascii=False)
+                    params.append(tuple(values))
+            else:
+                params = [values_of(row) for row in rows]
+            conn.exec_driver_sql(statement, params)
         return len(rows)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 (one per database, a handful of shapes each)
+    def _sqlite_bulk_statement(self, table: sa.Table, columns: tuple[str, ...],
+                               update: bool) -> tuple[str, Callable[[Mapping[str, Any]], tuple], tuple[int, ...]] | None:
+        """The upsert's SQL text, a row's values in its parameters' order, and the positions of
+        the JSON columns among them; None when the statement takes other parameters than the row's
+        columns (a column default SQLAlchemy fills in), which only SQLAlchemy's own path handles."""
+        compiled = self._upsert_statement(table, columns, update, ()).compile(
+            dialect=self.engine.dialect, column_keys=list(columns))
+        order = tuple(compiled.positiontup or ())
+        if len(order) < 2 or sorted(order) != sorted(columns):
+            return None  # (itemgetter of one name returns a value, not a tuple)
+        json_names = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+        return str(compiled), operator.itemgetter(*order), tuple(k for k, n in enumerate(order) if n in json_names)
 
     def quarantine(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
         """Record bad lines (job, file, line, reason, raw); the same line twice is one row."""
@@ -633,48 +669,40 @@ def _add_missing_columns(conn: Connection) -> set[str]:
     return added
 
 
-def _upgrade_pre_contract_items(conn: Connection) -> None:
-    """A database staged before the canonical contract held only Gladly items, with Gladly's own
-    content type in `kind`: derive every contract column once from their stored payloads (the
-    Gladly record, verbatim), as staging them today would. The one place outside the Gladly
-    package that knows Gladly; it runs once per such database and never again."""
-    from migration_pipeline.vendors.gladly.parse import SYSTEM, RecordError, parse_item
-
-    c = conversation_items.c
-    derived = ("kind", "source_kind", "visibility", "text", "html", "subject", "envelope", "transcript_expected", "split_change")
-    ids = [r[0] for r in conn.execute(sa.select(c.source_id).where(c.source_kind.is_(None)))]
-    for start in range(0, len(ids), BULK_BATCH):
-        rows = conn.execute(sa.select(c.source_id, c.payload).where(c.source_id.in_(ids[start : start + BULK_BATCH]))).all()
-        updates = []
-        for source_id, payload in rows:
-            record = json.loads(payload) if isinstance(payload, str) else payload
-            try:
-                columns = item_columns(parse_item(record))
-            except RecordError as error:  # staged once, so it parsed then: say so rather than guess
-                raise RuntimeError(f"staged item {source_id} no longer parses ({error}); re-stage its export") from error
-            updates.append({"id": source_id, "system": SYSTEM, **{f"v_{k}": columns[k] for k in derived}})
-        conn.execute(
-            conversation_items.update()
-            .where(c.source_id == sa.bindparam("id"))
-            .values(source_system=sa.bindparam("system"), **{k: sa.bindparam(f"v_{k}") for k in derived}),
-            updates,
-        )
-    for table in (customers, agents, topics):
-        conn.execute(table.update().where(table.c.source_system.is_(None)).values(source_system=SYSTEM))
+# -- databases made by an earlier release ------------------------------------------------------
+ColumnUpgrade = Callable[[Connection], None]
+# `table.column` -> what fills that column on the rows an earlier release stored: run once, in the
+# transaction that adds the column. Registered by the package of the source that staged those
+# rows (register_column_upgrade), so this module names no source.
+_column_upgrades: dict[str, ColumnUpgrade] = {}
+# Columns an earlier release lacked that only the rows' source can fill (the contract's item
+# columns, derived from the stored payloads). Adding one to a table holding rows with no upgrade
+# registered is refused, the transaction rolled back, rather than leaving the rows without it.
+UPGRADE_REQUIRED = frozenset({"stg_conversation_items.source_kind"})
 
 
-SQLITE_SYNCHRONOUS_ENV = "MIGRATION_SQLITE_SYNCHRONOUS"
+def register_column_upgrade(column: str, upgrade: ColumnUpgrade) -> None:
+    """Have `create_schema` run `upgrade(conn)` when it adds `column` (`table.column`)."""
+    _column_upgrades[column] = upgrade
 
 
-def sqlite_synchronous() -> str:
-    """The SQLite durability level: FULL unless $MIGRATION_SQLITE_SYNCHRONOUS says otherwise."""
-    value = os.environ.get(SQLITE_SYNCHRONOUS_ENV, "FULL").strip().upper() or "FULL"
-    if value not in ("EXTRA", "FULL", "NORMAL", "OFF"):
-        raise ValueError(f"{SQLITE_SYNCHRONOUS_ENV} must be EXTRA, FULL, NORMAL or OFF, got {value[:20]!r}")
-    return value
+def _upgrade_added_columns(conn: Connection, added: set[str]) -> None:
+    for column in sorted(added):
+        upgrade = _column_upgrades.get(column)
+        if upgrade is not None:
+            upgrade(conn)
+        elif column in UPGRADE_REQUIRED and _has_rows(conn, metadata.tables[column.split(".")[0]]):
+            raise RuntimeError(
+                f"the staging database predates the column {column}, which only the package of the source "
+                f"that staged its rows can fill, and none registered an upgrade for it; nothing was changed"
+            )
 
 
-def _engine(url: str, namespace: str | None = None) -> Engine:
+def _has_rows(conn: Connection, table: sa.Table) -> bool:
+    return conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is not None
+
+
+def _engine(url: str, namespace: str | None, synchronous: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
@@ -685,8 +713,7 @@ def _engine(url: str, namespace: str | None = None) -> Engine:
         # synchronous=FULL: in WAL, NORMAL may lose the last commits on power loss, and a ledger
         # row lost after its create succeeded lets the next run send the object again. (Bulk
         # staging commits rarely, so FULL costs it no measurable time; a ledger write ~1-2 ms.)
-        # MIGRATION_SQLITE_SYNCHRONOUS lowers it where no power loss matters (the test suite).
-        synchronous = sqlite_synchronous()
+        # MIGRATION_SQLITE_SYNCHRONOUS (passed in) lowers it where no power loss matters (the tests).
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
             dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)

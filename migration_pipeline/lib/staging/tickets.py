@@ -64,7 +64,7 @@ def unassigned_timelines(conn: sa.Connection, lo: str, hi: str) -> Iterator[list
 
 
 def split_window(db: StagingDatabase, lo: str, hi: str, rules: SplitRules | None = None) -> SplitCounts:
-    """Assign every unassigned item of [lo, hi) to a ticket under `rules` (default: the rules file)."""
+    """Assign every unassigned item of [lo, hi) to a ticket under `rules` (default: the shipped rules)."""
     rules = rules or SplitRules.load()
     counts = SplitCounts()
     # The reader keeps its own snapshot (its own connection) while batches commit beside it.

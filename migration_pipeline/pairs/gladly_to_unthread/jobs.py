@@ -9,7 +9,9 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import DRY_RUN, MODE_TAG, SAMPLE
+from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import DRY_RUN, MODE_TAG, SAMPLE, unthread_loaded_records
+from migration_pipeline.pairs.gladly_to_unthread.assets.preflight import unthread_preflight
+from migration_pipeline.pairs.gladly_to_unthread.assets.tickets import split_tickets
 from migration_pipeline.lib.staging.db import utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
@@ -18,13 +20,15 @@ from migration_pipeline.vendors.unthread.rollback import execute_rollback, plan_
 # Without the load's checks (no_writes_refused, dead_letters, freshness): a review run materializes
 # no load to check. The split's check (every item in a ticket) still runs: that cut is real.
 _LOAD_STEPS = dg.AssetSelection.assets(
-    "split_tickets", "unthread_preflight", "unthread_loaded_records"
-) - dg.AssetSelection.checks_for_assets("unthread_loaded_records")
+    split_tickets, unthread_preflight, unthread_loaded_records
+) - dg.AssetSelection.checks_for_assets(unthread_loaded_records)
+# Run config names ops: an op made by @asset is named after its key (`gladly_to_unthread__<asset>`)
+PREFLIGHT_OP, LOAD_OP = unthread_preflight.op.name, unthread_loaded_records.op.name
 
 sample_migration = dg.define_asset_job(
     "sample_migration",
     selection=_LOAD_STEPS,
-    config={"ops": {"unthread_loaded_records": {"config": {"sample_customers": 10}}}},
+    config={"ops": {LOAD_OP: {"config": {"sample_customers": 10}}}},
     tags={MODE_TAG: SAMPLE},
     description="The N messiest customers (default 10; edit sample_customers in the launchpad) split, loaded into "
     "the configured Unthread workspace and read back, for the mapping review before the full run. Wipe it "
@@ -36,8 +40,8 @@ dry_run_migration = dg.define_asset_job(
     selection=_LOAD_STEPS,
     config={
         "ops": {
-            "unthread_preflight": {"config": {"offline": True}},
-            "unthread_loaded_records": {"config": {"dry_run": True}},
+            PREFLIGHT_OP: {"config": {"offline": True}},
+            LOAD_OP: {"config": {"dry_run": True}},
         }
     },
     tags={MODE_TAG: DRY_RUN},

@@ -2,7 +2,7 @@
 type, hierarchical topics → flat tag names. No Dagster import, no vendor client.
 
 The tables live in `migration_pipeline/config/mappings.yaml` (with a `version:`); a copy of your
-own is used when `MIGRATION_MAPPINGS_FILE` (or an explicit path) points at it.
+own is used when given its path (the settings' MIGRATION_MAPPINGS_FILE).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pydantic import AfterValidator
 
 from migration_pipeline.lib.rule_files import NonEmpty, RulesDocument, load_rules_file, packaged_file, template, validate_rules
 
-MAPPINGS_ENV = "MIGRATION_MAPPINGS_FILE"
 TARGET_STATUSES = ("open", "in_progress", "on_hold", "closed")
 CONVERSATION_TYPES = ("email", "triage", "slack")
 
@@ -141,8 +140,8 @@ class Mappings:
 
 
 def load_mappings(path: str | os.PathLike[str] | None = None) -> Mappings:
-    """The tables from `path`, else from $MIGRATION_MAPPINGS_FILE, else the packaged file."""
-    chosen = str(path) if path else os.environ.get(MAPPINGS_ENV) or None
+    """The tables from `path` (the settings pass MIGRATION_MAPPINGS_FILE), else the packaged file."""
+    chosen = str(path) if path else None
     return _load_cached(chosen)
 
 

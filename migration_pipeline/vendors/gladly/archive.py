@@ -187,39 +187,17 @@ class LandingScan:
     rejected: list[RejectedExport] = field(default_factory=list)
 
 
-MAX_UNZIPPED_BYTES_ENV = "MIGRATION_LANDING_MAX_UNZIPPED_BYTES"
-MAX_ZIP_RATIO_ENV = "MIGRATION_LANDING_MAX_ZIP_RATIO"
-
-
 @dataclass(frozen=True)
 class ZipLimits:
     """How far a landing ZIP may inflate before it is refused as a possible ZIP bomb. The bytes
-    actually written count, not the sizes the ZIP's headers claim."""
+    actually written count, not the sizes the ZIP's headers claim. The landing asset passes the
+    settings' (MIGRATION_LANDING_MAX_UNZIPPED_BYTES and _MAX_ZIP_RATIO, `MigrationStorage.zip_limits`);
+    these defaults are theirs."""
 
     max_unzipped_bytes: int = 50 * GiB
     max_ratio: float = 200.0  # per member, uncompressed : compressed; real JSONL stays far below
     ratio_floor_bytes: int = 1 << 20  # small members may compress better than that
     max_members: int = 10_000
-
-    @classmethod
-    def from_env(cls) -> ZipLimits:
-        return cls(
-            max_unzipped_bytes=_env_number(MAX_UNZIPPED_BYTES_ENV, cls.max_unzipped_bytes, int),
-            max_ratio=_env_number(MAX_ZIP_RATIO_ENV, cls.max_ratio, float),
-        )
-
-
-def _env_number(name: str, default: Any, kind: type) -> Any:
-    raw = os.getenv(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a positive number, got {raw[:40]!r}") from None
-    if not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {raw[:40]!r}")
-    return value
 
 
 def check_safe_name(job_id: str, what: str, name: str) -> str:
@@ -336,7 +314,7 @@ class ExportArchive:
         knowable window (no items with a timestamp and no job.json), a bad job.json, a link, an
         unsafe or bomb-like ZIP, or when copying it fails; nothing of a refused export is left.
         """
-        limits = self.zip_limits or ZipLimits.from_env()
+        limits = self.zip_limits or ZipLimits()
         scan = LandingScan()
         remove_stale_scratch(self.scratch_root, STALE_SCRATCH_SECONDS)
         sources, scan.rejected = _find_landing_exports(landing_dir)

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from migration_pipeline.lib.jsonl import unstorable
 from migration_pipeline.vendors.gladly.client import CustomerLookup, GladlyClient
 from migration_pipeline.vendors.gladly.parse import RecordError, parse_customer
-from migration_pipeline.vendors.gladly.staging import check_widths, column_widths, customer_row
+from migration_pipeline.lib.staging.widths import column_widths
+from migration_pipeline.vendors.gladly.staging import check_widths, customer_row
 from migration_pipeline.lib.staging.db import (
     StagingDatabase,
     conversation_items,

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from migration_pipeline.lib.jsonl import RAW_TEXT_LIMIT, read_jsonl, storable_text
 from migration_pipeline.contract import Item
 from migration_pipeline.vendors.gladly.archive import ArchivedJob
@@ -36,6 +34,7 @@ from migration_pipeline.vendors.gladly.parse import (
     parse_topic,
 )
 from migration_pipeline.vendors.gladly.support_tools import row_error
+from migration_pipeline.lib.staging.widths import Widths, column_widths, too_wide
 from migration_pipeline.lib.staging.db import (
     BULK_BATCH,
     StagingDatabase,
@@ -237,12 +236,6 @@ def _rows(
         }, len(raw)
 
 
-def column_widths(table: sa.Table) -> tuple[tuple[str, int], ...]:
-    """(column, max characters) of the table's bounded text columns: PostgreSQL refuses a longer
-    value (failing the whole file), SQLite would keep it, so both are held to it here."""
-    return tuple((c.name, c.type.length) for c in table.columns if isinstance(c.type, sa.String) and c.type.length)
-
-
 # The export field behind each bounded column, for reasons a reader of the export understands.
 _SOURCE_FIELDS = {
     "source_id": "id",
@@ -254,13 +247,8 @@ _SOURCE_FIELDS = {
 }
 
 
-def check_widths(row: dict[str, Any], widths: tuple[tuple[str, int], ...]) -> None:
-    for name, length in widths:
-        value = row.get(name)
-        if isinstance(value, str) and len(value) > length:
-            record = str(row.get("source_id", ""))
-            record = record if len(record) <= 64 else record[:64] + "…"
-            field = _SOURCE_FIELDS.get(name, name)
-            raise RecordError(
-                f"record {record}: {field} is {len(value)} characters, longer than the {length} its staging column {name} holds"
-            )
+def check_widths(row: dict[str, Any], widths: Widths) -> None:
+    if problem := too_wide(row, widths, _SOURCE_FIELDS):
+        record = str(row.get("source_id", ""))
+        record = record if len(record) <= 64 else record[:64] + "…"
+        raise RecordError(f"record {record}: {problem}")

@@ -83,8 +83,8 @@ class LoadSettings:
     # source channel wants which type); without them the conversation is created in triage.
     email_inbox_id: str | None = None
     slack_channel_id: str | None = None
-    mappings_file: str | None = None  # else $MIGRATION_MAPPINGS_FILE, else the packaged tables
-    content_rules_file: str | None = None  # else $MIGRATION_CONTENT_RULES_FILE, else the packaged rules
+    mappings_file: str | None = None  # MIGRATION_MAPPINGS_FILE via the resource; None: the packaged tables
+    content_rules_file: str | None = None  # MIGRATION_CONTENT_RULES_FILE via the resource; None: the packaged rules
     verify_uploads: bool = True  # read every uploaded file back and record its sha256
 
     def __post_init__(self) -> None:

@@ -21,13 +21,14 @@ from migration_pipeline.vendors.gladly.archive import (
     coverage_gaps,
 )
 from migration_pipeline.vendors.gladly.resources import GladlyResource
-from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, NAME
 
 # Support Tools exports of one conversation, one customer, or the topic configuration
 PARTIAL_LAYOUTS = (CUSTOMER_CONVERSATIONS_LAYOUT, ITEMS_CSV_LAYOUT, TOPICS_CSV_LAYOUT)
 
 
 @dg.asset(
+    key_prefix=NAME,
     deps=[gladly_export],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -51,7 +52,7 @@ def gladly_export_jobs(
     """
     started = time.monotonic()
     window = context.partition_time_window
-    archive = ExportArchive(storage.root)
+    archive = ExportArchive(storage.root, storage.zip_limits())
     downloaded: set[str] = set()  # ids of the jobs archived now, and of those found archived already
     reused: set[str] = set()
     gone: list[object] = []  # exports that could not be used, each printable with its reason

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, key
 
 gladly_export = dg.AssetSpec(
-    "gladly_export",
+    key("gladly_export"),
     group_name=GROUP,
     kinds={"gladly"},
     description="Gladly's export jobs (daily or hourly schedule, one-time jobs from Support), kept by "
@@ -13,8 +13,8 @@ gladly_export = dg.AssetSpec(
 )
 
 unthread_workspace = dg.AssetSpec(
-    "unthread_workspace",
-    deps=["unthread_loaded_records"],
+    key("unthread_workspace"),
+    deps=[key("unthread_loaded_records")],
     group_name=GROUP,
     kinds={"unthread"},
     description="The target Unthread workspace: customers, conversations and messages the load created "

@@ -23,10 +23,10 @@ from migration_pipeline.vendors.unthread.dry_run import DryRunLoader, DryRunUnth
 from migration_pipeline.vendors.unthread.loader import LoadCounts, UnthreadLoader, tickets_touching
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
 from migration_pipeline.pairs.spec import MODE_TAG  # noqa: F401  (re-exported: jobs and tests read it here)
-from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, key
 
 
-LOADED = dg.AssetKey("unthread_loaded_records")
+LOADED = key("unthread_loaded_records")
 REFUSED_CHECK = "no_writes_refused"
 # Run tag naming the load's mode, set on each job that loads (jobs.py: the review jobs)
 FULL, SAMPLE, DRY_RUN = "full", "sample", "dry_run"
@@ -65,7 +65,7 @@ class LoadConfig(dg.Config):
     specs=[
         # skippable: a dry or sample run yields no materialization (the days must stay unloaded
         # for Dagster), only observations
-        dg.AssetSpec(LOADED, deps=["split_tickets", "unthread_preflight"], group_name=GROUP, kinds={"unthread"}, skippable=True),
+        dg.AssetSpec(LOADED, deps=[key("split_tickets"), key("unthread_preflight")], group_name=GROUP, kinds={"unthread"}, skippable=True),
     ],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),

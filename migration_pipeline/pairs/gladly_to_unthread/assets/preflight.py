@@ -8,7 +8,7 @@ from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.vendors.unthread.preflight import PreflightReport, run_preflight
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
-from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, NAME, key
 
 
 class PreflightConfig(dg.Config):
@@ -23,7 +23,8 @@ class PreflightConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["staged_agents"],
+    key_prefix=NAME,
+    deps=[key("staged_agents")],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,

@@ -32,7 +32,7 @@ from migration_pipeline.lib.staging.db import utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.vendors.unthread.capabilities import FILE_READ_BACK, MESSAGE_AUTHOR, TAGS, TAGS_ON_UPDATE, CapabilityStore
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
-from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, NAME, key
 
 VARIANCE_CHECK = "variance_within_tolerance"
 ORDER_CHECK = "messages_in_source_order"
@@ -43,6 +43,7 @@ TAG_CHECK = "tag_coverage"
 ATTACHMENT_CHECK = "attachment_checksums"
 ACCOUNTED_CHECK = "every_source_item_accounted_for"
 CAPABILITIES_CHECK = "workspace_capabilities"
+REPORT = key("reconciliation_report")  # the asset its checks are on
 METADATA_ROWS = 100  # rows per metadata table; the full lists are in the report's Parquet files
 
 
@@ -56,43 +57,44 @@ class ReconciliationConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["unthread_loaded_records"],
+    key_prefix=NAME,
+    deps=[key("unthread_loaded_records")],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,
     kinds={"unthread", "sql"},
     pool="unthread_api",
     check_specs=[
-        dg.AssetCheckSpec(VARIANCE_CHECK, asset="reconciliation_report", blocking=True,
+        dg.AssetCheckSpec(VARIANCE_CHECK, asset=REPORT, blocking=True,
                           description="Source items (and export lines that cannot be placed in a day) missing from "
                                       "Unthread on readback stay within max_variance (0.1%)"),
-        dg.AssetCheckSpec(ACCOUNTED_CHECK, asset="reconciliation_report", blocking=True,
+        dg.AssetCheckSpec(ACCOUNTED_CHECK, asset=REPORT, blocking=True,
                           description="Nothing lost silently: every line of the window's export files is read back "
                                       "from Unthread as an item, or is named here with the stage where it stopped and "
                                       "why (quarantined and the reason, refused by Unthread and the vendor's message, "
                                       "not in a ticket, not loaded, gone on readback), as is every refused write. "
                                       f"Passes when each is accepted in MIGRATION_DATA_DIR/{ACCEPTED_LOSSES_FILE}"),
-        dg.AssetCheckSpec(ORDER_CHECK, asset="reconciliation_report", blocking=True,
+        dg.AssetCheckSpec(ORDER_CHECK, asset=REPORT, blocking=True,
                           description="Every loaded conversation of the window (all of them, not a sample) has its "
                                       "messages in source order"),
-        dg.AssetCheckSpec(DUPLICATE_CHECK, asset="reconciliation_report", blocking=True,
+        dg.AssetCheckSpec(DUPLICATE_CHECK, asset=REPORT, blocking=True,
                           description="No source item appears in Unthread more than once"),
-        dg.AssetCheckSpec(ATTRIBUTION_CHECK, asset="reconciliation_report", blocking=True,
+        dg.AssetCheckSpec(ATTRIBUTION_CHECK, asset=REPORT, blocking=True,
                           description="Every read-back message is from the person who wrote its source item (the "
                                       "agent's Unthread user, or the customer), and every conversation sits under the "
                                       "Unthread customer made for its Gladly customer"),
-        dg.AssetCheckSpec(MERGED_PROFILES_CHECK, asset="reconciliation_report", blocking=True,
+        dg.AssetCheckSpec(MERGED_PROFILES_CHECK, asset=REPORT, blocking=True,
                           description="Merged Gladly profiles: no Unthread customer for a merged-away id, and exactly "
                                       "one Unthread customer per surviving Gladly customer (read back by "
                                       "externalCrmMetadata.id)"),
-        dg.AssetCheckSpec(TAG_CHECK, asset="reconciliation_report", blocking=True,
+        dg.AssetCheckSpec(TAG_CHECK, asset=REPORT, blocking=True,
                           description="Every loaded conversation of the window carries exactly the flattened tags of "
                                       "its ticket's Gladly topics (and their ids in metadata): every topic used is a tag"),
-        dg.AssetCheckSpec(ATTACHMENT_CHECK, asset="reconciliation_report", blocking=True,
+        dg.AssetCheckSpec(ATTACHMENT_CHECK, asset=REPORT, blocking=True,
                           description="Every file put on an Unthread message was read back with the sha256 of its "
                                       "Gladly source bytes (oversize files are listed, not failed; on a workspace "
                                       "with no file read-back: a warning, files matched by name and size)"),
-        dg.AssetCheckSpec(CAPABILITIES_CHECK, asset="reconciliation_report", blocking=False,
+        dg.AssetCheckSpec(CAPABILITIES_CHECK, asset=REPORT, blocking=False,
                           description="The workspace offers every optional API feature the load can use (tags, "
                                       "private notes, file read-back, message author, ...); a missing one is a "
                                       "warning naming what the load did instead (preflight's target_capabilities)"),

@@ -15,7 +15,7 @@ from migration_pipeline.vendors.gladly.staging import StageCounts, stage_job_fil
 from migration_pipeline.lib.staging.by_day import rows_by_day
 from migration_pipeline.lib.staging.db import agents, conversation_items, utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
-from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, key
 
 STAGED_KEYS = ("staged_customers", "staged_agents", "staged_topics", "staged_conversation_items")
 _DESCRIPTIONS = {
@@ -30,8 +30,8 @@ _DESCRIPTIONS = {
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(key, deps=[gladly_export_jobs], description=_DESCRIPTIONS[key], group_name=GROUP, kinds={"sql"})
-        for key in STAGED_KEYS
+        dg.AssetSpec(key(name), deps=[gladly_export_jobs], description=_DESCRIPTIONS[name], group_name=GROUP, kinds={"sql"})
+        for name in STAGED_KEYS
     ],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -72,19 +72,19 @@ def staged_gladly_records(
             calls = client.stats.as_dict()
         items_by_day = rows_by_day(db, conversation_items.c.ts, lo, hi)
 
-    items_metadata = record_counts_by_day(context, {"items": items_by_day}, asset_key="staged_conversation_items")
+    items_metadata = record_counts_by_day(context, {"items": items_by_day}, asset_key=key("staged_conversation_items"))
     duration = round(time.monotonic() - started, 3)
     common = {"jobs": dg.MetadataValue.int(len(jobs)), "duration_s": dg.MetadataValue.float(duration)}
-    for key, file_name in zip(STAGED_KEYS, ("customers.jsonl", "agents.jsonl", "topics.jsonl", "conversation_items.jsonl")):
+    for name, file_name in zip(STAGED_KEYS, ("customers.jsonl", "agents.jsonl", "topics.jsonl", "conversation_items.jsonl")):
         counts = totals[file_name]
         metadata = {
             **common,
-            **(items_metadata if key == "staged_conversation_items" else range_metadata(context.partition_keys, {})),
+            **(items_metadata if name == "staged_conversation_items" else range_metadata(context.partition_keys, {})),
             "rows": dg.MetadataValue.int(counts.staged),
             "lines": dg.MetadataValue.int(counts.lines),
             "quarantined": dg.MetadataValue.int(counts.quarantined),
         }
-        if key == "staged_customers":
+        if name == "staged_customers":
             metadata |= {
                 "rest_lookups": dg.MetadataValue.int(resolved.looked_up),
                 "merged_profiles": dg.MetadataValue.int(resolved.merged),
@@ -92,7 +92,7 @@ def staged_gladly_records(
                 "rest_answers_unusable": dg.MetadataValue.json(resolved.unusable[:100]),
                 "api_calls": dg.MetadataValue.int(calls["requests"]),
             }
-        if key == "staged_conversation_items":
+        if name == "staged_conversation_items":
             metadata["outside_window"] = dg.MetadataValue.int(counts.skipped_outside_window)
-        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+        yield dg.MaterializeResult(asset_key=key(name), metadata=metadata)
 

@@ -6,24 +6,26 @@ import dagster as dg
 from pydantic import Field
 
 from migration_pipeline.pairs.day_figures import record_counts_by_day
-from migration_pipeline.lib.split_rules import RULES_ENV, SplitRules
+from migration_pipeline.lib.split_rules import SplitRules
 from migration_pipeline.partitions import daily_partitions
 from migration_pipeline.lib.staging.by_day import rows_by_day
 from migration_pipeline.lib.staging.db import exclusive, ticket_items, tickets, utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.lib.staging.tickets import SPLIT_LEASE, SPLIT_LEASE_TTL_SECONDS, split_window
-from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, NAME, key
 
 
 class SplitConfig(dg.Config):
     rules_file: str | None = Field(
         default=None,
-        description=f"Splitting rules YAML; default ${RULES_ENV}, else the shipped config/splitting_rules.yaml",
+        description="Splitting rules YAML; default the staging resource's split_rules_file "
+        "($MIGRATION_SPLIT_RULES), else the shipped config/splitting_rules.yaml",
     )
 
 
 @dg.asset(
-    deps=["staged_conversation_items", "staged_customers"],
+    key_prefix=NAME,
+    deps=[key("staged_conversation_items"), key("staged_customers")],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,
@@ -37,7 +39,7 @@ def split_tickets(context: dg.AssetExecutionContext, config: SplitConfig, stagin
     starts a new one. Each day's materialization counts the tickets starting that day and the
     items of that day in tickets (`figures` says which numbers are the day's)."""
     started = time.monotonic()
-    rules = SplitRules.load(config.rules_file)
+    rules = SplitRules.load(config.rules_file or staging.split_rules_file)
     window = context.partition_time_window
     lo, hi = utc_text(window.start), utc_text(window.end)
     with staging.database() as db:

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from migration_pipeline.pairs.gladly_to_unthread.assets.export_jobs import PARTIAL_LAYOUTS, gladly_export_jobs
 from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import unthread_loaded_records
 from migration_pipeline.pairs.gladly_to_unthread.assets.tickets import split_tickets
+from migration_pipeline.pairs.gladly_to_unthread.pair import key
 from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import (
     ACCEPTED_LOSSES_FILE,
     quarantined_lines,
@@ -50,7 +51,7 @@ from migration_pipeline.vendors.unthread.resources import UnthreadResource
 MAX_LISTED = 50  # records named in a check's metadata
 FRESHNESS_CHECK = "newest_partition_fresh"
 QUARANTINE_RATE_ENV = "MIGRATION_MAX_QUARANTINE_RATE"
-FRESHNESS_ASSETS = ("staged_conversation_items", "unthread_loaded_records")
+FRESHNESS_ASSETS = (key("staged_conversation_items"), key("unthread_loaded_records"))
 # Gladly's export of day D lands around 02:00 UTC on D+1 and the delta schedule runs at 06:00, so
 # day D should be staged and loaded by 08:00 on D+1: 32 hours after its window ends.
 MAX_PARTITION_LAG = timedelta(hours=32)
@@ -133,7 +134,7 @@ def export_coverage(context: dg.AssetCheckExecutionContext, storage: MigrationSt
 
 
 @dg.asset_check(
-    asset="staged_conversation_items",
+    asset=key("staged_conversation_items"),
     blocking=True,
     description="Lines of the window's export files (items, customers, agents, topics) quarantined at staging "
     f"and not accepted in {ACCEPTED_LOSSES_FILE}: a warning while they stay within {QUARANTINE_RATE_ENV} "
@@ -291,12 +292,12 @@ def _freshness_result(instance: dg.DagsterInstance, asset_key: dg.AssetKey, now:
     specs=[
         dg.AssetCheckSpec(
             FRESHNESS_CHECK,
-            asset=key,
+            asset=asset,
             description=f"Before cutover the delta syncs keep up: a partition whose day ended at most "
             f"{MAX_LAG_TEXT} ago is materialized (dry and sample runs materialize nothing). freshness_sensor "
             "runs it when nothing is materialized.",
         )
-        for key in FRESHNESS_ASSETS
+        for asset in FRESHNESS_ASSETS
     ],
     can_subset=True,
 )
