@@ -14,7 +14,9 @@ Each side runs in its own process (its peak RSS, ru_maxrss, is its own), on a wa
 - ours: the pipeline's path over the whole range in one run: `ZendeskArchive.archive_from_landing`
   (the three files landed in a landing folder: copied, sha256-checked), `stage_delivery` into a
   SQLite staging database in the pair's namespace ("zendesk_to_gladly", window = every day of the
-  export), then `write_range` over the same days (rules: the packaged import_rules.yaml);
+  export), then `write_range` over the same days (rules: the packaged import_rules.yaml; HTML
+  bodies rendered by one worker process per CPU, as the asset does by default: its peak RSS is
+  this process's or, while writing, this process's and its workers' summed, see `TreeRss`);
 - reference: what a user writes first: pandas `read_json(lines=True)` of tickets.json and
   users.json (lines that are not JSON dropped first: read_json refuses the whole file otherwise;
   the time that takes is reported), the requesters' email, name and phone merged in, the comments
@@ -115,6 +117,62 @@ def _rss_mb() -> float:
     return round(max(own, children) / 1024, 1)
 
 
+class TreeRss:
+    """Peak of the summed RSS of this process and its descendants (the body renderer's workers),
+    sampled every 20 ms from /proc while running. ru_maxrss cannot say it: a spawned child's
+    peak starts at its parent's size (taken at fork, kept across exec), and children's peaks are
+    not summed."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_kb, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak_kb / 1024, 1)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak_kb = max(self.peak_kb, sum(_rss_kb(pid) for pid in _tree(os.getpid())))
+
+
+def _tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo.extend(int(child) for child in task.read_text().split())
+            except OSError:
+                pass
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _own_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def _cpu_s() -> float:
     return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
@@ -135,6 +193,7 @@ class Steps:
 # -- ours ---------------------------------------------------------------------------------------
 def run_ours(dataset: Path, work: Path) -> dict:
     from migration_pipeline.lib.staging.db import StagingDatabase
+    from migration_pipeline.pairs.zendesk_to_gladly.bodies import MIN_PARALLEL, render_workers
     from migration_pipeline.pairs.zendesk_to_gladly.shaping import load_import_rules, write_range
     from migration_pipeline.vendors.zendesk.archive import ZendeskArchive
     from migration_pipeline.vendors.zendesk.staging import stage_delivery
@@ -155,12 +214,16 @@ def run_ours(dataset: Path, work: Path) -> dict:
     db.create_schema()
     counts = stage_delivery(db, delivery, window)
     steps.done("stage_s")
-    result = write_range(db, work / "out", lo, hi, rules)
+    # as the gladly_import_files asset runs it: bodies rendered in one worker per CPU
+    workers = render_workers(0) if counts.items >= MIN_PARALLEL else 0
+    with TreeRss() as tree:
+        result = write_range(db, work / "out", lo, hi, rules, render_workers=0)
     steps.done("write_s")
     db.dispose()
     return {
         "wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round(_cpu_s() - cpu, 2), **steps.seconds,
-        "peak_rss_mb": _rss_mb(), "rss_after_imports_mb": rss_before,
+        "peak_rss_mb": max(_own_rss_mb(), tree.peak_mb), "rss_after_imports_mb": rss_before, "render_workers": workers,
+        "write_tree_peak_rss_mb": tree.peak_mb,
         "comments_staged": counts.items, "quarantined": counts.quarantined, "items": result.items,
         "skipped_by_rule": result.skipped_by_rule, "rejected_by_reason": result.rejected_by_reason,
         "written": result.written, "rows_written": result.rows_written,

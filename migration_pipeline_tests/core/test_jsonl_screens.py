@@ -39,3 +39,26 @@ def test_nesting_past_the_limit_is_refused_and_at_the_limit_accepted():
 def test_a_raw_control_character_is_not_json():
     raw = parse_line(1, b'{"id": 1, "body": "a\x00b"}')
     assert raw.obj is None and "JSON" in raw.error
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def test_depth_is_counted_from_brackets_outside_strings_exactly():
+    """Brackets, quotes and backslashes inside strings (escaped or not) never count: the depth
+    found from the line's text is the depth of its parsed values, at and around the limit."""
+    tricky = ['[[[[', '}}}', 'a \\" [ {', '\\\\', '"]"', '{"x": [1]}', "\\u005b"]
+    for levels in (MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1):
+        for text in tricky:
+            value: object = text
+            for n in range(levels - 1):
+                value = {"k[": value, "s": text} if n % 2 else [text, value]
+            line = json.dumps({"id": 1, "v": value, "t": text * 40}).encode()
+            parsed = parse_line(1, line)
+            assert _depth(json.loads(line)) == levels
+            assert (parsed.error == TOO_DEEP) == (levels > MAX_DEPTH), (levels, text)

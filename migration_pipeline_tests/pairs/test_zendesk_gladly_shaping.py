@@ -31,6 +31,7 @@ from migration_pipeline.lib.staging.db import (
     item_columns,
     now_text,
 )
+from migration_pipeline.pairs.zendesk_to_gladly import bodies
 from migration_pipeline.pairs.zendesk_to_gladly.shaping import (
     EMPTY_CONVERSATION,
     JUNK_CUSTOMER,
@@ -320,6 +321,40 @@ def test_rerun_is_byte_identical_delta_holds_only_new_items_and_late_arrivals_go
     assert "old" not in recorded  # no range covers its day: not a late arrival, in no import yet
     write_range(db, tmp_path / "old", D1 - 30 * day, D1 - 29 * day, RULES, config)
     assert_each_item_once(db)
+
+
+def test_bodies_rendered_in_worker_processes_give_the_same_files_and_outcomes(db, tmp_path, monkeypatch):
+    """The renderer's workers (spawned processes, chunks read ahead and handed back in order) write
+    exactly what rendering in the writing process writes: many small chunks, with skips, rejects
+    and a long body in between, so order and every outcome are exercised."""
+    people = [person("u1", "ann@example.com", "Ann"), person("u2", "not-an-email", "Bob")]
+    tickets = [ticket("t1", "u1"), ticket("t2", "u2"), ticket("spam", "u1", status="deleted")]
+    items = []
+    for n in range(120):
+        tid = ("t1", "t2", "spam")[n % 3]
+        html = f'<p>Reply <b>{n}</b> with <a href="https://example.com/{n}">a link</a></p>' + (
+            "<p>" + "x" * 30_000 + "</p>" if n == 48 else "")
+        items.append(comment(f"c{n:03d}", tid, "u1" if tid != "t2" else "u2", T + timedelta(minutes=n), html=html,
+                             private=n % 7 == 0))
+    stage(db, people=people, tickets=tickets, items=items)
+    inline = write_range(db, tmp_path / "r", D1, D1 + timedelta(days=1), RULES, render_workers=1)
+    inline_files, inline_outcomes = snapshot(tmp_path / "r"), outcomes(db)
+    monkeypatch.setattr(bodies, "MIN_PARALLEL", 0)
+    monkeypatch.setattr(bodies, "CHUNK", 7)
+    parallel = write_range(db, tmp_path / "r", D1, D1 + timedelta(days=1), RULES, render_workers=2)
+    assert snapshot(tmp_path / "r") == inline_files
+    assert outcomes(db) == inline_outcomes
+    assert parallel.summary() == inline.summary()
+    assert (parallel.written, parallel.rejected, parallel.skipped, parallel.bodies_split) == (40, 40, 40, 1)
+
+
+def test_renderer_hands_chunks_back_in_order_with_workers():
+    with bodies.Renderer("Files:", workers=2) as renderer:
+        chunks = list(bodies.chunked(range(50), 4))
+        out = list(renderer.render(chunks, lambda n: (f"<p>{n}</p>", None, [{"filename": f"f{n}"}] if n % 5 == 0 else None)))
+    assert [chunk for chunk, _ in out] == chunks
+    assert [text for _, texts in out for text in texts] == [
+        f"{n}\n\nFiles:\n- f{n}" if n % 5 == 0 else str(n) for n in range(50)]
 
 
 # -- the rules file ------------------------------------------------------------------------------

@@ -58,8 +58,9 @@ back from the writer's index.csv), `rejected` (rejected.csv, its data row, the r
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import html as html_entities
+import json
 import re
 import uuid
 from collections import Counter
@@ -74,8 +75,6 @@ from typing import Annotated, Any, Literal
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
-from bs4 import BeautifulSoup
-from markdownify import MarkdownConverter, chomp
 from pydantic import AfterValidator, Field, StringConstraints
 from sqlalchemy.engine import Connection
 
@@ -87,6 +86,8 @@ from migration_pipeline.lib.rule_files import (
     template,
     validate_rules,
 )
+from migration_pipeline.pairs.zendesk_to_gladly import bodies
+from migration_pipeline.pairs.zendesk_to_gladly.bodies import html_to_text  # noqa: F401  (re-exported)
 from migration_pipeline.lib.staging.db import (
     StagingDatabase,
     conversation_items,
@@ -105,7 +106,6 @@ from migration_pipeline.vendors.gladly.import_files import (
     ImportFileConfig,
     ImportFiles,
     ImportRow,
-    reject_reason,
     write_import_files,
 )
 
@@ -206,99 +206,21 @@ def import_rules_from_mapping(data: Any, source: str = "mapping") -> ImportRules
 
 
 # -- bodies --------------------------------------------------------------------------------------
-_DROPPED = ("head", "style", "script", "title", "meta", "template")  # their text is not the message's
-_DROPPED_RE = re.compile(r"<(?:head|style|script|title|meta|template)\b", re.IGNORECASE)
-_TAG_RE = re.compile(r"<[^>]*>")
-
-
-def _address(value: Any) -> str | None:
-    """A link's address worth showing: not empty, not an in-page anchor, not inline bytes."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    value = value.strip()
-    return None if value.startswith("#") or value[:5].lower() in ("data:", "cid:") else value
-
-
-class _PlainText(MarkdownConverter):
-    """markdownify's layout (paragraphs, line breaks, `- ` lists, `> ` quotes, `|` table rows)
-    without markup: emphasis, code and headings are their text, a link "text (url)" (the url
-    alone when it is the text), an image "[image: alt] (url)"."""
-
-    def _text(self, el, text, parent_tags):
-        return text
-
-    convert_b = convert_strong = convert_em = convert_i = convert_u = convert_mark = _text
-    convert_del = convert_s = convert_code = convert_kbd = convert_samp = convert_sub = convert_sup = _text
-
-    def convert_hN(self, n, el, text, parent_tags):
-        return text if "_inline" in parent_tags else f"\n\n{text.strip()}\n\n"
-
-    def convert_pre(self, el, text, parent_tags):
-        return f"\n\n{text.strip(chr(10))}\n\n" if text else ""
-
-    def convert_tr(self, el, text, parent_tags):
-        return "|" + text + "\n"
-
-    def convert_a(self, el, text, parent_tags):
-        prefix, suffix, text = chomp(text)
-        href = _address(el.get("href"))
-        if href is None or text in (href, href.removeprefix("mailto:")):
-            return f"{prefix}{text or href or ''}{suffix}"
-        return f"{prefix}{text} ({href}){suffix}" if text else f"{prefix}{href}{suffix}"
-
-    def convert_img(self, el, text, parent_tags):
-        alt = " ".join(str(el.get("alt") or "").split())
-        src = _address(el.get("src"))
-        shown = f"[image: {alt}]" if alt else "[image]"
-        return f"{shown} ({src})" if src else shown
-
-
-_CONVERTER = _PlainText(bullets="-", escape_asterisks=False, escape_underscores=False, escape_misc=False,
-                        autolinks=False, wrap=True, wrap_width=None)
-
-
-def _tidy(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
-    return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", text)).strip()
-
-
-def html_to_text(html: str) -> str:
-    """An HTML body as readable plain text with its links kept (see the module docstring)."""
-    soup = BeautifulSoup(html, "html.parser")
-    if _DROPPED_RE.search(html):  # a search of the tree costs more than the conversion
-        for el in soup.find_all(_DROPPED):
-            el.decompose()
-    return _tidy(_CONVERTER.convert_soup(soup))
-
-
-def _attachment_line(attachment: Mapping[str, Any]) -> str:
-    name = " ".join(str(attachment.get("filename") or "").split()) or f"attachment {attachment.get('source_id')}"
-    url = _address(attachment.get("url"))
-    return f"- {name} ({url})" if url else f"- {name}"
+def _heading(rules: ImportRules) -> str | None:
+    """The attachment listing's heading, None when attachments are not listed."""
+    return rules.attachments.heading if rules.attachments.list_in_body else None
 
 
 def comment_content(html: str | None, text: str | None, attachments: Sequence[Mapping[str, Any]] | None,
                     rules: ImportRules) -> str:
-    """What a comment says: its HTML as text (else its text), then its attachments when listed;
-    empty when it says nothing."""
-    body = html_to_text(html) if html else ""
-    if not body and text:
-        body = _tidy(text)
-    if attachments and rules.attachments.list_in_body:
-        listing = "\n".join([rules.attachments.heading, *map(_attachment_line, attachments)])
-        body = f"{body}\n\n{listing}" if body else listing
-    return body
+    """What a comment says under `rules` (bodies.content)."""
+    return bodies.content(html, text, attachments, _heading(rules))
 
 
 def says_something(html: str | None, text: str | None, attachments: Sequence[Mapping[str, Any]] | None,
                    rules: ImportRules) -> bool:
-    """Whether `comment_content` is not empty, rendering the HTML only when a look cannot tell: text
-    left between the tags of HTML without comments or dropped elements is always rendered."""
-    if attachments and rules.attachments.list_in_body:
-        return True
-    if html and "<!--" not in html and not _DROPPED_RE.search(html) and html_entities.unescape(_TAG_RE.sub("", html)).strip():
-        return True
-    return bool(html and html_to_text(html)) or bool(text and _tidy(text))
+    """Whether `comment_content` is not empty (bodies.says_something)."""
+    return bodies.says_something(html, text, attachments, _heading(rules))
 
 
 def _one_line(text: str | None) -> str:
@@ -361,12 +283,38 @@ def _late_spans(conn: Connection, label: str, lo: date) -> list[tuple[str, str]]
     return [(_midnight(a), _midnight(b)) for a, b in merged]
 
 
+def _as_text(column: sa.Column) -> sa.Label:
+    """A JSON column read as its text: decoded here once per distinct value (`_tags`, `_sender`,
+    ...), not once per row by the driver (a ticket's tags and envelope repeat on every comment)."""
+    return sa.cast(column, sa.Text).label(column.name)
+
+
+@functools.lru_cache(maxsize=8192)
+def _json(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def _tags(text: str | None) -> tuple[str, ...]:
+    tags = _json(text)
+    return tuple(str(t) for t in tags) if isinstance(tags, list) else ()
+
+
+def _attachments(text: str | None) -> list[dict[str, Any]]:
+    found = json.loads(text) if text and text not in ("[]", "null") else None  # mostly none: not cached
+    return found if isinstance(found, list) else []
+
+
+def _first_phone(text: str | None) -> str | None:
+    phones = [p.strip() for p in _json(text) or () if isinstance(p, str) and p.strip()]
+    return phones[0] if phones else None
+
+
 def _selection(plan: _Plan, dialect: str, full: bool) -> sa.Select:
     columns = [_i.source_id, _i.ts, _i.kind, _i.visibility, _i.conversation_id, _u.primary_email,
-               _c.status, _c.tags, _c.envelope]
+               _c.status, _as_text(_c.tags), _as_text(_c.envelope)]
     if full:
-        columns += [_i.subject.label("item_subject"), _i.text, _i.html, _i.attachments,
-                    _c.subject.label("ticket_subject"), _u.name, _u.phones]
+        columns += [_i.subject.label("item_subject"), _i.text, _i.html, _as_text(_i.attachments),
+                    _c.subject.label("ticket_subject"), _u.name, _as_text(_u.phones)]
     new = sa.or_(sa.and_(_i.ts >= plan.lo, _i.ts < plan.hi), *(sa.and_(_i.ts >= a, _i.ts < b) for a, b in plan.late_spans))
     item_id = sa.collate(_i.source_id, "C") if dialect == "postgresql" else _i.source_id
     return (
@@ -381,10 +329,16 @@ def _selection(plan: _Plan, dialect: str, full: bool) -> sa.Select:
     )
 
 
-def _email(primary: str | None, envelope: Mapping[str, Any] | None) -> str | None:
-    """The requester's email, else the ticket's sender."""
-    sender = (envelope or {}).get("from")
-    return (primary or "").strip() or (sender.strip() if isinstance(sender, str) else "") or None
+def _email(primary: str | None, envelope: str | None) -> str | None:
+    """The requester's email, else the ticket's sender (`envelope`: the column's JSON text)."""
+    return (primary or "").strip() or _sender(envelope) or None
+
+
+@functools.lru_cache(maxsize=8192)
+def _sender(envelope: str | None) -> str:
+    found = _json(envelope)
+    sender = found.get("from") if isinstance(found, dict) else None
+    return sender.strip() if isinstance(sender, str) else ""
 
 
 class _Skips:
@@ -396,16 +350,22 @@ class _Skips:
         self.statuses = frozenset(s.lower() for s in rules.skip.spam.statuses)
         self.tags = frozenset(t.lower() for t in rules.skip.spam.tags)
         self.skip_private = rules.private_notes.mode == "skip"
+        # asked once per comment, answered once per ticket (status, tags) and per address
+        self._spam = functools.lru_cache(maxsize=65536)(self._is_spam)
+        self._junk = functools.lru_cache(maxsize=65536)(rules.skip.junk_customers.match)
+
+    def _is_spam(self, status: str | None, tags: str | None) -> bool:
+        return (status or "").lower() in self.statuses or any(t.lower() in self.tags for t in _tags(tags))
 
     def rule(self, r: Any) -> str | None:
         if r.source_id in self.in_gladly:
             return IN_GLADLY_BY_API
         if r.kind not in self.kinds:
             return NOT_A_COMMENT
-        if (r.status or "").lower() in self.statuses or any(str(t).lower() in self.tags for t in r.tags or ()):
+        if self._spam(r.status, r.tags):
             return SPAM
         email = _email(r.primary_email, r.envelope)
-        if email and self.rules.skip.junk_customers.match(email):
+        if email and self._junk(email):
             return JUNK_CUSTOMER
         if self.skip_private and r.visibility != "public":
             return PRIVATE_NOTE
@@ -433,10 +393,10 @@ def _empty_tickets(conn: Connection, tickets: Iterable[str], rules: ImportRules)
     ids, empty = sorted(tickets), set()
     for start in range(0, len(ids), _TICKET_CHUNK):
         chunk, said = ids[start:start + _TICKET_CHUNK], set()
-        query = sa.select(_i.conversation_id, _i.html, _i.text, _i.attachments).where(
+        query = sa.select(_i.conversation_id, _i.html, _i.text, _as_text(_i.attachments)).where(
             _i.conversation_id.in_(chunk), _i.kind.in_(rules.comment_kinds))
         for ticket, html, text, attachments in conn.execute(query.execution_options(yield_per=_YIELD_PER)):
-            if ticket not in said and says_something(html, text, attachments, rules):
+            if ticket not in said and says_something(html, text, _attachments(attachments), rules):
                 said.add(ticket)
         empty.update(set(chunk) - said)
     return empty
@@ -449,11 +409,12 @@ class _Outcomes:
     by_rule: Counter[str] = field(default_factory=Counter)
 
 
-def _import_row(r: Any, rules: ImportRules) -> ImportRow:
-    content = comment_content(r.html, r.text, r.attachments, rules)
+def _import_row(r: Any, rules: ImportRules, content: str | None = None) -> ImportRow:
+    """The import row of a selected item (`content`: its body already rendered, else rendered here)."""
+    if content is None:
+        content = comment_content(r.html, r.text, _attachments(r.attachments), rules)
     if content and r.visibility != "public":
         content = f"{rules.private_notes.label}\n\n{content}"
-    phones = [p.strip() for p in r.phones or () if isinstance(p, str) and p.strip()]
     return ImportRow(
         source_item_id=r.source_id,
         timestamp=datetime.fromisoformat(r.ts),
@@ -462,25 +423,28 @@ def _import_row(r: Any, rules: ImportRules) -> ImportRow:
         source=rules.source,
         customer_email=_email(r.primary_email, r.envelope),
         customer_name=_one_line(r.name) or None,
-        customer_phone=phones[0] if phones else None,
-        tags=tuple(str(t) for t in r.tags or ()),
+        customer_phone=_first_phone(r.phones),
+        tags=_tags(r.tags),
     )
 
 
 def _rows(conn: Connection, dialect: str, plan: _Plan, rules: ImportRules, skips: _Skips,
-          outcomes: _Outcomes) -> Iterator[ImportRow]:
-    """Pass 2: the selection's rows in (ts, id) order; skips and the writer's rejects recorded."""
-    for r in conn.execute(_selection(plan, dialect, full=True)):
-        rule = skips.rule(r) or (EMPTY_CONVERSATION if r.conversation_id in plan.empty_tickets else None)
-        if rule:
-            outcomes.skipped.append((r.source_id, rule))
-            outcomes.by_rule[rule] += 1
-            continue
-        row = _import_row(r, rules)
-        reason = reject_reason(row)
-        if reason:
-            outcomes.rejected.append((r.source_id, reason))
-        yield row
+          outcomes: _Outcomes, renderer: bodies.Renderer) -> Iterator[ImportRow]:
+    """Pass 2: the selection's rows in (ts, id) order, bodies rendered by `renderer`; skips
+    recorded (the writer records its rejects)."""
+
+    def kept() -> Iterator[Any]:
+        for r in conn.execute(_selection(plan, dialect, full=True)):
+            rule = skips.rule(r) or (EMPTY_CONVERSATION if r.conversation_id in plan.empty_tickets else None)
+            if rule:
+                outcomes.skipped.append((r.source_id, rule))
+                outcomes.by_rule[rule] += 1
+            else:
+                yield r
+
+    for chunk, contents in renderer.render(bodies.chunked(kept()), lambda r: (r.html, r.text, _attachments(r.attachments))):
+        for r, content in zip(chunk, contents, strict=True):
+            yield _import_row(r, rules, content)
     if outcomes.by_rule != plan.skipped:  # one snapshot: only a bug gets here (the writer then discards)
         raise RuntimeError(f"range {plan.label}: pass 2 skipped {dict(outcomes.by_rule)}, pass 1 {dict(plan.skipped)}")
 
@@ -579,11 +543,14 @@ def write_range(
     rules: ImportRules | None = None,
     config: ImportFileConfig | None = None,
     in_gladly: frozenset[str] = frozenset(),
+    render_workers: int = 1,
 ) -> RangeResult:
     """Write the import files of the days [lo, hi) (UTC; dates, or datetimes at UTC midnight) into
     `folder` (the range's own folder) from the staged contract of `db`, and record every selected
     item's outcome in imported_items (see the module docstring for what a range holds). Items in
-    `in_gladly` (sent through the API path) are skipped under IN_GLADLY_BY_API."""
+    `in_gladly` (sent through the API path) are skipped under IN_GLADLY_BY_API. Bodies are
+    rendered in `render_workers` processes (0: one per CPU) when the range has at least
+    `bodies.MIN_PARALLEL` rows to render, else in this one; the files are the same either way."""
     first_day, end = _day(lo, "lo"), _day(hi, "hi")
     if end <= first_day:
         raise ValueError(f"empty range: hi ({end}) is not after lo ({first_day})")
@@ -595,12 +562,16 @@ def write_range(
         with _snapshot(db) as conn:
             plan = _Plan(label, _midnight(first_day), _midnight(end), _late_spans(conn, label, first_day))
             _plan(conn, db.dialect, plan, rules, skips)
-            files = write_import_files(_rows(conn, db.dialect, plan, rules, skips, outcomes), folder, first_day, last_day,
-                                       source_counts=plan.source_counts(), config=config)
+            to_render = plan.items - plan.skipped.total()
+            workers = bodies.render_workers(render_workers) if to_render >= bodies.MIN_PARALLEL else 1
+            with bodies.Renderer(_heading(rules), workers) as renderer:
+                files = write_import_files(_rows(conn, db.dialect, plan, rules, skips, outcomes, renderer), folder,
+                                           first_day, last_day, source_counts=plan.source_counts(), config=config)
+        outcomes.rejected = files.rejected_items
         written = _record(db, folder, label, outcomes)
-    if written != files.rows_written - files.continuation_rows or len(outcomes.rejected) != sum(files.rejected_by_reason.values()):
-        raise RuntimeError(f"range {label}: index.csv holds {written} items and {len(outcomes.rejected)} were rejected, "
-                           f"the writer counted {files.rows_written - files.continuation_rows} and {dict(files.rejected_by_reason)}")
+    if written != files.rows_written - files.continuation_rows:
+        raise RuntimeError(f"range {label}: index.csv holds {written} items, the writer counted "
+                           f"{files.rows_written - files.continuation_rows}")
     manifest = folder / MANIFEST_FILE
     listed = [*files.files, files.rejected, files.index,
               ImportFile(MANIFEST_FILE, 0, hashlib.sha256(manifest.read_bytes()).hexdigest())]

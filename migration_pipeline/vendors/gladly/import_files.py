@@ -184,6 +184,7 @@ class ImportFiles:
     titles_cut: int = 0
     bodies_split: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    rejected_items: list[tuple[str, str]] = field(default_factory=list)  # (item id, reason), rejected.csv's order
 
     def manifest(self) -> dict[str, Any]:
         def described(f: ImportFile | None) -> dict[str, Any] | None:
@@ -431,6 +432,7 @@ class _RangeWriter:
 
     def _reject(self, row: ImportRow, reason: str) -> None:
         self.result.rejected_by_reason[reason] += 1
+        self.result.rejected_items.append((row.source_item_id, reason))
         ts = row.timestamp and timestamp_text(row.timestamp, self.config.timestamp_format)
         values = (row.source_item_id, reason, ts, row.title, row.body, row.source, row.customer_email,
                   row.customer_name, row.customer_phone, ",".join(row.tags))

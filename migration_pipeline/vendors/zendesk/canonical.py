@@ -106,7 +106,22 @@ def is_agent(user: ZendeskUser) -> bool:
     return (user.role or "").lower() in AGENT_ROLES
 
 
-def conversation(ticket: ZendeskTicket) -> Conversation:
+# Kept out of `payload`: the comments are items of their own, the bodies are the item's `text` and
+# `html` (the archived line, which `file_name`/`line_no` point at, keeps every byte).
+TICKET_PAYLOAD_EXCLUDES = frozenset({"comments"})
+COMMENT_PAYLOAD_EXCLUDES = frozenset({"body", "html_body", "plain_body"})
+
+
+def _payload(record: ZendeskTicket | ZendeskComment, raw: Mapping[str, Any] | None, exclude: frozenset[str]) -> dict[str, Any]:
+    """The record as the source gave it, for the record: its parsed JSON when at hand (cheap),
+    else the typed record dumped; without `exclude`."""
+    if raw is None:
+        return record.model_dump(mode="json", exclude=set(exclude))
+    return {k: v for k, v in raw.items() if k not in exclude}
+
+
+def conversation(ticket: ZendeskTicket, raw: Mapping[str, Any] | None = None) -> Conversation:
+    """A ticket as a contract conversation; `raw` is its parsed JSON line, if at hand (payload)."""
     what = f"ticket {ticket.id}"
     if ticket.requester_id is None:
         raise RecordError(f"{what} has no requester_id")
@@ -122,13 +137,15 @@ def conversation(ticket: ZendeskTicket) -> Conversation:
         assignee_id=_id(ticket.assignee_id),
         tags=tuple(ticket.tags),
         envelope=envelope_of(ticket.via),
-        payload=ticket.model_dump(mode="json", exclude={"comments"}),
+        payload=_payload(ticket, raw, TICKET_PAYLOAD_EXCLUDES),
     )
 
 
-def item(ticket: ZendeskTicket, comment: ZendeskComment, roles: Mapping[int, str]) -> Item:
+def item(ticket: ZendeskTicket, comment: ZendeskComment, roles: Mapping[int, str],
+         raw: Mapping[str, Any] | None = None) -> Item:
     """One comment of `ticket` as a contract item; `roles` maps user ids to Zendesk roles (users
-    the export does not hold are absent: their author type is guessed from the requester)."""
+    the export does not hold are absent: their author type is guessed from the requester); `raw` is
+    the comment's parsed JSON, if at hand (payload)."""
     what = f"ticket {ticket.id} comment {comment.id}"
     if ticket.requester_id is None:
         raise RecordError(f"ticket {ticket.id} has no requester_id")
@@ -154,7 +171,7 @@ def item(ticket: ZendeskTicket, comment: ZendeskComment, roles: Mapping[int, str
             Attachment(str(a.id), a.file_name, a.content_type, a.size, a.content_url) for a in comment.attachments
         ),
         envelope=envelope_of(comment.via),
-        payload=comment.model_dump(mode="json"),
+        payload=_payload(comment, raw, COMMENT_PAYLOAD_EXCLUDES),
     )
 
 

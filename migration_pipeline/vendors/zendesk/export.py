@@ -33,15 +33,18 @@ import io
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from migration_pipeline.lib.jsonl import RAW_TEXT_LIMIT, JsonLine, read_jsonl
 from migration_pipeline.lib.zips import UnsafeZipMember, safe_member_parts
 from migration_pipeline.vendors.zendesk.records import (
     RecordError,
+    RecordKind,
     ZendeskRecord,
     export_record,
+    kind_of,
 )
 
 PLAIN_SUFFIXES = (".json", ".jsonl", ".ndjson")
@@ -71,6 +74,17 @@ class ExportRecord:
     file: str  # the file's name in the landing folder; "<zip>:<member>" for a ZIP member
     line_no: int
     record: ZendeskRecord
+    obj: dict[str, Any] | None = field(default=None, compare=False, repr=False)  # the line as parsed JSON
+
+
+@dataclass(frozen=True)
+class ExportObject:
+    """A line's JSON object and the type its `url` names, not yet checked (`read_export_objects`)."""
+
+    file: str
+    line_no: int
+    kind: RecordKind
+    obj: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -106,26 +120,38 @@ def read_export(landing: Path, limits: InflateLimits | None = None) -> Iterator[
 
 def read_export_file(path: Path, limits: InflateLimits | None = None) -> Iterator[ExportEntry]:
     """Every entry of one export file: plain, .gz or .zip."""
-    limits = limits or InflateLimits()
+    return _read_file(path, limits or InflateLimits(), _entry)
+
+
+def read_export_objects(path: Path, limits: InflateLimits | None = None) -> Iterator[ExportObject]:
+    """The JSON objects of one export file that name their type, untyped: a cheap look at every
+    line (roles, requesters) before the typed read. Lines that are not such objects and refused
+    files are left out here; `read_export_file` reports them."""
+    for entry in _read_file(path, limits or InflateLimits(), _object):
+        if entry is not None and not isinstance(entry, RefusedFile):
+            yield entry
+
+
+def _read_file(path: Path, limits: InflateLimits, entry: Callable[[str, JsonLine], Any]) -> Iterator[Any]:
     name, lower = path.name, path.name.lower()
     if path.is_symlink():
         yield RefusedFile(name, "is a symbolic link; links in the landing folder are not followed (copy the file here)")
     elif not path.is_file():
         yield RefusedFile(name, "is not a plain file (folders are not read: drop the export's files flat)")
     elif lower.endswith(".zip"):
-        yield from _read_zip(path, limits)
+        yield from _read_zip(path, limits, entry)
     elif lower.endswith(".gz") and lower[:-3].endswith(PLAIN_SUFFIXES):
         allowed = limits.allowed(path.stat().st_size)
         refusal = (f"inflates beyond {allowed} bytes (a ratio of {limits.max_ratio:g}:1, at most {limits.max_bytes} "
                    f"bytes); refused as a possible gzip bomb")
-        yield from _read_lines(name, _Inflated(lambda: gzip.open(path, "rb"), allowed, refusal))
+        yield from _read_lines(name, _Inflated(lambda: gzip.open(path, "rb"), allowed, refusal), entry)
     elif lower.endswith(PLAIN_SUFFIXES):
-        yield from _read_lines(name, path)
+        yield from _read_lines(name, path, entry)
     else:
         yield RefusedFile(name, _NOT_EXPORT)
 
 
-def _read_zip(path: Path, limits: InflateLimits) -> Iterator[ExportEntry]:
+def _read_zip(path: Path, limits: InflateLimits, entry: Callable[[str, JsonLine], Any]) -> Iterator[Any]:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -141,7 +167,7 @@ def _read_zip(path: Path, limits: InflateLimits) -> Iterator[ExportEntry]:
             where = f"{path.name}:{member}"
             if member.lower().endswith(PLAIN_SUFFIXES):
                 # zipfile stops a member at its declared size, checked above: no count needed.
-                yield from _read_lines(where, _Inflated(lambda info=info: archive.open(info), None, ""))
+                yield from _read_lines(where, _Inflated(lambda info=info: archive.open(info), None, ""), entry)
             else:
                 yield RefusedFile(where, _NOT_EXPORT)
 
@@ -177,21 +203,26 @@ def _safe_member_path(info: zipfile.ZipInfo) -> str:
         raise _Refused(str(exc)) from None
 
 
-def _read_lines(where: str, source: Path | _Inflated) -> Iterator[ExportEntry]:
+def _read_lines(where: str, source: Path | _Inflated, entry: Callable[[str, JsonLine], Any]) -> Iterator[Any]:
     try:
         for line in read_jsonl(source):  # type: ignore[arg-type]  # _Inflated stands in for a Path
-            yield _entry(where, line)
+            yield entry(where, line)
     except _Refused as exc:
         yield RefusedFile(where, f"{exc}; read no further")
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
         yield RefusedFile(where, f"cannot be read to its end ({type(exc).__name__}: {exc}); read no further")
 
 
+def _object(where: str, line: JsonLine) -> ExportObject | None:
+    kind = kind_of(line.obj) if line.obj is not None else None
+    return ExportObject(where, line.line_no, kind, line.obj) if kind is not None else None
+
+
 def _entry(where: str, line: JsonLine) -> ExportEntry:
     reason = line.error
     if line.obj is not None:
         try:
-            return ExportRecord(where, line.line_no, export_record(line.obj))
+            return ExportRecord(where, line.line_no, export_record(line.obj), line.obj)
         except RecordError as exc:
             reason = str(exc)
     raw = line.raw

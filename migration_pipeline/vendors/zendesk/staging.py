@@ -53,9 +53,16 @@ from migration_pipeline.lib.staging.db import (
     now_text,
     utc_text,
 )
+from migration_pipeline.lib.staging.widths import column_widths, too_wide
 from migration_pipeline.vendors.zendesk import canonical
 from migration_pipeline.vendors.zendesk.archive import COMMENTS_FILE, ZendeskDelivery
-from migration_pipeline.vendors.zendesk.export import ExportRecord, QuarantinedLine, RefusedFile, read_export_file
+from migration_pipeline.vendors.zendesk.export import (
+    ExportRecord,
+    QuarantinedLine,
+    RefusedFile,
+    read_export_file,
+    read_export_objects,
+)
 from migration_pipeline.vendors.zendesk.records import (
     RecordError,
     ZendeskComment,
@@ -142,13 +149,14 @@ def _roles(db: StagingDatabase, delivery: ZendeskDelivery) -> tuple[dict[int, st
                 roles[int(source_id)] = "agent"
     requesters: set[int] = set()
     for name in sorted(delivery.files):
-        for entry in read_export_file(delivery.file_path(name)):
-            if isinstance(entry, ExportRecord):
-                record = entry.record
-                if isinstance(record, ZendeskUser):
-                    roles[record.id] = record.role or ""
-                elif isinstance(record, ZendeskTicket) and record.requester_id is not None:
-                    requesters.add(record.requester_id)
+        # untyped: only two fields are wanted, and the staging pass checks every record anyway
+        for entry in read_export_objects(delivery.file_path(name)):
+            obj = entry.obj
+            if entry.kind == "users" and _is_id(obj.get("id")):
+                role = obj.get("role")
+                roles[obj["id"]] = role if isinstance(role, str) else ""
+            elif entry.kind == "tickets" and _is_id(obj.get("requester_id")):
+                requesters.add(obj["requester_id"])
     return roles, requesters
 
 
@@ -223,7 +231,7 @@ class _Writer:
 
     def __init__(self, stage: _Stage, conn: Connection, counts: StageCounts):
         self.s, self.conn, self.counts = stage, conn, counts
-        self.tickets: list[tuple[ZendeskTicket, str, int]] = []
+        self.tickets: list[tuple[ZendeskTicket, str, int, dict[str, Any] | None]] = []
         self.users: list[tuple[ZendeskUser, str, int]] = []
         self.bad: dict[tuple[str, int], tuple[list[str], list[str]]] = {}
         self.size = 0
@@ -232,7 +240,7 @@ class _Writer:
     def record(self, entry: ExportRecord) -> None:
         record = entry.record
         if isinstance(record, ZendeskTicket):
-            self.tickets.append((record, entry.file, entry.line_no))
+            self.tickets.append((record, entry.file, entry.line_no, entry.obj))
         elif isinstance(record, ZendeskUser):
             self.users.append((record, entry.file, entry.line_no))
         elif isinstance(record, ZendeskOrganization):
@@ -275,13 +283,13 @@ class _Writer:
             stamp = {"staged_at": self.s.staged_at}
             if canonical.is_agent(user):
                 row = {**agent_columns(canonical.agent(user)), **stamp}
-                if problem := _too_wide(row, agents):
+                if problem := too_wide(row, column_widths(agents)):
                     self.quarantine(file, line_no, f"user {user.id}: {problem}", _raw(user))
                     continue
                 agent_rows.append(row)
             if not canonical.is_agent(user) or user.id in self.s.requesters:
                 row = {**customer_columns(canonical.customer(user)), "job_id": self.s.job, **stamp}
-                if problem := _too_wide(row, customers):
+                if problem := too_wide(row, column_widths(customers)):
                     self.quarantine(file, line_no, f"user {user.id}: {problem}", _raw(user))
                     continue
                 customer_rows.append(row)
@@ -291,13 +299,13 @@ class _Writer:
         self.s.db.bulk_upsert(self.conn, user_versions, version_rows)
 
     # -- tickets -----------------------------------------------------------------------------
-    def _tickets(self, tickets: list[tuple[ZendeskTicket, str, int]]) -> None:
-        stored = self._stored(conversations, [str(t.id) for t, _, _ in tickets])
+    def _tickets(self, tickets: list[tuple[ZendeskTicket, str, int, dict[str, Any] | None]]) -> None:
+        stored = self._stored(conversations, [str(t[0].id) for t in tickets])
         conversation_rows: list[dict[str, Any]] = []
         fresh_items: list[dict[str, Any]] = []
         missing_items: list[dict[str, Any]] = []
-        for ticket, file, line_no in sorted(tickets, key=lambda t: _version(t[0].updated_at)):
-            mapped = self._ticket(ticket, file, line_no)
+        for ticket, file, line_no, obj in sorted(tickets, key=lambda t: _version(t[0].updated_at)):
+            mapped = self._ticket(ticket, file, line_no, obj)
             if mapped is None:
                 continue
             row, items = mapped
@@ -313,15 +321,18 @@ class _Writer:
         self.counts.items += self.s.db.bulk_upsert(self.conn, conversation_items, fresh_items)
         self.counts.items += self.s.db.bulk_upsert(self.conn, conversation_items, missing_items, update=False)
 
-    def _ticket(self, ticket: ZendeskTicket, file: str, line_no: int) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    def _ticket(self, ticket: ZendeskTicket, file: str, line_no: int,
+                obj: dict[str, Any] | None) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """The ticket's conversation row and item rows, or None when the ticket is quarantined
-        (its comments with it: items of a conversation that is not staged would be orphans)."""
-        comments = self._comments_of(ticket, file, line_no)
+        (its comments with it: items of a conversation that is not staged would be orphans).
+        `obj` is the ticket's parsed line (payloads are taken from it)."""
+        comments = self._comments_of(ticket, file, line_no, obj)
         problems: list[str] = []
         row = None
         try:
-            row = {**conversation_columns(canonical.conversation(ticket)), "job_id": self.s.job, "staged_at": self.s.staged_at}
-            if problem := _too_wide(row, conversations):
+            row = {**conversation_columns(canonical.conversation(ticket, obj)), "job_id": self.s.job,
+                   "staged_at": self.s.staged_at}
+            if problem := too_wide(row, column_widths(conversations)):
                 problems.append(f"ticket {ticket.id}: {problem}")
         except RecordError as exc:
             problems.append(str(exc))
@@ -330,21 +341,22 @@ class _Writer:
                             _raw(ticket))
             return None
         items = []
-        for comment, (c_file, c_line) in comments:
-            item = self._item(ticket, comment, c_file, c_line)
+        for comment, raw, (c_file, c_line) in comments:
+            item = self._item(ticket, comment, raw, c_file, c_line)
             if item is not None:
                 items.append(item)
         assert row is not None
         return row, items
 
-    def _item(self, ticket: ZendeskTicket, comment: ZendeskComment, file: str, line_no: int) -> dict[str, Any] | None:
+    def _item(self, ticket: ZendeskTicket, comment: ZendeskComment, raw: dict[str, Any] | None, file: str,
+              line_no: int) -> dict[str, Any] | None:
         try:
-            row = {**item_columns(canonical.item(ticket, comment, self.s.roles)), "job_id": self.s.job,
+            row = {**item_columns(canonical.item(ticket, comment, self.s.roles, raw)), "job_id": self.s.job,
                    "file_name": _fit(file), "line_no": line_no, "staged_at": self.s.staged_at}
         except RecordError as exc:
             self.quarantine(file, line_no, str(exc), _raw(comment))
             return None
-        if problem := _too_wide(row, conversation_items):
+        if problem := too_wide(row, column_widths(conversation_items)):
             self.quarantine(file, line_no, f"ticket {ticket.id} comment {comment.id}: {problem}", _raw(comment))
             return None
         window = self.s.window
@@ -353,11 +365,16 @@ class _Writer:
             return None
         return row
 
-    def _comments_of(self, ticket: ZendeskTicket, file: str, line_no: int) -> list[tuple[ZendeskComment, tuple[str, int]]]:
-        """The ticket's comments with where each was read (the ticket's line when embedded, its
-        own line of comments.jsonl when fetched); bad comments lines are quarantined here."""
+    def _comments_of(self, ticket: ZendeskTicket, file: str, line_no: int, obj: dict[str, Any] | None
+                     ) -> list[tuple[ZendeskComment, dict[str, Any] | None, tuple[str, int]]]:
+        """The ticket's comments, each with its parsed JSON and where it was read (the ticket's
+        line when embedded, its own line of comments.jsonl when fetched); bad comments lines are
+        quarantined here."""
         if ticket.comments is not None:
-            return [(c, (file, line_no)) for c in ticket.comments]
+            raws = (obj or {}).get("comments")
+            if not isinstance(raws, list) or len(raws) != len(ticket.comments):
+                raws = [None] * len(ticket.comments)
+            return [(c, raw, (file, line_no)) for c, raw in zip(ticket.comments, raws, strict=True)]
         if not self.s.comments.present:
             raise CommentsNotArchived(
                 f"delivery {self.s.job}: ticket {ticket.id} ({file} line {line_no}) carries no comments and the "
@@ -369,9 +386,9 @@ class _Writer:
                             f"(archived before the ticket was listed?); the ticket is staged without them", "")
             return []
         out = []
-        for c_line, obj, raw in found:
+        for c_line, c_obj, raw in found:
             try:
-                out.append((parse_record(ZendeskComment, obj, f"ticket {ticket.id} comment {obj.get('id')!r}"),
+                out.append((parse_record(ZendeskComment, c_obj, f"ticket {ticket.id} comment {c_obj.get('id')!r}"), c_obj,
                             (COMMENTS_FILE, c_line)))
             except RecordError as exc:
                 self.quarantine(COMMENTS_FILE, c_line, str(exc), raw)
@@ -441,18 +458,12 @@ class _ArchivedComments:
         self._done, self._open, self._bad = {}, {}, []
 
 
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _version(value: datetime | None) -> str:
     return utc_text(value) if value is not None and value.tzinfo is not None else ""
-
-
-def _too_wide(row: Mapping[str, Any], table: sa.Table) -> str | None:
-    """PostgreSQL refuses a value longer than its column (failing the whole file), SQLite keeps
-    it: both are held to the width here, so the engines stage the same rows."""
-    for column in table.columns:
-        value, length = row.get(column.name), getattr(column.type, "length", None)
-        if length and isinstance(value, str) and len(value) > length:
-            return f"{column.name} is {len(value)} characters, longer than the {length} its staging column holds"
-    return None
 
 
 def _fit(name: str) -> str:

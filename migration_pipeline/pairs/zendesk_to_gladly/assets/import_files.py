@@ -22,6 +22,8 @@ class ImportFilesConfig(dg.Config):
         description="Header names from Gladly's template, by field: timestamp, title, body, source, customer_email, "
         "customer_name, customer_phone, tags (unset: the labels of Gladly's import article)",
     )
+    render_workers: int = Field(default=0, ge=0, description="Processes that render HTML bodies to text for a big range "
+                                "(0: one per CPU; 1: in the run's own process). The files are the same either way")
 
 
 def import_root(storage: MigrationStorage):
@@ -52,7 +54,8 @@ def gladly_import_files(
     folder = import_root(storage) / range_label(first, last)
     with staging.database(NAME) as db:
         in_gladly = frozenset(items_in_gladly(db, window.start, window.end))
-        result = write_range(db, folder, window.start, window.end, rules, file_config, in_gladly)
+        result = write_range(db, folder, window.start, window.end, rules, file_config, in_gladly,
+                             render_workers=config.render_workers)
     context.log.info(
         f"{result.label}: {result.written} comments in {result.rows_written} rows, {result.rejected} rejected, "
         f"{result.skipped} skipped, {result.late_arrivals} late arrivals; files in {folder}"
