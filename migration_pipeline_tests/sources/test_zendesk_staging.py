@@ -29,7 +29,7 @@ from migration_pipeline.lib.staging.db import (
 )
 from migration_pipeline.vendors.zendesk.archive import COMMENTS_FILE, COMMENTS_PARTIAL, ZendeskArchive
 from migration_pipeline.vendors.zendesk.client import ZendeskClient
-from migration_pipeline.vendors.zendesk.staging import CommentsNotArchived, stage_delivery
+from migration_pipeline.vendors.zendesk.staging import CommentsNotArchived, StageCounts, stage_delivery
 from migration_pipeline_tests.synth.zendesk_helpers import ZendeskDataset
 from sim.emulators.common import RunningServer
 from sim.emulators.zendesk import create_app
@@ -214,6 +214,13 @@ def test_embedded_export_staged_once_with_quarantine_window_and_idempotence(
     assert {t.name: rows(db, t) for t in (conversation_items, conversations, customers, agents)} == before
     assert quarantined(db) == bad_before
 
+    # A later day holds none of the export's comments: the export is not read again for it (a daily
+    # delta run reads only its own delivery); a day inside the export's span reads it again.
+    assert max(c["created_at"] for c in truth.values()) < "2024-06-01"
+    assert stage_delivery(db, delivery, DELTA_DAY) == StageCounts(deliveries_skipped=1)
+    assert stage_delivery(db, delivery, day).lines == counts.lines
+    assert {t.name: rows(db, t) for t in (conversation_items, conversations, customers, agents)} == before
+
 
 def test_absent_export_gets_its_comments_from_the_api_once(
     db: StagingDatabase, tmp_path: Path, zd: ZendeskDataset, emulator: Any
@@ -301,6 +308,8 @@ def test_a_delta_through_the_incremental_export_is_archived_and_staged(
     assert older.stale >= len(zd.where_ids("delta_updated_tickets", "ticketId"))
     assert rows(db, conversations) == before
     assert stage_delivery(db, delivery, delivery.window) == counts and rows(db, conversations) == before
+    # the export (all of it before the delta's day) is not read for the delta's window
+    assert stage_delivery(db, export, delivery.window) == StageCounts(deliveries_skipped=1)
     assert {d.delivery_id for d in archive.deliveries()} == {export.delivery_id, delivery.delivery_id}
 
 

@@ -27,6 +27,7 @@ line went.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -82,6 +83,20 @@ FILE_NAME_LIMIT = 128  # the staging columns' width (quarantine.file_name, stg_c
 # write that follows it are never interleaved with another delivery's (SQLite: BEGIN IMMEDIATE).
 PG_LOCK = 7270515
 
+# What each delivery held when it was last staged whole: its fingerprint (the archived files' and
+# comments' sha256) and the span of its comments' created_at. A later window that the span does not
+# reach re-reads nothing of it (its users and tickets are staged, none of its comments belong to the
+# window): a daily delta run reads only the new incremental delivery, not the whole export again.
+staged_deliveries = sa.Table(
+    "zendesk_staged_deliveries",
+    sa.MetaData(),
+    sa.Column("delivery_id", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("first_comment_at", sa.String(27)),  # None: the delivery holds no comment
+    sa.Column("last_comment_at", sa.String(27)),
+    sa.Column("staged_at", sa.String(27), nullable=False),
+)
+
 user_versions = sa.Table(
     "zendesk_user_versions",
     sa.MetaData(),
@@ -107,6 +122,7 @@ class StageCounts:
     skipped_outside_window: int = 0  # comments created outside the window
     stale: int = 0  # ticket or user versions older than the staged one, not applied
     ignored: int = 0  # organizations: read, the contract has no place for them
+    deliveries_skipped: int = 0  # staged before, unchanged, and no comment of theirs in the window
 
     def add(self, other: StageCounts) -> None:
         for f in fields(self):
@@ -122,9 +138,14 @@ def stage_delivery(
 ) -> StageCounts:
     """Stage every file of `delivery` (see the module docstring); the caller has made the schema.
     Raises `CommentsNotArchived` when a ticket has no comments to stage from (call
-    `ZendeskArchive.archive_comments` first)."""
+    `ZendeskArchive.archive_comments` first). A delivery staged before, unchanged since, whose
+    comments all lie outside `window`, is not read again (`deliveries_skipped`)."""
     with db.begin() as conn:
         user_versions.create(conn, checkfirst=True)
+        staged_deliveries.create(conn, checkfirst=True)
+    fingerprint = delivery_fingerprint(delivery)
+    if window is not None and _nothing_for(db, delivery.delivery_id, fingerprint, window):
+        return StageCounts(deliveries_skipped=1)
     roles, requesters = _roles(db, delivery)
     total = StageCounts()
     comments = _ArchivedComments(delivery.comments_path)
@@ -135,8 +156,32 @@ def stage_delivery(
         total.add(stage.file(name))
     with db.begin() as conn:
         total.add(stage.rest_of_comments(conn))
+        db.upsert(conn, staged_deliveries, [{
+            "delivery_id": delivery.delivery_id, "fingerprint": fingerprint, "first_comment_at": stage.first_comment,
+            "last_comment_at": stage.last_comment, "staged_at": now_text()}])
     _log.info("staged delivery %s: %s", delivery.delivery_id, total)
     return total
+
+
+def delivery_fingerprint(delivery: ZendeskDelivery) -> str:
+    """sha256 over the sha256 of every archived file and of the fetched comments: it changes when
+    the delivery does (comments fetched later, a re-archived drop)."""
+    facts = {"files": {n: f.get("sha256") for n, f in sorted(delivery.files.items())},
+             "comments": (delivery.comments or {}).get("sha256")}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def _nothing_for(db: StagingDatabase, delivery_id: str, fingerprint: str, window: tuple[datetime, datetime]) -> bool:
+    """Whether the delivery, as it is, was staged whole before and none of its comments is in `window`."""
+    d = staged_deliveries.c
+    with db.engine.connect() as conn:
+        seen = conn.execute(sa.select(d.fingerprint, d.first_comment_at, d.last_comment_at)
+                            .where(d.delivery_id == delivery_id)).first()
+    if seen is None or seen.fingerprint != fingerprint:
+        return False
+    if seen.first_comment_at is None:
+        return True
+    return not (seen.first_comment_at < utc_text(window[1]) and seen.last_comment_at >= utc_text(window[0]))
 
 
 def _roles(db: StagingDatabase, delivery: ZendeskDelivery) -> tuple[dict[int, str], set[int]]:
@@ -174,6 +219,8 @@ class _Stage:
         self.window = (utc_text(window[0]), utc_text(window[1])) if window else None
         self.roles, self.requesters, self.comments = roles, requesters, comments
         self.staged_at = now_text()
+        self.first_comment: str | None = None  # the span of every comment's created_at, window or not
+        self.last_comment: str | None = None
 
     def file(self, name: str) -> StageCounts:
         counts = StageCounts()
@@ -359,8 +406,13 @@ class _Writer:
         if problem := too_wide(row, column_widths(conversation_items)):
             self.quarantine(file, line_no, f"ticket {ticket.id} comment {comment.id}: {problem}", _raw(comment))
             return None
+        ts, stage = row["ts"], self.s
+        if stage.first_comment is None or ts < stage.first_comment:
+            stage.first_comment = ts
+        if stage.last_comment is None or ts > stage.last_comment:
+            stage.last_comment = ts
         window = self.s.window
-        if window is not None and not window[0] <= row["ts"] < window[1]:
+        if window is not None and not window[0] <= ts < window[1]:
             self.counts.skipped_outside_window += 1
             return None
         return row

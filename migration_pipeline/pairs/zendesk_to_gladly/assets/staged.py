@@ -34,7 +34,8 @@ STAGED = {
 def staged_zendesk_records(context: dg.AssetExecutionContext, storage: MigrationStorage, staging: StagingResource):
     """Stage every archived delivery into the pair's staging namespace (upsert by source id; a
     newer ticket or user version wins; comments selected by timestamp into the window); every bad
-    line, record or refused file is quarantined with its reason (delivery, file, line)."""
+    line, record or refused file is quarantined with its reason (delivery, file, line). A delivery
+    staged before, unchanged, with no comment in the window is not read again."""
     started = time.monotonic()
     window = context.partition_time_window
     deliveries = ZendeskArchive(storage.root).deliveries()
@@ -50,11 +51,13 @@ def staged_zendesk_records(context: dg.AssetExecutionContext, storage: Migration
                 ) from exc
         items_by_day = rows_by_day(db, conversation_items.c.ts, utc_text(window.start), utc_text(window.end))
     context.log.info(
-        f"{len(deliveries)} deliveries: {total.items} comments staged, {total.quarantined} quarantined, "
+        f"{len(deliveries)} deliveries ({total.deliveries_skipped} not read again: staged before, none of their comments "
+        f"in the window): {total.items} comments staged, {total.quarantined} quarantined, "
         f"{total.skipped_outside_window} outside the window, {total.stale} older versions ignored"
     )
     common = {
         "deliveries": dg.MetadataValue.int(len(deliveries)),
+        "deliveries_not_read_again": dg.MetadataValue.int(total.deliveries_skipped),
         "lines": dg.MetadataValue.int(total.lines),
         "quarantined": dg.MetadataValue.int(total.quarantined),
         "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
