@@ -49,6 +49,7 @@ ZENDESK_TO_GLADLY = {
     "checks": [
         "zendesk_to_gladly/reconciliation_report:every_comment_accounted_for",
         "zendesk_to_gladly/reconciliation_report:one_gladly_profile_per_customer",
+        "zendesk_to_gladly/staged_conversation_items:quarantine_rate",
     ],
     "jobs": ["zendesk_to_gladly_migration"],
     "schedules": ["zendesk_to_gladly_daily_delta"],

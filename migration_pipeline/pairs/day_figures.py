@@ -7,12 +7,28 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
 from migration_pipeline.partitions import daily_partitions
+
+
+def run_window(context: dg.AssetCheckExecutionContext) -> tuple[datetime, datetime]:
+    """The run's partition window, or every complete day so far for a run without partitions.
+    Read from the run's partition keys: a run of checks only has no partitions definition to ask."""
+    # A range run (single-run backfill) carries range tags; a one-day run (the schedule, the sensor,
+    # a partition launched from the UI) only the partition tag.
+    if context.has_partition_key_range or context.has_partition_key:
+        keys = context.partition_key_range
+        first, last = (daily_partitions.time_window_for_partition_key(k) for k in (keys.start, keys.end))
+        return first.start, last.end
+    return daily_partitions.start.astimezone(UTC), midnight(datetime.now(UTC))
+
+
+def midnight(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def day_windows(context: dg.AssetExecutionContext) -> dict[str, tuple[datetime, datetime]]:

@@ -9,11 +9,13 @@ import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import httpx
 import pytest
 import sqlalchemy as sa
 from rich.console import Console
 
+from migration_pipeline.lib.reconcile.accepted_losses import ACCEPTED_LOSSES_FILE
 from migration_pipeline.lib.staging.db import StagingDatabase, imported_items
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.resources import MigrationStorage
@@ -66,7 +68,8 @@ def test_full_export_then_same_range_again_then_the_delta(tmp_path, staging_url)
         counts = read_json(layout.manifest)["counts"]
 
         full = materialize(first, last, resources)
-        assert full.success and _checks(full) == {"every_comment_accounted_for": True, "one_gladly_profile_per_customer": True}
+        assert full.success and _checks(full) == {"every_comment_accounted_for": True, "one_gladly_profile_per_customer": True,
+                                                  "quarantine_rate": True}
         [full_folder] = list(imports.iterdir())
         written = _digests(full_folder)
         profiles = _metadata(full, "gladly_customer_profiles")
@@ -121,3 +124,33 @@ def test_the_api_path_sends_the_last_year_as_activity_items_and_the_files_leave_
         assert 0 < files["comments_written"] <= to_files
         again = materialize(first, last, resources, enabled)
         assert again.success and _metadata(again, "gladly_activity_items")["sent"] == 0
+
+
+def test_a_quarantined_line_no_reviewer_accepted_stops_the_run_before_any_import_file(tmp_path, staging_url):
+    """The generator's malformed export lines (a truncated ticket line takes its comments with it)
+    without the reviewer's sign-off: the blocking quarantine check fails at staging, names the lines,
+    and nothing downstream runs; signed off, the same range goes through."""
+    with zendesk_rehearsal(tmp_path / "rehearsal", customers=9, days=2, seed=11, console=Console(quiet=True)) as (env, layout, _):
+        resources = _resources(env, staging_url)
+        data_dir = Path(env["MIGRATION_DATA_DIR"])
+        signed_off = (data_dir / ACCEPTED_LOSSES_FILE).read_text(encoding="utf-8")
+        (data_dir / ACCEPTED_LOSSES_FILE).unlink()
+        first = env["MIGRATION_HISTORY_START"]
+        last = (datetime.fromisoformat(env["MIGRATION_HISTORY_END"]) - timedelta(days=1)).date().isoformat()
+
+        stopped = materialize(first, last, resources)
+        [check] = [c for c in stopped.get_asset_check_evaluations() if c.check_name == "quarantine_rate"]
+        planted = read_json(layout.manifest)["mess"]["malformed_lines"]["where"]
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+        assert check.metadata["not_accepted"].value == len(planted) > 0
+        listed = {entry["key"].rsplit("/", 1)[1] for entry in check.metadata["not_accepted_lines"].value}
+        assert listed == {f"{m['file']}:{m['line']}" for m in planted}
+        materialized = {e.event_specific_data.materialization.asset_key.to_user_string()
+                        for e in stopped.get_asset_materialization_events()}
+        assert f"{PAIR}/gladly_import_files" not in materialized and not stopped.success
+        assert not (data_dir / "import" / "gladly").exists() or not any((data_dir / "import" / "gladly").iterdir())
+
+        (data_dir / ACCEPTED_LOSSES_FILE).write_text(signed_off, encoding="utf-8")
+        again = materialize(first, last, resources)
+        assert again.success and all(_checks(again).values())
+

@@ -94,6 +94,7 @@ staged_deliveries = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("first_comment_at", sa.String(27)),  # None: the delivery holds no comment
     sa.Column("last_comment_at", sa.String(27)),
+    sa.Column("lines", sa.Integer, nullable=False),  # lines read, for the quarantine rate
     sa.Column("staged_at", sa.String(27), nullable=False),
 )
 
@@ -158,7 +159,7 @@ def stage_delivery(
         total.add(stage.rest_of_comments(conn))
         db.upsert(conn, staged_deliveries, [{
             "delivery_id": delivery.delivery_id, "fingerprint": fingerprint, "first_comment_at": stage.first_comment,
-            "last_comment_at": stage.last_comment, "staged_at": now_text()}])
+            "last_comment_at": stage.last_comment, "lines": total.lines, "staged_at": now_text()}])
     _log.info("staged delivery %s: %s", delivery.delivery_id, total)
     return total
 
@@ -169,6 +170,16 @@ def delivery_fingerprint(delivery: ZendeskDelivery) -> str:
     facts = {"files": {n: f.get("sha256") for n, f in sorted(delivery.files.items())},
              "comments": (delivery.comments or {}).get("sha256")}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def deliveries_for(db: StagingDatabase, window: tuple[datetime, datetime]) -> dict[str, int]:
+    """Delivery id -> lines read, of every staged delivery with a comment in `window`."""
+    d = staged_deliveries.c
+    with db.engine.connect() as conn:
+        if not sa.inspect(conn).has_table(staged_deliveries.name):
+            return {}
+        return dict(conn.execute(sa.select(d.delivery_id, d.lines).where(
+            d.first_comment_at < utc_text(window[1]), d.last_comment_at >= utc_text(window[0]))).all())
 
 
 def _nothing_for(db: StagingDatabase, delivery_id: str, fingerprint: str, window: tuple[datetime, datetime]) -> bool:

@@ -39,7 +39,7 @@ from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import (
     load_accepted_losses,
 )
 from migration_pipeline.lib import ledger_keys
-from migration_pipeline.partitions import daily_partitions
+from migration_pipeline.pairs.day_figures import midnight as _midnight, run_window
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.vendors.gladly.archive import EXPORT_FILE_NAMES, ExportArchive, coverage_gaps
 from migration_pipeline.settings import MigrationSettings
@@ -65,22 +65,6 @@ def max_quarantine_rate() -> float:
 
 
 MAX_QUARANTINE_RATE = max_quarantine_rate()  # read once, when the definitions load
-
-
-def run_window(context: dg.AssetCheckExecutionContext) -> tuple[datetime, datetime]:
-    """The run's partition window, or every complete day so far for a run without partitions.
-    Read from the run's partition keys: a run of checks only has no partitions definition to ask."""
-    # A range run (single-run backfill) carries range tags; a one-day run (the schedule, the sensor,
-    # a partition launched from the UI) only the partition tag.
-    if context.has_partition_key_range or context.has_partition_key:
-        keys = context.partition_key_range
-        first, last = (daily_partitions.time_window_for_partition_key(k) for k in (keys.start, keys.end))
-        return first.start, last.end
-    return daily_partitions.start.astimezone(UTC), _midnight(datetime.now(UTC))
-
-
-def _midnight(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _span(start: datetime, end: datetime) -> str:
