@@ -6,21 +6,19 @@ reconciliation at the end proves every comment of the window):
   warning while few, an error that stops the run past the limit.
 """
 
-from collections import Counter
-
 import dagster as dg
 import sqlalchemy as sa
 
-from migration_pipeline.lib.reconcile.accepted_losses import ACCEPTED_LOSSES_FILE, line_key, load_accepted_losses
+from migration_pipeline.lib.reconcile.accepted_losses import ACCEPTED_LOSSES_FILE, load_accepted_losses
 from migration_pipeline.lib.staging.db import quarantine
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.pairs.day_figures import run_window
+from migration_pipeline.pairs.quarantine_check import quarantine_rate_result
 from migration_pipeline.pairs.zendesk_to_gladly.pair import NAME, key
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.settings import MigrationSettings
 from migration_pipeline.vendors.zendesk.staging import deliveries_for
 
-MAX_LISTED = 50
 MAX_QUARANTINE_RATE = MigrationSettings.from_env().max_quarantine_rate  # read once, when the definitions load
 
 
@@ -41,35 +39,8 @@ def quarantine_rate(context: dg.AssetCheckExecutionContext, storage: MigrationSt
             quarantined = {(job, file, int(line)): reason for job, file, line, reason in conn.execute(
                 sa.select(q.job_id, q.file_name, q.line_no, q.reason).where(q.job_id.in_(sorted(read))))}
     accepted = load_accepted_losses(storage.root / ACCEPTED_LOSSES_FILE)
-    open_lines = sorted((k, reason) for k, reason in quarantined.items() if line_key(*k) not in accepted)
-    lines = max(sum(read.values()), len(quarantined))
-    rate = len(open_lines) / lines if lines else 0.0
-    over = rate > MAX_QUARANTINE_RATE
-    by_reason = Counter(reason[:200] for _, reason in open_lines)
-    if open_lines:
-        description = (f"{len(open_lines)} of {lines} lines ({rate:.3%}) quarantined and not accepted, "
-                       f"{'over' if over else 'within'} the {MAX_QUARANTINE_RATE:.2%} limit (MIGRATION_MAX_QUARANTINE_RATE): "
-                       + "; ".join(f"{reason} ({n})" for reason, n in by_reason.most_common(3)))
-    else:
-        description = f"no quarantined line in the {lines} lines of the window's {len(read)} deliveries" + (
-            f" but the {len(quarantined)} accepted in {ACCEPTED_LOSSES_FILE}" if quarantined else "")
-    return dg.AssetCheckResult(
-        passed=not open_lines,
-        severity=dg.AssetCheckSeverity.ERROR if over else dg.AssetCheckSeverity.WARN,
-        description=description,
-        metadata={
-            "deliveries": dg.MetadataValue.json(sorted(read)),
-            "lines": dg.MetadataValue.int(lines),
-            "quarantined": dg.MetadataValue.int(len(quarantined)),
-            "accepted": dg.MetadataValue.int(len(quarantined) - len(open_lines)),
-            "not_accepted": dg.MetadataValue.int(len(open_lines)),
-            "rate": dg.MetadataValue.float(rate),
-            "max_rate": dg.MetadataValue.float(MAX_QUARANTINE_RATE),
-            "by_reason": dg.MetadataValue.json(dict(by_reason.most_common())),
-            "not_accepted_lines": dg.MetadataValue.json(
-                [{"key": line_key(*k), "reason": reason} for k, reason in open_lines[:MAX_LISTED]]),
-        },
-    )
+    return quarantine_rate_result(quarantined, sum(read.values()), accepted, MAX_QUARANTINE_RATE,
+                                  f"the window's {len(read)} deliveries", {"deliveries": dg.MetadataValue.json(sorted(read))})
 
 
 PAIR_CHECKS = [quarantine_rate]

@@ -35,11 +35,11 @@ from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import (
     quarantined_lines,
     window_dead_letters,
     dead_letter_reason,
-    line_key,
     load_accepted_losses,
 )
 from migration_pipeline.lib import ledger_keys
 from migration_pipeline.pairs.day_figures import midnight as _midnight, run_window
+from migration_pipeline.pairs.quarantine_check import QUARANTINE_RATE_ENV, quarantine_rate_result
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.vendors.gladly.archive import EXPORT_FILE_NAMES, ExportArchive, coverage_gaps
 from migration_pipeline.settings import MigrationSettings
@@ -50,7 +50,6 @@ from migration_pipeline.vendors.unthread.resources import UnthreadResource
 
 MAX_LISTED = 50  # records named in a check's metadata
 FRESHNESS_CHECK = "newest_partition_fresh"
-QUARANTINE_RATE_ENV = "MIGRATION_MAX_QUARANTINE_RATE"
 FRESHNESS_ASSETS = (key("staged_conversation_items"), key("unthread_loaded_records"))
 # Gladly's export of day D lands around 02:00 UTC on D+1 and the delta schedule runs at 06:00, so
 # day D should be staged and loaded by 08:00 on D+1: 32 hours after its window ends.
@@ -133,39 +132,8 @@ def quarantine_rate(
         quarantined = quarantined_lines(db, [j.job_id for j in jobs])
     # a reviewer's sign-off (the file the reconciliation reads): accepted lines are not counted
     accepted = load_accepted_losses(storage.root / ACCEPTED_LOSSES_FILE)
-    open_lines = sorted((key, reason) for key, reason in quarantined.items() if line_key(*key) not in accepted)
-    lines = max(sum(f["lines"] for j in jobs for n, f in j.files.items() if n in EXPORT_FILE_NAMES), len(quarantined))
-    rate = len(open_lines) / lines if lines else 0.0
-    over = rate > MAX_QUARANTINE_RATE
-    by_reason = Counter(reason[:200] for _, reason in open_lines)
-    if open_lines:
-        reasons = "; ".join(f"{reason} ({n})" for reason, n in by_reason.most_common(3))
-        description = (
-            f"{len(open_lines)} of {lines} export lines ({rate:.3%}) quarantined and not accepted, "
-            f"{'over' if over else 'within'} the {MAX_QUARANTINE_RATE:.2%} limit ({QUARANTINE_RATE_ENV}): {reasons}"
-        )
-    else:
-        description = f"no quarantined line in the {lines} lines of the window's {len(jobs)} export jobs" + (
-            f" but the {len(quarantined)} accepted in {ACCEPTED_LOSSES_FILE}" if quarantined else ""
-        )
-    return dg.AssetCheckResult(
-        passed=not open_lines,
-        severity=dg.AssetCheckSeverity.ERROR if over else dg.AssetCheckSeverity.WARN,
-        description=description,
-        metadata={
-            "lines": dg.MetadataValue.int(lines),
-            "quarantined": dg.MetadataValue.int(len(quarantined)),
-            "accepted": dg.MetadataValue.int(len(quarantined) - len(open_lines)),
-            "not_accepted": dg.MetadataValue.int(len(open_lines)),
-            "rate": dg.MetadataValue.float(rate),
-            "max_rate": dg.MetadataValue.float(MAX_QUARANTINE_RATE),
-            "by_reason": dg.MetadataValue.json(dict(by_reason.most_common())),
-            "by_file": dg.MetadataValue.json(dict(Counter(file for (_, file, _), _ in open_lines))),
-            "not_accepted_lines": dg.MetadataValue.json(
-                [{"key": line_key(*key), "reason": reason} for key, reason in open_lines[:MAX_LISTED]]
-            ),
-        },
-    )
+    lines = sum(f["lines"] for j in jobs for n, f in j.files.items() if n in EXPORT_FILE_NAMES)
+    return quarantine_rate_result(quarantined, lines, accepted, MAX_QUARANTINE_RATE, f"the window's {len(jobs)} export jobs")
 
 
 @dg.asset_check(
