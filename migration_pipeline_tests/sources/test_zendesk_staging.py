@@ -27,7 +27,7 @@ from migration_pipeline.lib.staging.db import (
     customers,
     quarantine,
 )
-from migration_pipeline.vendors.zendesk.archive import COMMENTS_FILE, COMMENTS_PARTIAL, ZendeskArchive
+from migration_pipeline.vendors.zendesk.archive import COMMENTS_FILE, COMMENTS_PARTIAL, RESPONSES_DIR, ZendeskArchive
 from migration_pipeline.vendors.zendesk.client import ZendeskClient
 from migration_pipeline.vendors.zendesk.staging import CommentsNotArchived, StageCounts, stage_delivery
 from migration_pipeline_tests.synth.zendesk_helpers import ZendeskDataset
@@ -283,6 +283,16 @@ def test_a_delta_through_the_incremental_export_is_archived_and_staged(
     delta = zd.where_ids("delta_new_tickets", "ticketId") | zd.where_ids("delta_updated_tickets", "ticketId")
     assert delta <= expected and delivery.meta["tickets"] == len(expected)
     assert delivery.comments is not None and archive.verify(delivery)
+    # every page of the incremental export kept as sent: the tickets the delivery holds are in them
+    responses = delivery.meta["responses"]
+    assert [p["response"] for p in delivery.meta["pages"]] == sorted(responses) and len(responses) > 1
+    pages = [delivery.directory / RESPONSES_DIR / name for name in sorted(responses)]
+    assert all(hashlib.sha256(p.read_bytes()).hexdigest() == responses[p.name]["sha256"] for p in pages)
+    assert expected <= {t["id"] for p in pages for t in json.loads(p.read_bytes())["tickets"]}
+    original = pages[0].read_bytes()
+    pages[0].write_bytes(original.replace(b'"tickets"', b'"Tickets"', 1))
+    assert not archive.verify(delivery)
+    pages[0].write_bytes(original)
     calls = len(api_requests(server))
     assert archive.archive_incremental(client, *DELTA_DAY) == (delivery, False) and len(api_requests(server)) == calls
 

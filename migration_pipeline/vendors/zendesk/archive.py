@@ -5,6 +5,7 @@ again. No Dagster import.
 Layout under `MIGRATION_DATA_DIR`:
 
     archive/zendesk/deliveries/<delivery id>/files/<name>     the delivery's NDJSON export files
+    archive/zendesk/deliveries/<delivery id>/responses/<name> an incremental delivery's export pages, as sent
     archive/zendesk/deliveries/<delivery id>/comments.jsonl   comments fetched from the API (if any)
     archive/zendesk/deliveries/<delivery id>/comments.json    their facts, written after them
     archive/zendesk/deliveries/<delivery id>/archive.json     {deliveryId, kind, files: {name: {bytes,
@@ -28,9 +29,11 @@ Two kinds of delivery:
   [start, end) (cursor pages to `end_of_stream`, or past the window's end), its tickets written
   one per line as `files/tickets.json`, the users they name (`show_many`) as `files/users.json`,
   and every comment of those tickets in `comments.jsonl`. The id names the window
-  (`incremental-2024-06-01` for a whole UTC day). The client hands records, not the bytes Zendesk
-  sent, so these lines are the records as parsed (every field Zendesk sent, values unchanged,
-  field order normalised); see the README.
+  (`incremental-2024-06-01` for a whole UTC day). Every page of the incremental export is also
+  kept as Zendesk sent it, byte for byte, in `responses/incremental-NNNN.json` (sha256 in
+  archive.json `responses`, checked by `verify`): the proof of what the API answered. The files
+  staging reads are the records as parsed from those pages (every field Zendesk sent, values
+  unchanged, field order normalised); the comments and users answers are kept only as parsed.
 
 Comments (`comments.jsonl`, one JSON object per line, in fetch order):
     {"ticket_id": N, "comment": {...}}     one per comment, as the API returned it
@@ -73,6 +76,7 @@ _log = logging.getLogger(__name__)
 
 ARCHIVE_MARKER = "archive.json"
 FILES_DIR = "files"
+RESPONSES_DIR = "responses"  # an incremental delivery's export pages, byte for byte
 COMMENTS_FILE = "comments.jsonl"
 COMMENTS_MARKER = "comments.json"
 COMMENTS_PARTIAL = "comments.partial.jsonl"
@@ -185,8 +189,10 @@ class ZendeskArchive:
         return sorted((d for d in found if d is not None), key=lambda d: (d.archived_at, d.delivery_id))
 
     def verify(self, delivery: ZendeskDelivery) -> bool:
-        """Every archived file (and the comments, once fetched) present with its size and sha256."""
+        """Every archived file (the kept API answers, and the comments once fetched) present with its
+        size and sha256."""
         expected = [(delivery.file_path(n), f) for n, f in delivery.files.items()]
+        expected += [(delivery.directory / RESPONSES_DIR / n, f) for n, f in delivery.meta.get("responses", {}).items()]
         if delivery.comments is not None:
             expected.append((delivery.directory / COMMENTS_FILE, delivery.comments))
         for path, facts in expected:
@@ -278,8 +284,11 @@ class ZendeskArchive:
                         ticket_ids.append(ticket.id)
                         for user_id in (ticket.requester_id, ticket.submitter_id, ticket.assignee_id):
                             user_ids.setdefault(user_id, None)
+                    kept = f"incremental-{len(pages) + 1:04d}.json"
+                    (folder / RESPONSES_DIR).mkdir(exist_ok=True)
+                    (folder / RESPONSES_DIR / kept).write_bytes(page.raw)
                     pages.append({"tickets": len(page.tickets), "afterCursor": page.after_cursor,
-                                  "endOfStream": page.end_of_stream})
+                                  "endOfStream": page.end_of_stream, "response": kept})
                     if past_end:
                         break
             with (folder / COMMENTS_FILE).open("w", encoding="utf-8") as out:
@@ -298,6 +307,7 @@ class ZendeskArchive:
                 "kind": INCREMENTAL,
                 "archivedAt": datetime.now(UTC).isoformat(),
                 "files": {name: file_facts(folder / FILES_DIR / name) for name in (TICKETS_FILE, USERS_FILE)},
+                "responses": {p["response"]: file_facts(folder / RESPONSES_DIR / p["response"]) for p in pages},
                 "origin": {"api": repr(client), "startTime": int(lo)},
                 "window": {"start": start.astimezone(UTC).isoformat(), "end": end.astimezone(UTC).isoformat()},
                 "pages": pages,

@@ -17,7 +17,7 @@ keep (per partition), never kept here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ class IncrementalPage:
     tickets: list[ZendeskTicket]
     after_cursor: str | None
     end_of_stream: bool
+    raw: bytes = field(default=b"", repr=False)  # the answer's body as Zendesk sent it, for the archive
 
 
 class _ZendeskHttp(VendorHttpClient):
@@ -138,6 +139,7 @@ class ZendeskClient(_ZendeskHttp):
                 tickets=[self._record(ZendeskTicket, "tickets", t, INCREMENTAL_TICKETS) for t in tickets],
                 after_cursor=body.get("after_cursor") or None,
                 end_of_stream=bool(body.get("end_of_stream")),
+                raw=response.content,
             )
             yield page
             if page.end_of_stream:
