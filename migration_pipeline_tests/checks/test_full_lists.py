@@ -16,7 +16,8 @@ import pytest
 from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report import check_metadata, metadata_tables, render_markdown, report_json
 from migration_pipeline.lib.reconcile.full_lists import LISTS, copy_full_lists, write_full_lists, write_list
 from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import MAX_LISTED, Reconciliation
-from migration_pipeline.lib.reconcile.report_html import MAX_ROWS, render_html
+from migration_pipeline.lib.reconcile.report_html import MAX_ROWS
+from migration_pipeline.pairs.gladly_to_unthread.checks.report_html import render_html
 
 ROWS = MAX_ROWS + 234  # past every cap: JSON 500, HTML 1000, markdown 200, metadata 100
 JOB = "job-1"

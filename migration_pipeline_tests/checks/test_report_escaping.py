@@ -15,7 +15,8 @@ from markdown_it import MarkdownIt
 from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import fidelity_metadata
 from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report import render_markdown
 from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import Reconciliation
-from migration_pipeline.lib.reconcile.report_html import CheckOutcome, render_html
+from migration_pipeline.lib.reconcile.report_html import CheckOutcome
+from migration_pipeline.pairs.gladly_to_unthread.checks.report_html import render_html
 from migration_pipeline.lib.markdown import md_cell
 from migration_pipeline.vendors.unthread.loader import LoadCounts
 

@@ -21,7 +21,8 @@ from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import (
     load_accepted_losses,
     reconcile,
 )
-from migration_pipeline.lib.reconcile.report_html import CheckOutcome, write_html
+from migration_pipeline.lib.reconcile.report_html import CheckOutcome
+from migration_pipeline.pairs.gladly_to_unthread.checks.report_html import write_html
 from migration_pipeline.lib.files import atomic_write_text
 from migration_pipeline.lib.markdown import md_row
 from migration_pipeline.pairs.gladly_to_unthread.mappings import load_mappings
