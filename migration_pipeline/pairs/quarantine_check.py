@@ -12,9 +12,19 @@ from typing import Any
 import dagster as dg
 
 from migration_pipeline.lib.reconcile.accepted_losses import ACCEPTED_LOSSES_FILE, line_key
+from migration_pipeline.settings import MigrationSettings
 
 MAX_LISTED = 50  # lines named in the check's metadata
 QUARANTINE_RATE_ENV = "MIGRATION_MAX_QUARANTINE_RATE"
+
+
+def max_quarantine_rate() -> float:
+    """The share of a window's source lines that may be quarantined (and not accepted) before the
+    run stops at staging: $MIGRATION_MAX_QUARANTINE_RATE (settings), default 1%."""
+    return MigrationSettings.from_env().max_quarantine_rate
+
+
+MAX_QUARANTINE_RATE = max_quarantine_rate()  # read once, when the definitions load
 
 Line = tuple[str, str, int]  # (job or delivery, file, line)
 

@@ -13,20 +13,18 @@ from migration_pipeline.lib.reconcile.accepted_losses import ACCEPTED_LOSSES_FIL
 from migration_pipeline.lib.staging.db import quarantine
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.pairs.day_figures import run_window
-from migration_pipeline.pairs.quarantine_check import quarantine_rate_result
+from migration_pipeline.pairs.quarantine_check import MAX_QUARANTINE_RATE, QUARANTINE_RATE_ENV, quarantine_rate_result
 from migration_pipeline.pairs.zendesk_to_gladly.pair import NAME, key
 from migration_pipeline.resources import MigrationStorage
-from migration_pipeline.settings import MigrationSettings
 from migration_pipeline.vendors.zendesk.staging import deliveries_for
 
-MAX_QUARANTINE_RATE = MigrationSettings.from_env().max_quarantine_rate  # read once, when the definitions load
 
 
 @dg.asset_check(
     asset=key("staged_conversation_items"),
     blocking=True,
     description="Lines of the Zendesk deliveries holding the window's comments quarantined at staging and not "
-    f"accepted in {ACCEPTED_LOSSES_FILE}: a warning while they stay within MIGRATION_MAX_QUARANTINE_RATE "
+    f"accepted in {ACCEPTED_LOSSES_FILE}: a warning while they stay within {QUARANTINE_RATE_ENV} "
     f"(now {MAX_QUARANTINE_RATE:.2%} of the lines), an error that stops the run past it.",
 )
 def quarantine_rate(context: dg.AssetCheckExecutionContext, storage: MigrationStorage,

@@ -294,6 +294,7 @@ def _json(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
+@functools.lru_cache(maxsize=8192)
 def _tags(text: str | None) -> tuple[str, ...]:
     tags = _json(text)
     return tuple(str(t) for t in tags) if isinstance(tags, list) else ()
@@ -304,6 +305,7 @@ def _attachments(text: str | None) -> list[dict[str, Any]]:
     return found if isinstance(found, list) else []
 
 
+@functools.lru_cache(maxsize=8192)
 def _first_phone(text: str | None) -> str | None:
     phones = [p.strip() for p in _json(text) or () if isinstance(p, str) and p.strip()]
     return phones[0] if phones else None

@@ -211,7 +211,7 @@ class ZendeskArchive:
         if not accepted:
             return result
         landed = {path.name: file_facts(path) for path in accepted}
-        delivery_id = _export_id(landed)
+        delivery_id = export_delivery_id(landed)
         existing = self.load(delivery_id)
         if existing is not None and self.verify(existing):
             result.delivery = existing
@@ -377,10 +377,6 @@ def file_facts(path: Path) -> dict[str, Any]:
 def export_delivery_id(files: dict[str, dict[str, Any]]) -> str:
     """The id a landing drop is archived under, from its files' names and sha256 (`file_facts`):
     the same drop always gets the same id (a reviewer can name its lines before it is archived)."""
-    return _export_id(files)
-
-
-def _export_id(files: dict[str, dict[str, Any]]) -> str:
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode("utf-8", "surrogateescape") + b"\0" + files[name]["sha256"].encode() + b"\n")

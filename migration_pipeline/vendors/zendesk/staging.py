@@ -178,21 +178,21 @@ def deliveries_for(db: StagingDatabase, window: tuple[datetime, datetime]) -> di
     with db.engine.connect() as conn:
         if not sa.inspect(conn).has_table(staged_deliveries.name):
             return {}
-        return dict(conn.execute(sa.select(d.delivery_id, d.lines).where(
-            d.first_comment_at < utc_text(window[1]), d.last_comment_at >= utc_text(window[0]))).all())
+        return dict(conn.execute(sa.select(d.delivery_id, d.lines).where(_reaches(window))).all())
 
 
 def _nothing_for(db: StagingDatabase, delivery_id: str, fingerprint: str, window: tuple[datetime, datetime]) -> bool:
     """Whether the delivery, as it is, was staged whole before and none of its comments is in `window`."""
     d = staged_deliveries.c
     with db.engine.connect() as conn:
-        seen = conn.execute(sa.select(d.fingerprint, d.first_comment_at, d.last_comment_at)
-                            .where(d.delivery_id == delivery_id)).first()
-    if seen is None or seen.fingerprint != fingerprint:
-        return False
-    if seen.first_comment_at is None:
-        return True
-    return not (seen.first_comment_at < utc_text(window[1]) and seen.last_comment_at >= utc_text(window[0]))
+        seen = conn.execute(sa.select(d.fingerprint, _reaches(window)).where(d.delivery_id == delivery_id)).first()
+    return seen is not None and seen[0] == fingerprint and not seen[1]
+
+
+def _reaches(window: tuple[datetime, datetime]) -> sa.ColumnElement[bool]:
+    """SQL: the staged delivery has a comment in `window` (null, so false, when it holds none)."""
+    d = staged_deliveries.c
+    return sa.and_(d.first_comment_at < utc_text(window[1]), d.last_comment_at >= utc_text(window[0]))
 
 
 def _roles(db: StagingDatabase, delivery: ZendeskDelivery) -> tuple[dict[int, str], set[int]]:

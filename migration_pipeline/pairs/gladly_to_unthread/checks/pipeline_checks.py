@@ -39,10 +39,14 @@ from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import (
 )
 from migration_pipeline.lib import ledger_keys
 from migration_pipeline.pairs.day_figures import midnight as _midnight, run_window
-from migration_pipeline.pairs.quarantine_check import QUARANTINE_RATE_ENV, quarantine_rate_result
+from migration_pipeline.pairs.quarantine_check import (  # noqa: F401  (max_quarantine_rate: re-exported)
+    MAX_QUARANTINE_RATE,
+    QUARANTINE_RATE_ENV,
+    max_quarantine_rate,
+    quarantine_rate_result,
+)
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.vendors.gladly.archive import EXPORT_FILE_NAMES, ExportArchive, coverage_gaps
-from migration_pipeline.settings import MigrationSettings
 from migration_pipeline.lib.staging.db import conversation_items, utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.lib.staging.sql import run_model
@@ -57,13 +61,6 @@ MAX_PARTITION_LAG = timedelta(hours=32)
 MAX_LAG_TEXT = f"{MAX_PARTITION_LAG.total_seconds() / 3600:g} h"
 
 
-def max_quarantine_rate() -> float:
-    """The share of a window's export lines that may be quarantined (and not accepted) before the
-    run stops at staging: $MIGRATION_MAX_QUARANTINE_RATE (settings), default 1%."""
-    return MigrationSettings.from_env().max_quarantine_rate
-
-
-MAX_QUARANTINE_RATE = max_quarantine_rate()  # read once, when the definitions load
 
 
 def _span(start: datetime, end: datetime) -> str:
