@@ -11,6 +11,12 @@ or says exactly why not (`JsonLine.error`), and nothing about one line can stop 
   `MAX_DEPTH`, no NUL character or lone surrogate in any string or key (neither can be stored as
   text, and PostgreSQL's JSON operators reject `\\u0000`);
 - a line over `MAX_LINE_BYTES` is reported with its first `RAW_HEAD_BYTES`, never held whole.
+
+Lines are parsed by orjson (4-5x the standard library's speed; parsing is the largest cost of
+staging an export). Where orjson's reading could differ from the standard library's, the standard
+library decides: a line orjson refuses is parsed again by `json` (its reason is the one reported,
+and what it accepts is screened as before), and a line with a run of 19 or more digits (an integer
+past 64 bits, which orjson would read as a float) is parsed by `json` alone.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
+
+import orjson
 
 # A line longer than this is reported, not parsed: parsing it would hold several times its size.
 # Real export lines are far below it (an HTML email with inline images is a few MB).
@@ -36,6 +44,15 @@ _JSON_WHITESPACE = b" \t\r\n"
 # Cheap screens on the raw line, so only suspicious lines get the full walk of their values.
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
+# An integer orjson cannot hold as one (it reads those as floats) has 19 or more digits: a line
+# with such a run is parsed by the standard library. Found by mapping every digit to "0" and
+# everything else to " " (bytes.translate, 10x a regular expression's speed).
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def _long_digit_run(data: bytes) -> bool:
+    return _LONG_RUN in data.translate(_DIGITS_AS_ZERO)
 
 
 class JsonLine(NamedTuple):
@@ -60,6 +77,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_UNPARSED = object()
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
@@ -105,6 +123,17 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
         yield line.line_no, line.obj, line.raw
 
 
+def loads(data: str | bytes) -> Any:
+    """JSON text we wrote or already screened (a staged column), parsed by orjson; by the standard
+    library where orjson would read it differently (long digit runs) or refuses it."""
+    if not _long_digit_run(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
 def parse_line(line_no: int, data: bytes) -> JsonLine:
     """One line's bytes (its line break already removed) as a `JsonLine`."""
     try:
@@ -112,8 +141,15 @@ def parse_line(line_no: int, data: bytes) -> JsonLine:
     except UnicodeDecodeError as exc:
         raw = data.decode("utf-8", "backslashreplace")
         return JsonLine(line_no, None, raw, f"not valid UTF-8: byte 0x{data[exc.start]:02x} at byte offset {exc.start} of the line")
+    obj: Any = _UNPARSED
+    if not _long_digit_run(data):
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        obj = _DECODER.decode(text)
+        if obj is _UNPARSED:
+            obj = _DECODER.decode(text)  # the standard library's verdict and reason
     except _NotJson as exc:
         return JsonLine(line_no, None, text, f"not valid JSON: {exc}")
     except json.JSONDecodeError as exc:

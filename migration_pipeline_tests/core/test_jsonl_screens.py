@@ -62,3 +62,28 @@ def test_depth_is_counted_from_brackets_outside_strings_exactly():
             parsed = parse_line(1, line)
             assert _depth(json.loads(line)) == levels
             assert (parsed.error == TOO_DEEP) == (levels > MAX_DEPTH), (levels, text)
+
+
+def test_orjson_and_the_standard_library_read_every_line_alike():
+    """Lines are parsed by orjson; where it would read them differently the standard library
+    decides: an integer past 64 bits stays an exact integer, and what orjson refuses gets the
+    standard library's verdict and reason."""
+    big = 123456789012345678901234567890
+    line = parse_line(1, b'{"id": %d, "n": -9223372036854775809, "f": 1.5, "s": "\\u00e9"}' % big)
+    assert line.obj == {"id": big, "n": -9223372036854775809, "f": 1.5, "s": "é"}
+    assert type(line.obj["id"]) is int
+    assert parse_line(2, b'{"id": 1, "x": NaN}').error == "not valid JSON: NaN is not a JSON value"
+    assert parse_line(3, b'{"id": 1, "x": 1e999}').error.startswith("not valid JSON")
+    assert parse_line(4, b'{"id": 1,').error.startswith("malformed JSON (truncated line?)")
+    for raw in (b'{"a": [1, {"b": null}], "c": "d\\n"}', b'{"id": 1, "id": 2}', b'{"x": -0.0}'):
+        assert parse_line(5, raw).obj == json.loads(raw)
+
+
+def test_staged_json_columns_round_trip_what_orjson_cannot_write():
+    from migration_pipeline.lib.jsonl import loads
+    from migration_pipeline.lib.staging.db import json_text
+
+    for value in ({"id": 2**70, "t": ["a", "é"]}, [1, 2.5, None], {"k": {"1": True}}):
+        assert loads(json_text(value)) == value
+    assert json_text({"a": [1, "é"]}) == '{"a":[1,"é"]}'
+    assert type(loads(json_text({"id": 2**70}))["id"]) is int

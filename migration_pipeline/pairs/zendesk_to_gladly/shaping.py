@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 import uuid
 from collections import Counter
@@ -79,6 +78,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 from sqlalchemy.engine import Connection
 
 from migration_pipeline.contract import ItemKind
+from migration_pipeline.lib.jsonl import loads
 from migration_pipeline.lib.rule_files import (
     NonEmpty,
     RulesDocument,
@@ -291,7 +291,7 @@ def _as_text(column: sa.Column) -> sa.Label:
 
 @functools.lru_cache(maxsize=8192)
 def _json(text: str | None) -> Any:
-    return json.loads(text) if text else None
+    return loads(text) if text else None
 
 
 @functools.lru_cache(maxsize=8192)
@@ -301,7 +301,7 @@ def _tags(text: str | None) -> tuple[str, ...]:
 
 
 def _attachments(text: str | None) -> list[dict[str, Any]]:
-    found = json.loads(text) if text and text not in ("[]", "null") else None  # mostly none: not cached
+    found = loads(text) if text and text not in ("[]", "null") else None  # mostly none: not cached
     return found if isinstance(found, list) else []
 
 

@@ -74,17 +74,22 @@ def _channel(via: ZendeskVia | None) -> Channel | None:
     return CHANNELS.get((via.channel or "").lower()) if via is not None else None
 
 
+def _address(entry: Any) -> str | None:
+    value = entry.get("address") if isinstance(entry, dict) else None
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+_NO_ENVELOPE = Envelope(sender=None, to=())
+
+
 def envelope_of(via: ZendeskVia | None) -> Envelope:
     """The sender and recipients of an email ticket or comment (`via.source.from` / `.to`)."""
-    source = (via.source or {}) if via is not None else {}
-
-    def address(entry: Any) -> str | None:
-        value = entry.get("address") if isinstance(entry, dict) else None
-        return value.strip() if isinstance(value, str) and value.strip() else None
-
+    source = via.source if via is not None else None
+    if not source:
+        return _NO_ENVELOPE
     recipients = source.get("to")
-    to = [address(r) for r in recipients] if isinstance(recipients, list) else [address(recipients)]
-    return Envelope(sender=address(source.get("from")), to=tuple(a for a in to if a))
+    to = [_address(r) for r in recipients] if isinstance(recipients, list) else [_address(recipients)]
+    return Envelope(sender=_address(source.get("from")), to=tuple(a for a in to if a))
 
 
 def customer(user: ZendeskUser) -> Customer:
