@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report import check_metadata, metadata_tables, render_markdown, report_json
-from migration_pipeline.lib.reconcile.full_lists import LISTS, copy_full_lists, write_full_lists, write_list
+from migration_pipeline.lib.reconcile.full_lists import copy_full_lists, write_full_lists, write_list
+from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import FULL_LISTS as LISTS
 from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import MAX_LISTED, Reconciliation
 from migration_pipeline.lib.reconcile.report_html import MAX_ROWS
 from migration_pipeline.pairs.gladly_to_unthread.checks.report_html import render_html
@@ -64,7 +65,7 @@ def test_every_row_of_every_list_the_reports_cut_is_in_its_parquet_file(tmp_path
     cut = {k for k, v in as_dict.items() if isinstance(v, list) and len(v) < len(getattr(rec, k, v))}
     assert cut == set(LISTS), "every list the JSON report cuts has a Parquet file, and no other"
 
-    full = write_full_lists(rec, tmp_path / "reports" / "reconciliation-x")
+    full = write_full_lists(rec, LISTS, tmp_path / "reports" / "reconciliation-x")
     assert set(full) == set(LISTS)
     for name, written in full.items():
         table = pq.read_table(written.path)
@@ -118,7 +119,7 @@ def test_every_row_of_every_list_the_reports_cut_is_in_its_parquet_file(tmp_path
 def test_a_short_list_is_not_said_to_be_cut_and_an_empty_one_is_a_file_with_no_rows(tmp_path):
     rec = Reconciliation(window=("2026-03-01T00:00:00.000000Z", "2026-03-02T00:00:00.000000Z"))
     rec.missing = [{"item_id": "m1", "day": "2026-03-01", "stage": "target", "reason": "gone"}]
-    full = write_full_lists(rec, tmp_path)
+    full = write_full_lists(rec, LISTS, tmp_path)
     assert pq.read_table(full["duplicates"].path).num_rows == 0
     assert pq.read_table(full["duplicates"].path).schema.names == ["item_id", "conversation_id", "copies"]
     links = {name: f"x/{name}.parquet" for name in LISTS}
@@ -130,14 +131,14 @@ def test_a_short_list_is_not_said_to_be_cut_and_an_empty_one_is_a_file_with_no_r
 def test_a_write_that_fails_half_way_leaves_the_previous_file_whole(tmp_path):
     path = tmp_path / "duplicates.parquet"
     rows = [{"item_id": f"i{i}", "conversation_id": "c", "copies": 2} for i in range(3000)]
-    write_list(path, "duplicates", rows[:10])
+    write_list(path, "duplicates", rows[:10], LISTS["duplicates"])
     before = path.read_bytes()
 
     broken = rows[:2500] + [{"item_id": "bad", "copies": "many"}] + rows[2500:]
     with pytest.raises(ValueError):
-        write_list(path, "duplicates", broken, batch_rows=500)  # fails in the sixth batch
+        write_list(path, "duplicates", broken, LISTS["duplicates"], batch_rows=500)  # fails in the sixth batch
     assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path], "no temp file left behind"
 
-    write_list(path, "duplicates", rows, batch_rows=500)
+    write_list(path, "duplicates", rows, LISTS["duplicates"], batch_rows=500)
     parquet = pq.ParquetFile(path)
     assert parquet.metadata.num_row_groups == 6 and parquet.metadata.num_rows == 3000  # written batch by batch

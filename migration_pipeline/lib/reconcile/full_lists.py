@@ -3,8 +3,8 @@
 The JSON, markdown and HTML reports and the asset's metadata show at most a few hundred rows of
 each list (`MAX_LISTED`, the HTML's `MAX_ROWS`); a migration can miss, refuse or misattribute
 far more. Each list is written here whole, beside the JSON: `<report folder>/<list>.parquet`,
-named after the reconciliation's attribute it holds (the first pair's `Reconciliation`, passed
-in), and the reports say where ("500 listed here, all 1234 in ...").
+named after the reconciliation's attribute it holds (the pair's reconciliation object and its
+lists' columns are passed in), and the reports say where ("500 listed here, all 1234 in ...").
 
 Every file has a typed schema: the columns the reconciliation gives that list's rows (ids and
 text as strings, counts as int64, flags as bool, id lists as list<string>), then any other key
@@ -30,35 +30,9 @@ from migration_pipeline.lib.files import unique_sibling
 
 BATCH_ROWS = 50_000
 STRING, INT, FLOAT, BOOL, STRINGS = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.list_(pa.string())
-_TICKET_CONVERSATION = (("ticket_id", STRING), ("conversation_id", STRING))
-
-# Each list of a reconciliation (attribute and file name) with the columns of its rows.
-LISTS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
-    "missing": (("item_id", STRING), ("day", STRING), ("stage", STRING), ("reason", STRING)),
-    "losses": (
-        ("key", STRING), ("kind", STRING), ("stage", STRING), ("reason", STRING), ("accepted", STRING),
-        ("item_id", STRING), ("day", STRING), ("lines", STRINGS), ("job_id", STRING), ("file", STRING),
-        ("line", INT), ("unplaceable", BOOL),
-    ),
-    "stale_acceptances": (("key", STRING),),
-    "dead_letters": (
-        ("source_key", STRING), ("entity_type", STRING), ("parent_key", STRING), ("attempts", INT),
-        ("reason", STRING), ("updated_at", STRING),
-    ),
-    "out_of_order": _TICKET_CONVERSATION,
-    "conversations_gone": _TICKET_CONVERSATION,
-    "duplicates": (("item_id", STRING), ("conversation_id", STRING), ("copies", INT)),
-    "unmatched_agents": (("agent_id", STRING), ("name", STRING), ("email", STRING), ("active", BOOL), ("items", INT)),
-    "attribution_mismatches": (
-        ("item_id", STRING), ("conversation_id", STRING), ("message_id", STRING), ("expected", STRING), ("found", STRING),
-    ),
-    "conversation_customer_mismatches": (
-        *_TICKET_CONVERSATION, ("gladly_customer", STRING), ("expected_customer", STRING), ("found_customer", STRING),
-    ),
-    "duplicate_customers": (("gladly_id", STRING), ("unthread_ids", STRINGS)),
-    "merged_customers_on_target": (("gladly_id", STRING), ("merged_into", STRING), ("unthread_ids", STRINGS)),
-    "customers_missing_on_target": (("gladly_id", STRING),),
-}
+# A list's declared columns: (name, Arrow type) in order. Each pair declares its lists (the first
+# pair's are `pairs/gladly_to_unthread/checks/reconciliation.FULL_LISTS`).
+Columns = tuple[tuple[str, pa.DataType], ...]
 
 
 @dataclass(frozen=True)
@@ -78,12 +52,13 @@ def listed_note(shown: int, total: int, where: str | Path | None) -> str:
     return f"{shown} listed here, all {total} in {where}" if where else f"{shown} of {total} listed here"
 
 
-def write_full_lists(rec: object, folder: Path) -> dict[str, FullList]:
-    """Every list of `rec` (an object with a sequence of rows per LISTS name), each to
+def write_full_lists(rec: object, lists: Mapping[str, Columns], folder: Path) -> dict[str, FullList]:
+    """Every list of `rec` (an object with a sequence of rows per name of `lists`), each to
     `folder/<list>.parquet`, an empty list as a file with no rows (so no file of an earlier run
     is left to contradict this one)."""
     folder.mkdir(parents=True, exist_ok=True)
-    return {name: write_list(folder / f"{name}.parquet", name, getattr(rec, name)) for name in LISTS}
+    return {name: write_list(folder / f"{name}.parquet", name, getattr(rec, name), columns)
+            for name, columns in lists.items()}
 
 
 def copy_full_lists(lists: Mapping[str, FullList], folder: Path) -> dict[str, FullList]:
@@ -103,11 +78,11 @@ def copy_full_lists(lists: Mapping[str, FullList], folder: Path) -> dict[str, Fu
     return copies
 
 
-def write_list(path: Path, name: str, rows: Sequence[Any], batch_rows: int = BATCH_ROWS) -> FullList:
-    """`rows` (dicts, or plain values for a one-column list) as Parquet at `path`, `batch_rows`
+def write_list(path: Path, name: str, rows: Sequence[Any], columns: Columns, batch_rows: int = BATCH_ROWS) -> FullList:
+    """`rows` (dicts, or plain values for a one-column list) with `columns` declared, as Parquet at `path`, `batch_rows`
     rows at a time into a temp file renamed over `path` once complete; on any error `path` keeps
     what it held and the temp file is removed."""
-    schema = schema_for(name, rows)
+    schema = schema_for(columns, rows)
     tmp = unique_sibling(path)
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
@@ -120,10 +95,10 @@ def write_list(path: Path, name: str, rows: Sequence[Any], batch_rows: int = BAT
     return FullList(name, path, len(rows))
 
 
-def schema_for(name: str, rows: Iterable[Any]) -> pa.Schema:
-    """The list's declared columns, then the union of every other key its rows carry, sorted by
+def schema_for(columns: Columns, rows: Iterable[Any]) -> pa.Schema:
+    """A list's declared `columns`, then the union of every other key its rows carry, sorted by
     name, each typed from its values: the same rows always give the same schema."""
-    declared = dict(LISTS[name])
+    declared = dict(columns)
     extra: dict[str, set[type]] = {}
     for row in rows:
         if isinstance(row, Mapping):

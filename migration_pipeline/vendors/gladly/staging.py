@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from migration_pipeline.lib.allocations import fewer_collections
 from migration_pipeline.lib.jsonl import RAW_TEXT_LIMIT, read_jsonl, storable_text
 from migration_pipeline.contract import Item
 from migration_pipeline.vendors.gladly.archive import ArchivedJob
@@ -109,6 +110,7 @@ ENTITY_FILES = {
 }
 
 
+@fewer_collections()
 def stage_job_file(
     db: StagingDatabase,
     job: ArchivedJob,

@@ -39,6 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from migration_pipeline.lib.allocations import fewer_collections
 from migration_pipeline.lib.jsonl import RAW_TEXT_LIMIT, JsonLine, read_jsonl, storable_text
 from migration_pipeline.lib.staging.db import (
     BULK_BATCH,
@@ -134,6 +135,7 @@ class StageCounts:
         return {"customers": self.customers, "agents": self.agents, "conversations": self.conversations, "items": self.items}
 
 
+@fewer_collections()
 def stage_delivery(
     db: StagingDatabase, delivery: ZendeskDelivery, window: tuple[datetime, datetime] | None = None
 ) -> StageCounts:

@@ -16,6 +16,7 @@ from migration_pipeline.pairs.gladly_to_unthread.checks.fidelity import attachme
 from migration_pipeline.lib.reconcile.full_lists import FullList, copy_full_lists, listed_note, write_full_lists
 from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import (
     ACCEPTED_LOSSES_FILE,
+    FULL_LISTS,
     MAX_LISTED,
     Reconciliation,
     load_accepted_losses,
@@ -144,7 +145,7 @@ def reconciliation_report(
     reports = storage.root / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     stem = f"reconciliation-{window.start:%Y-%m-%d}_{window.end:%Y-%m-%d}"
-    full = write_full_lists(rec, reports / stem)
+    full = write_full_lists(rec, FULL_LISTS, reports / stem)
     links = {name: f"{stem}/{written.path.name}" for name, written in full.items()}  # relative to reports/
     atomic_write_text(reports / f"{stem}.json", report_json(rec, links))
     summary = render_markdown(rec, outcomes, links)

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from migration_pipeline.lib import ledger_keys, markers
 from migration_pipeline.lib.http import VendorAPIError
 from migration_pipeline.lib.jsonl import iter_jsonl
+from migration_pipeline.lib.reconcile.full_lists import BOOL, INT, STRING, STRINGS, Columns
 from migration_pipeline.lib.reconcile.accepted_losses import (  # noqa: F401  (re-exported for the pair)
     ACCEPTED_LOSSES_FILE,
     line_key,
@@ -62,6 +63,39 @@ ITEMS_FILE = "conversation_items.jsonl"
 _ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 Identity = tuple[str, str]  # ("id", user id) | ("email", lower-case email) | ("name", display name)
+
+
+_TICKET_CONVERSATION = (("ticket_id", STRING), ("conversation_id", STRING))
+
+# Each list of a `Reconciliation` (attribute and Parquet file name) with the columns of its rows
+# (lib/reconcile/full_lists.py writes them whole).
+FULL_LISTS: dict[str, Columns] = {
+    "missing": (("item_id", STRING), ("day", STRING), ("stage", STRING), ("reason", STRING)),
+    "losses": (
+        ("key", STRING), ("kind", STRING), ("stage", STRING), ("reason", STRING), ("accepted", STRING),
+        ("item_id", STRING), ("day", STRING), ("lines", STRINGS), ("job_id", STRING), ("file", STRING),
+        ("line", INT), ("unplaceable", BOOL),
+    ),
+    "stale_acceptances": (("key", STRING),),
+    "dead_letters": (
+        ("source_key", STRING), ("entity_type", STRING), ("parent_key", STRING), ("attempts", INT),
+        ("reason", STRING), ("updated_at", STRING),
+    ),
+    "out_of_order": _TICKET_CONVERSATION,
+    "conversations_gone": _TICKET_CONVERSATION,
+    "duplicates": (("item_id", STRING), ("conversation_id", STRING), ("copies", INT)),
+    "unmatched_agents": (("agent_id", STRING), ("name", STRING), ("email", STRING), ("active", BOOL), ("items", INT)),
+    "attribution_mismatches": (
+        ("item_id", STRING), ("conversation_id", STRING), ("message_id", STRING), ("expected", STRING), ("found", STRING),
+    ),
+    "conversation_customer_mismatches": (
+        *_TICKET_CONVERSATION, ("gladly_customer", STRING), ("expected_customer", STRING), ("found_customer", STRING),
+    ),
+    "duplicate_customers": (("gladly_id", STRING), ("unthread_ids", STRINGS)),
+    "merged_customers_on_target": (("gladly_id", STRING), ("merged_into", STRING), ("unthread_ids", STRINGS)),
+    "customers_missing_on_target": (("gladly_id", STRING),),
+}
+
 
 
 @dataclass
