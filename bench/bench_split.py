@@ -250,7 +250,7 @@ def stage_minimal(dataset: Path, path: Path) -> None:
                     continue
                 seen.add(item.source_id)
                 payload = "{}"  # the splitter reads split_change, never the record
-                change = encode_change(item.status_change, item.topics_added, item.topics_removed)
+                change = encode_change(item.status_change, item.tags_added, item.tags_removed)
                 batch.append((item.source_id, item.customer_id, item.conversation_id, utc_text(item.timestamp),
                               item.kind, item.author_type, item.channel, "[]", payload, "bench", file.name, 0, "-",
                               change))

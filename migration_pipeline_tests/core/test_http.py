@@ -155,3 +155,24 @@ def test_non_json_error_body_is_kept_as_text():
     assert info.value.status == 404 and info.value.body == "plain failure"
     assert str(info.value) == "vendor GET /api/x -> 404: plain failure"
     assert SECRET not in str(info.value)
+
+
+def test_clients_share_one_tls_context_per_certificate_setting(monkeypatch):
+    """Building httpx's TLS context parses the CA bundle (~50 ms); every client verifies with
+    the same one, and a changed SSL_CERT_FILE gets its own."""
+    import certifi
+
+    from migration_pipeline.lib.http import VendorHttpClient, tls_context
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    first, second = VendorHttpClient("https://a.example"), VendorHttpClient("https://b.example")
+    try:
+        default = tls_context()
+        assert default is tls_context()
+        assert default.verify_mode.name == "CERT_REQUIRED" and tls_context().check_hostname
+    finally:
+        first.close()
+        second.close()
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    assert tls_context() is not default and tls_context() is tls_context()

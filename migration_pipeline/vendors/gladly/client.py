@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from migration_pipeline.lib.downloads import DownloadedFile as FetchedFile
 from migration_pipeline.lib.downloads import FileDownloadError, redact_httpx_logs, redact_url, safe_detail, spool_body
 from migration_pipeline.lib.budget import SharedRequestBudget
-from migration_pipeline.lib.http import RETRYABLE_STATUS, RetryableStatus, VendorAPIError, VendorHttpClient
+from migration_pipeline.lib.http import RETRYABLE_STATUS, RetryableStatus, VendorAPIError, VendorHttpClient, tls_context
 from migration_pipeline.lib.http import path_segment as segment
 
 API_PREFIX = "/api/v1"
@@ -161,7 +161,8 @@ class GladlyClient(VendorHttpClient):
         # The file host behind Gladly's 303 gets no credentials: a client of its own (no auth, no
         # default headers), made once (a client per download would build a TLS context per file).
         # It follows the file host's own redirects, at most MAX_FILE_REDIRECTS of them.
-        self._file_client = httpx.Client(timeout=self._client.timeout, follow_redirects=True, max_redirects=MAX_FILE_REDIRECTS)
+        self._file_client = httpx.Client(timeout=self._client.timeout, follow_redirects=True, max_redirects=MAX_FILE_REDIRECTS,
+                                         verify=tls_context())
         redact_httpx_logs()  # httpx's request log would print the pre-signed URLs whole
 
     def close(self) -> None:
