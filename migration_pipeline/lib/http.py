@@ -19,7 +19,6 @@ from __future__ import annotations
 import email.utils
 import functools
 import logging
-import os
 import ssl
 import threading
 import time
@@ -354,15 +353,11 @@ class VendorHttpClient:
         yield attempt
 
 
+@functools.cache
 def tls_context() -> ssl.SSLContext:
-    """The TLS settings every client verifies servers with: httpx's default (certifi's CA bundle,
-    or SSL_CERT_FILE / SSL_CERT_DIR when set), built once per setting. httpx builds it for every
-    client otherwise, about 50 ms each (the CA bundle parsed), and a run makes many clients."""
-    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-
-
-@functools.lru_cache(maxsize=4)
-def _tls_context(_cert_file: str | None, _cert_dir: str | None) -> ssl.SSLContext:
+    """The TLS settings every client verifies servers with, built once per process: httpx's
+    default (certifi's CA bundle, or the SSL_CERT_FILE / SSL_CERT_DIR httpx itself reads). httpx
+    builds it for every client otherwise, about 50 ms each (the CA bundle parsed)."""
     return httpx.create_ssl_context()
 
 

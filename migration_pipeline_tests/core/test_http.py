@@ -157,22 +157,18 @@ def test_non_json_error_body_is_kept_as_text():
     assert SECRET not in str(info.value)
 
 
-def test_clients_share_one_tls_context_per_certificate_setting(monkeypatch):
-    """Building httpx's TLS context parses the CA bundle (~50 ms); every client verifies with
-    the same one, and a changed SSL_CERT_FILE gets its own."""
-    import certifi
+def test_clients_share_one_tls_context():
+    """Building httpx's TLS context parses the CA bundle (~50 ms): every client verifies servers
+    with the one built once, as strictly as httpx's default."""
+    from migration_pipeline.lib.http import tls_context
 
-    from migration_pipeline.lib.http import VendorHttpClient, tls_context
-
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     first, second = VendorHttpClient("https://a.example"), VendorHttpClient("https://b.example")
     try:
-        default = tls_context()
-        assert default is tls_context()
-        assert default.verify_mode.name == "CERT_REQUIRED" and tls_context().check_hostname
+        assert tls_context() is tls_context()
+        assert tls_context().verify_mode.name == "CERT_REQUIRED" and tls_context().check_hostname
+        for client in (first, second):
+            pool = client._client._transport._pool  # httpx's connection pool holds the context it was given
+            assert pool._ssl_context is tls_context()
     finally:
         first.close()
         second.close()
-    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
-    assert tls_context() is not default and tls_context() is tls_context()

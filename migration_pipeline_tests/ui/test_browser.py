@@ -309,6 +309,23 @@ def test_lineage_shows_every_stage_and_a_partition_launched_from_the_ui_succeeds
             browser, timeout, poll_frequency=1, ignored_exceptions=(StaleElementReferenceException,)
         ).until(condition, message=f"waited {timeout}s for {what}")
 
+    def materialization_row(b):
+        """A materialization row of the run's event log. The log is virtualized and follows its
+        tail: when the run's last steps (checks) log many rows, the materializations are scrolled
+        out of the page, so each poll scrolls every scrolled box up by most of its height (back
+        to the bottom from the top) until one is in view."""
+        if b.find_elements(By.XPATH, xpath_text("ASSET_MATERIALIZATION")):
+            return True
+        b.execute_script(
+            "for (const e of document.querySelectorAll('*')) {"
+            "  const y = getComputedStyle(e).overflowY;"
+            "  if ((y === 'auto' || y === 'scroll') && e.scrollHeight > e.clientHeight + 10) {"
+            "    e.scrollTop = e.scrollTop <= 0 ? e.scrollHeight : Math.max(0, e.scrollTop - e.clientHeight * 0.8);"
+            "  }"
+            "}"
+        )
+        return False
+
     try:
         # 1. the pair's own lineage graph (its group): source -> stages -> target, no other pair's
         browser.get(f"{ui.url}/locations/migration_pipeline/asset-groups/{PAIR}")
@@ -368,7 +385,7 @@ def test_lineage_shows_every_stage_and_a_partition_launched_from_the_ui_succeeds
             EC.presence_of_element_located((By.XPATH, status_tag("Success"))),
             "the run page's Success status",
         )
-        wait_for(EC.presence_of_element_located((By.XPATH, xpath_text("ASSET_MATERIALIZATION"))), "materialization events")
+        wait_for(materialization_row, "materialization events")
         final = shots.take("run-succeeded")
         print(f"screenshots: {', '.join(str(p) for p in shots.taken)} (final: {final})")
     except BaseException:
