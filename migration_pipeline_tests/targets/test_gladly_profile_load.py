@@ -280,8 +280,19 @@ def test_a_killed_load_resumes_with_no_duplicate_and_none_missing(db, org, gladl
     def applied_but_unrecorded() -> bool:
         hold(True)
         _wait_for("an intent", lambda: any(s == "intent" for s, _ in ledger_states(db).values()))
-        done = sum(state == "done" for state, _ in ledger_states(db).values())
-        if stats(server)["customer_profiles_created"] == done + 1:
+        # An answer already on its way when the hold began is not held: the child may still
+        # record it. Read until two readings 0.1 s apart agree (the child is then blocked on a
+        # held request), so the kill comes after everything the child could still record.
+        seen = None
+        while True:
+            reading = (sum(state == "done" for state, _ in ledger_states(db).values()),
+                       stats(server)["customer_profiles_created"])
+            if reading == seen:
+                break
+            seen = reading
+            time.sleep(0.1)
+        done, created = seen
+        if created == done + 1:
             return True
         hold(False)  # held on its create: let it through, catch it on the lookup
         time.sleep(0.03)
