@@ -52,9 +52,15 @@ def run_json(command: list[str]) -> dict | None:
     """Run one measured step in its own process (so its peak RSS and imports are its own) and
     return the last JSON line it printed; None (stderr tail shown) when it failed."""
     proc = subprocess.run(command, capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stderr[-4000:])
+    return last_json(proc.stdout, proc.returncode, proc.stderr)
+
+
+def last_json(stdout: str, returncode: int, stderr: str) -> dict | None:
+    """A finished step's result: the last JSON line of its output; None (stderr tail shown) when
+    it failed or printed none."""
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if returncode != 0 or not lines:
+        sys.stderr.write(stderr[-4000:])
         return None
     return json.loads(lines[-1])
 

@@ -59,7 +59,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _common import run_json  # noqa: E402
+from _common import last_json, run_json  # noqa: E402
 
 # Comments per customer of the generator at days=30, tickets_per_customer=1.5: customers = N / this
 # (measured: 12,662 comments for 2,000 customers; --comments 100000 gives 99,131, 1000000 985,142).
@@ -623,11 +623,7 @@ def run_capped(command: list[str], cap_mb: float, cap_is: str) -> tuple[dict | N
     if stopped:
         return None, stopped[0]
     out.seek(0)
-    lines = [line for line in out.read().splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(err[-4000:])
-        return None, None
-    return json.loads(lines[-1]), None
+    return last_json(out.read(), proc.returncode, err), None
 
 
 def _run_profiled(command: list[str]) -> dict | None:

@@ -123,15 +123,23 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
         yield line.line_no, line.obj, line.raw
 
 
+def _orjson(data: bytes) -> Any:
+    """`data` parsed by orjson, or `_UNPARSED` where the standard library must decide (a long
+    digit run, or a line orjson refuses)."""
+    if _long_digit_run(data):
+        return _UNPARSED
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _UNPARSED
+
+
 def loads(data: str | bytes) -> Any:
-    """JSON text we wrote or already screened (a staged column), parsed by orjson; by the standard
-    library where orjson would read it differently (long digit runs) or refuses it."""
-    if not _long_digit_run(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
+    """JSON text we wrote or already screened (a staged column): `_orjson`, else the standard
+    library."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    obj = _orjson(raw)
+    return json.loads(data) if obj is _UNPARSED else obj
 
 
 def parse_line(line_no: int, data: bytes) -> JsonLine:
@@ -141,12 +149,7 @@ def parse_line(line_no: int, data: bytes) -> JsonLine:
     except UnicodeDecodeError as exc:
         raw = data.decode("utf-8", "backslashreplace")
         return JsonLine(line_no, None, raw, f"not valid UTF-8: byte 0x{data[exc.start]:02x} at byte offset {exc.start} of the line")
-    obj: Any = _UNPARSED
-    if not _long_digit_run(data):
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
+    obj = _orjson(data)
     try:
         if obj is _UNPARSED:
             obj = _DECODER.decode(text)  # the standard library's verdict and reason

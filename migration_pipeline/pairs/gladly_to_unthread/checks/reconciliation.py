@@ -97,7 +97,6 @@ FULL_LISTS: dict[str, Columns] = {
 }
 
 
-
 @dataclass
 class Reconciliation:
     window: tuple[str, str]
