@@ -76,6 +76,7 @@ def worker(history: int, items_per_day: int, workdir: Path, staging_url: str) ->
     from migration_pipeline.vendors.gladly.resources import GladlyResource
     from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, tickets
     from migration_pipeline.lib.staging.resources import StagingResource
+    from migration_pipeline.pairs.gladly_to_unthread.pair import NAME
 
     assets = [gladly_export_jobs, staged_gladly_records, split_tickets]
     fast = create_app(dataset, api_user=USER, api_token=TOKEN, now=now, rate_limit_per_second=100_000)
@@ -101,7 +102,7 @@ def worker(history: int, items_per_day: int, workdir: Path, staging_url: str) ->
         setup_s = time.perf_counter() - started
         if not setup.success:
             raise SystemExit("history setup run failed")
-        db = StagingDatabase(staging_url)
+        db = StagingDatabase(staging_url, NAME)  # the pair's namespace, where its assets staged
         history_items, history_tickets = db.count(conversation_items), db.count(tickets)
 
         started, cpu_started = time.perf_counter(), time.process_time()

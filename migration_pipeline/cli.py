@@ -58,10 +58,12 @@ def trace_cmd(
     from migration_pipeline.pairs.gladly_to_unthread.checks.trace import trace
     from migration_pipeline.resources import unthread_resource
     from migration_pipeline.lib.staging.db import StagingDatabase
+    from migration_pipeline.pairs.gladly_to_unthread.pair import NAME
 
     settings = cli_settings(ctx)
     readback = readback and settings.unthread.base_url is not None and settings.unthread.api_key is not None
-    db = StagingDatabase(staging_url or settings.staging_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = StagingDatabase(staging_url or settings.staging_database_url, NAME, sqlite_synchronous=settings.sqlite_synchronous)
+    db.create_schema()  # on first use, moves the tables from before namespaces (adoption)
     try:
         with unthread_resource(settings, env_vars=False).client() if readback else nullcontext() as client:
             result = trace(db, record_id, client)
@@ -91,6 +93,7 @@ def split_preview_cmd(
     from migration_pipeline.lib.split_rules import RulesFileError, SplitRules
     from migration_pipeline.lib.staging import preview as pv
     from migration_pipeline.lib.staging.db import StagingDatabase
+    from migration_pipeline.pairs.gladly_to_unthread.pair import NAME
 
     if (customer is None) == (conversation is None):
         raise typer.BadParameter("give exactly one of --customer or --conversation")
@@ -101,7 +104,8 @@ def split_preview_cmd(
             rule_sets.append(("candidate", SplitRules.load(rules)))
     except RulesFileError as exc:
         raise typer.BadParameter(str(exc)) from None
-    db = StagingDatabase(staging_url or settings.staging_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = StagingDatabase(staging_url or settings.staging_database_url, NAME, sqlite_synchronous=settings.sqlite_synchronous)
+    db.create_schema()  # on first use, moves the tables from before namespaces (adoption)
     try:
         timelines = pv.timeline_items(db, customer, conversation)
         staged = pv.count_staged_tickets(db, timelines) if timelines else {}

@@ -80,8 +80,9 @@ def cli_settings(ctx: typer.Context) -> MigrationSettings:
 
 def _database(settings: MigrationSettings, staging_url: str | None) -> StagingDatabase:
     from migration_pipeline.lib.staging.db import StagingDatabase
+    from migration_pipeline.pairs.gladly_to_unthread.pair import NAME
 
-    db = StagingDatabase(staging_url or settings.staging_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = StagingDatabase(staging_url or settings.staging_database_url, NAME, sqlite_synchronous=settings.sqlite_synchronous)
     db.create_schema()
     return db
 

@@ -193,10 +193,11 @@ def staging_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def staging_db(staging_url):
-    """A StagingDatabase with its schema on each engine, disposed afterwards."""
+    """The first pair's staging namespace with its schema on each engine, disposed afterwards."""
     from migration_pipeline.lib.staging.db import StagingDatabase
+    from migration_pipeline.pairs.gladly_to_unthread.pair import NAME
 
-    db = StagingDatabase(staging_url, sqlite_synchronous=SQLITE_SYNCHRONOUS)
+    db = StagingDatabase(staging_url, NAME, sqlite_synchronous=SQLITE_SYNCHRONOUS)
     db.create_schema()
     yield db
     db.dispose()

@@ -32,10 +32,11 @@ from migration_pipeline.pairs.gladly_to_unthread.definitions import defs  # the 
 from sim.demo import accept_planted_mess
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.vendors.gladly.resources import GladlyResource
-from migration_pipeline.lib.staging.db import StagingDatabase
+from migration_pipeline.lib.staging.db import StagingDatabase, namespaced_url, sqlite_path
 from migration_pipeline.lib.staging.resources import StagingResource
 from sim.synth.dataset import DatasetLayout, read_json
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME as GLADLY_TO_UNTHREAD
 from migration_pipeline_tests.conftest import DATASET_END, GLADLY_TOKEN, GLADLY_USER, SQLITE_SYNCHRONOUS, UNTHREAD_KEY
 
 FIRST = (DATASET_END - timedelta(days=20)).isoformat()
@@ -100,7 +101,7 @@ class Rehearsal:
         return httpx.get(f"{self.unthread.url}/_emulator/stats").json()
 
     def db(self) -> StagingDatabase:
-        return StagingDatabase(self.staging_url)
+        return StagingDatabase(self.staging_url, GLADLY_TO_UNTHREAD)
 
 
 def _api_rows(client: httpx.Client, path: str, body: dict) -> list[dict]:
@@ -152,6 +153,11 @@ def _copy_sqlite(source: Path, target: Path) -> None:
     finally:
         src.close()
         dst.close()
+
+
+def _pair_file(url: str) -> Path:
+    """The SQLite file that holds the first pair's staging namespace for a staging URL."""
+    return sqlite_path(namespaced_url(url, GLADLY_TO_UNTHREAD))
 
 
 PG_TEMPLATES_FILE = "pg-templates.txt"  # template databases to drop when the session ends
@@ -236,9 +242,9 @@ class LoadedStates:
         from migration_pipeline_tests.conftest import session_lock
 
         if state.staging_url.startswith("sqlite"):
-            target = tmp_path / "staging.db"
-            _copy_sqlite(Path(state.staging_url.removeprefix("sqlite:///")), target)
-            return f"sqlite:///{target}"
+            url = f"sqlite:///{tmp_path / 'staging.db'}"
+            _copy_sqlite(_pair_file(state.staging_url), _pair_file(url))
+            return url
         # one copy at a time: PostgreSQL refuses a template that another session is copying
         with session_lock(self.tmp_path_factory, "pg-template"):
             return request.getfixturevalue("pg_databases")(template=state.staging_url.rpartition("/")[2])

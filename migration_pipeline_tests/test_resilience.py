@@ -32,6 +32,7 @@ from sim.demo import accept_planted_mess
 from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
 from sim.synth.dataset import DatasetLayout, read_json
 from migration_pipeline.vendors.unthread.client import UnthreadClient
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME as GLADLY_TO_UNTHREAD
 from migration_pipeline_tests.conftest import DATASET_END, GLADLY_USER, UNTHREAD_KEY
 from migration_pipeline_tests.rehearsal import LAST, Rehearsal, target_keys
 
@@ -114,7 +115,7 @@ def _stats(server) -> dict:
 
 
 def _ledger_counts(url: str) -> dict[str, int]:
-    db = StagingDatabase(url)
+    db = StagingDatabase(url, GLADLY_TO_UNTHREAD)
     try:
         done = sa.and_(ledger.c.state == "done")
         return {
@@ -177,7 +178,7 @@ def test_load_killed_midway_then_restarted_has_no_duplicate_and_no_gap_and_trace
 
     # trace: an item the crash stopped short of says so, and after the resume it is traced to its
     # message, written by the resuming run, and read back from Unthread
-    db = StagingDatabase(launch.staging_url)
+    db = StagingDatabase(launch.staging_url, GLADLY_TO_UNTHREAD)
     try:
         with db.engine.connect() as conn:
             crashed_run = conn.execute(

@@ -25,6 +25,7 @@ from migration_pipeline.pairs.gladly_to_unthread.assets.reconciliation_report im
 from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, ledger, target_capabilities, tickets
 from sim.synth.dataset import DatasetLayout, read_json
 from migration_pipeline.vendors.unthread.capabilities import PROBE_KEY
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME as GLADLY_TO_UNTHREAD
 from migration_pipeline_tests.conftest import DATASET_END
 from migration_pipeline_tests.rehearsal import FIRST, LAST, Rehearsal, target_keys
 
@@ -59,7 +60,7 @@ def test_a_range_and_one_day_deltas_on_a_strict_workspace_load_everything_once_g
     r = strict_rehearsal
     before_last = (DATASET_END - timedelta(days=3)).isoformat()
     runs = [r.run(FIRST, before_last)]
-    db = StagingDatabase(r.staging_url)
+    db = StagingDatabase(r.staging_url, GLADLY_TO_UNTHREAD)
     try:
         with db.engine.connect() as conn:
             found = {row.name: row.supported for row in conn.execute(sa.select(target_capabilities))}

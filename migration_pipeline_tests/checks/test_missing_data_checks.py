@@ -32,6 +32,7 @@ from migration_pipeline.lib.staging.db import StagingDatabase, utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.lib.staging.tickets import split_window
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME as GLADLY_TO_UNTHREAD
 from migration_pipeline_tests.conftest import UNTHREAD_KEY, start_unthread
 
 PARTITION = "2026-11-10"
@@ -105,7 +106,7 @@ def _migration_factory(tmp_path, staging_url, unthread):
             "jobId": JOB, "source": "api", "startAt": WINDOW[0].isoformat(), "endAt": WINDOW[1].isoformat(),
             "updatedAt": WINDOW[1].isoformat(), "files": {ITEMS: {"bytes": 0, "sha256": "", "lines": len(lines)}},
         }))
-        db = StagingDatabase(staging_url)
+        db = StagingDatabase(staging_url, GLADLY_TO_UNTHREAD)
         db.create_schema()
         try:
             stage_job_file(db, ExportArchive(data).load(JOB), ITEMS, WINDOW)

@@ -43,6 +43,7 @@ from migration_pipeline.lib.staging.db import StagingDatabase, conversation_item
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.lib.staging.tickets import split_window
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME as GLADLY_TO_UNTHREAD
 from migration_pipeline_tests.checks.test_missing_data_checks import _item
 from migration_pipeline_tests.rehearsal import FIRST, LAST
 
@@ -66,7 +67,7 @@ def _archive(data, job_id: str, start: datetime, end: datetime, files: dict[str,
 
 
 def _stage(data, staging_url: str, job_id: str) -> None:
-    db = StagingDatabase(staging_url)
+    db = StagingDatabase(staging_url, GLADLY_TO_UNTHREAD)
     db.create_schema()
     try:
         job = ExportArchive(data).load(job_id)
@@ -164,7 +165,7 @@ def test_a_clean_staged_window_passes_and_each_seeded_fault_is_named(tmp_path, s
     assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
 
     # faults: an item staged after the split, an item whose ticket is gone, a refused write
-    db = StagingDatabase(staging_url)
+    db = StagingDatabase(staging_url, GLADLY_TO_UNTHREAD)
     try:
         with db.engine.connect() as conn:
             row = dict(conn.execute(sa.select(conversation_items).limit(1)).mappings().one())

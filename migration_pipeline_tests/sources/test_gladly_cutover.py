@@ -24,6 +24,7 @@ from sim.emulators.gladly import create_app
 from migration_pipeline.vendors.gladly.client import GladlyClient
 from migration_pipeline.vendors.gladly.cutover import CSV_COLUMNS, plan_cutover, run_cutover
 from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, ledger, ticket_items, tickets
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME as GLADLY_TO_UNTHREAD
 from sim.synth.dataset import DatasetLayout, write_json
 from migration_pipeline_tests.conftest import GLADLY_TOKEN, GLADLY_USER
 
@@ -319,7 +320,7 @@ def test_dagster_job_dry_run_reports_counts_and_the_csv(dataset, gladly, tmp_pat
     from migration_pipeline.vendors.gladly.resources import GladlyResource
     from migration_pipeline.lib.staging.resources import StagingResource
 
-    db = StagingDatabase(f"sqlite:///{tmp_path / 'staging.db'}")
+    db = StagingDatabase(f"sqlite:///{tmp_path / 'staging.db'}", GLADLY_TO_UNTHREAD)
     db.create_schema()
     try:
         build_staging_state(db)  # the same hand-built state, on SQLite

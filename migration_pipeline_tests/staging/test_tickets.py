@@ -13,6 +13,7 @@ from migration_pipeline.lib.splitting import ItemRef, assign_items, encode_chang
 from migration_pipeline.lib.staging import tickets as tickets_module
 from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, ledger, now_text, ticket_items, tickets, utc_text
 from migration_pipeline.lib.staging.tickets import split_window
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME as GLADLY_TO_UNTHREAD
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 RULES = SplitRules(
@@ -62,7 +63,8 @@ def _items(seed: int, conversations: int = 12, per: int = 30) -> list[dict]:
 
 
 def _db(url: str, rows: list[dict]) -> StagingDatabase:
-    db = StagingDatabase(url)
+    """The first pair's namespace (splitting is its step; the CLI's preview reads it there)."""
+    db = StagingDatabase(url, GLADLY_TO_UNTHREAD)
     db.create_schema()
     with db.begin() as conn:
         db.upsert(conn, conversation_items, rows)

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from migration_pipeline.contract import Agent, Conversation, Customer, Item
 from migration_pipeline.lib.jsonl import loads
+from migration_pipeline.lib.staging.adoption import adopt_pg_tables, adopt_sqlite_file, default_heir, sqlite_path
 from migration_pipeline.lib.splitting import encode_change
 from migration_pipeline.lib.timestamps import utc_text  # noqa: F401  (the staging encoding; re-exported)
 
@@ -369,7 +370,8 @@ class StagingDatabase:
 
     `namespace`: a migration pair's own tables (its name), so two pairs never share a staged row,
     a ledger key or a lease: a schema on PostgreSQL, a file of its own on SQLite (namespaced_url).
-    None is the first pair's tables as they always were (public schema, the given file)."""
+    None is the default namespace (the public schema, the given file), which no pair uses: tables a
+    pair kept there before it had a namespace move to its own on first open (`adoption`)."""
 
     def __init__(self, url: str, namespace: str | None = None, *, sqlite_synchronous: str = "FULL"):
         """`sqlite_synchronous`: a SQLite database's durability (MIGRATION_SQLITE_SYNCHRONOUS, passed
@@ -380,7 +382,11 @@ class StagingDatabase:
             raise ValueError(f"sqlite_synchronous must be EXTRA, FULL, NORMAL or OFF, got {str(sqlite_synchronous)[:20]!r}")
         self.url = url
         self.namespace = namespace
-        self.engine: Engine = _engine(namespaced_url(url, namespace), namespace, sqlite_synchronous)
+        self._adopts_default = namespace is not None and namespace == default_heir()
+        own_url = namespaced_url(url, namespace)
+        if self._adopts_default and (legacy := sqlite_path(url)) is not None:
+            adopt_sqlite_file(legacy, sqlite_path(own_url), metadata.tables)  # before anything opens it
+        self.engine: Engine = _engine(own_url, namespace, sqlite_synchronous)
 
     def __repr__(self) -> str:
         return f"StagingDatabase({self.engine.url.render_as_string(hide_password=True)})"
@@ -396,6 +402,8 @@ class StagingDatabase:
                 conn.execute(sa.text("select pg_advisory_xact_lock(7270513)"))  # arbitrary, project-wide
                 if self.namespace is not None:
                     conn.execute(sa.text(f'create schema if not exists "{self.namespace}"'))
+                if self._adopts_default:
+                    adopt_pg_tables(conn, conn.info["default_schema"], self.namespace, metadata.tables)
             metadata.create_all(conn)
             _upgrade_added_columns(conn, _add_missing_columns(conn))
             conn.execute(sa.text(
@@ -746,8 +754,10 @@ def _engine(url: str, namespace: str | None, synchronous: str) -> Engine:
     engine = sa.create_engine(url, pool_pre_ping=True, json_serializer=json_text, json_deserializer=loads)
     if namespace is not None:
         @sa.event.listens_for(engine, "connect")
-        def _search_path(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+        def _search_path(dbapi_connection, record) -> None:  # pragma: no cover - trivial
             with dbapi_connection.cursor() as cursor:
+                # The schema un-namespaced connections use: where a pair's tables lived before (adoption).
+                record.info["default_schema"] = cursor.execute("select current_schema()").fetchone()[0]
                 cursor.execute(f'set search_path to "{namespace}"')
             dbapi_connection.commit()
 

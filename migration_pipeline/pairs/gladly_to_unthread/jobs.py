@@ -16,6 +16,7 @@ from migration_pipeline.lib.staging.db import utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
 from migration_pipeline.vendors.unthread.rollback import execute_rollback, plan_rollback
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME
 
 # Without the load's checks (no_writes_refused, dead_letters, freshness): a review run materializes
 # no load to check. The split's check (every item in a ticket) still runs: that cut is real.
@@ -72,7 +73,7 @@ def rollback_from_ledger(
         start = datetime.fromisoformat(config.range_start + "T00:00:00+00:00")
         end = datetime.fromisoformat((config.range_end or config.range_start) + "T00:00:00+00:00") + timedelta(days=1)
         window = (utc_text(start), utc_text(end))
-    with staging.database() as db:
+    with staging.database(NAME) as db:
         plan = plan_rollback(db, run_id=config.run_id, window=window, sample=config.sample)
         context.log.info(plan.render())
         metadata = {

@@ -14,6 +14,7 @@ from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.vendors.gladly.cutover import STATUSES, CutoverRow, run_cutover
 from migration_pipeline.vendors.gladly.resources import GladlyResource
 from migration_pipeline.lib.staging.resources import StagingResource
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME
 
 PROGRESS_EVERY = 100  # conversations between progress lines in the run log
 
@@ -44,7 +45,7 @@ def close_migrated_gladly_conversations(
             context.log.info(f"{done['n']} conversations handled")
 
     reports = storage.root / "reports"
-    with staging.database() as db:
+    with staging.database(NAME) as db:
         if config.dry_run:
             result = run_cutover(db, None, reports, dry_run=True, run_id=context.run.run_id)
         else:

@@ -8,6 +8,7 @@ from pydantic import Field
 from migration_pipeline.pairs.gladly_to_unthread.checks.trace import trace
 from migration_pipeline.lib.staging.resources import StagingResource
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME
 
 
 class TraceConfig(dg.Config):
@@ -21,7 +22,7 @@ class TraceConfig(dg.Config):
 def render_trace(context: dg.OpExecutionContext, config: TraceConfig, staging: StagingResource, unthread: UnthreadResource):
     """Trace `record_id` (archive file and line, staged row, merge, ticket, ledger, Unthread ids,
     readback status) and attach it to the run as markdown metadata."""
-    with staging.database() as db:
+    with staging.database(NAME) as db:
         if config.readback:
             with unthread.client() as client:
                 result = trace(db, config.record_id, client)

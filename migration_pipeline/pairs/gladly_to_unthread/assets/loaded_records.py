@@ -23,7 +23,7 @@ from migration_pipeline.vendors.unthread.dry_run import DryRunLoader, DryRunUnth
 from migration_pipeline.vendors.unthread.loader import LoadCounts, UnthreadLoader, tickets_touching
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
 from migration_pipeline.pairs.spec import MODE_TAG  # noqa: F401  (re-exported: jobs and tests read it here)
-from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, key
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, NAME, key
 
 
 LOADED = key("unthread_loaded_records")
@@ -112,7 +112,7 @@ def unthread_loaded_records(
     settings = loader_settings(unthread, run_id)
     extra: dict[str, dg.MetadataValue] = {}
     with ExitStack() as stack:
-        db = stack.enter_context(staging.database())
+        db = stack.enter_context(staging.database(NAME))
         lo, hi = utc_text(window.start), utc_text(window.end)
         if sample:
             chosen = messiest_customers(db, config.sample_customers)

@@ -43,7 +43,7 @@ def unthread_preflight(
     the load, when a blocking check fails; stores the findings as metadata. They are of the
     workspace and the configuration, not of a day: every day of a run gets the same, and
     `checked` says so, and whether the workspace was asked at all (not when `offline`)."""
-    with staging.database() as db, unthread.client() as client:
+    with staging.database(NAME) as db, unthread.client() as client:
         report = run_preflight(
             None if config.offline else client,
             db,

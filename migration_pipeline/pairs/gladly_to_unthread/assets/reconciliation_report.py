@@ -124,7 +124,7 @@ def reconciliation_report(
     jobs = ExportArchive(storage.root).jobs_overlapping(window.start, window.end)
     accepted_file = Path(config.accepted_losses_file or storage.root / ACCEPTED_LOSSES_FILE)
     accepted = load_accepted_losses(accepted_file)
-    with staging.database() as db, unthread.client() as client:
+    with staging.database(NAME) as db, unthread.client() as client:
         rec = reconcile(
             db, client, jobs, window.start, window.end,
             placeholder_user_id=unthread.placeholder_user_id, customer_mode=unthread.customer_mode, accepted=accepted,

@@ -15,7 +15,7 @@ from migration_pipeline.vendors.gladly.staging import StageCounts, stage_job_fil
 from migration_pipeline.lib.staging.by_day import rows_by_day
 from migration_pipeline.lib.staging.db import agents, conversation_items, utc_text
 from migration_pipeline.lib.staging.resources import StagingResource
-from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, key
+from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, NAME, key
 
 STAGED_KEYS = ("staged_customers", "staged_agents", "staged_topics", "staged_conversation_items")
 _DESCRIPTIONS = {
@@ -49,7 +49,7 @@ def staged_gladly_records(
     window = context.partition_time_window
     jobs = ExportArchive(storage.root).jobs_overlapping(window.start, window.end)
     totals = {name: StageCounts() for name in ("customers.jsonl", "agents.jsonl", "topics.jsonl", "conversation_items.jsonl")}
-    with staging.database() as db:
+    with staging.database(NAME) as db:
         for job in jobs:
             for name in sorted(job.files):
                 if name in totals:

@@ -42,7 +42,7 @@ def split_tickets(context: dg.AssetExecutionContext, config: SplitConfig, stagin
     rules = SplitRules.load(config.rules_file or staging.split_rules_file)
     window = context.partition_time_window
     lo, hi = utc_text(window.start), utc_text(window.end)
-    with staging.database() as db:
+    with staging.database(NAME) as db:
         # One splitter at a time: a second run of the same range waits, then finds nothing to cut.
         with exclusive(db, SPLIT_LEASE, f"{context.run.run_id}:split", SPLIT_LEASE_TTL_SECONDS):
             counts = split_window(db, lo, hi, rules)

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from migration_pipeline.pairs.gladly_to_unthread.assets.export_jobs import PARTIAL_LAYOUTS, gladly_export_jobs
 from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import unthread_loaded_records
 from migration_pipeline.pairs.gladly_to_unthread.assets.tickets import split_tickets
-from migration_pipeline.pairs.gladly_to_unthread.pair import key
+from migration_pipeline.pairs.gladly_to_unthread.pair import NAME, key
 from migration_pipeline.pairs.gladly_to_unthread.checks.reconciliation import (
     ACCEPTED_LOSSES_FILE,
     quarantined_lines,
@@ -125,7 +125,7 @@ def quarantine_rate(
 ) -> dg.AssetCheckResult:
     start, end = run_window(context)
     jobs = ExportArchive(storage.root).jobs_overlapping(start, end)
-    with staging.database() as db:
+    with staging.database(NAME) as db:
         quarantined = quarantined_lines(db, [j.job_id for j in jobs])
     # a reviewer's sign-off (the file the reconciliation reads): accepted lines are not counted
     accepted = load_accepted_losses(storage.root / ACCEPTED_LOSSES_FILE)
@@ -142,7 +142,7 @@ def quarantine_rate(
 def items_all_in_tickets(context: dg.AssetCheckExecutionContext, staging: StagingResource) -> dg.AssetCheckResult:
     start, end = run_window(context)
     lo, hi = utc_text(start), utc_text(end)
-    with staging.database() as db:
+    with staging.database(NAME) as db:
         unsplit = run_model(db, "rpt_items_not_in_tickets", lo=lo, hi=hi)
         staged = db.count(conversation_items, sa.and_(conversation_items.c.ts >= lo, conversation_items.c.ts < hi))
     if unsplit:
@@ -175,7 +175,7 @@ def dead_letters(
 ) -> dg.AssetCheckResult:
     start, end = run_window(context)
     lo, hi = utc_text(start), utc_text(end)
-    with staging.database() as db:
+    with staging.database(NAME) as db:
         tickets = run_model(db, "rpt_ticket_sizes", lo=lo, hi=hi)
         failed = run_model(db, "rpt_dead_letters")
     # the window's refusals as the reconciliation counts them (its customers: their one in single mode)
