@@ -4,7 +4,8 @@ base64 images that a real helpdesk export is full of.
 
 Everything here is a pure function of its arguments (a `random.Random` the caller seeded, or
 plain values), so the generator stays byte-for-byte deterministic. Nothing here knows about jobs
-or files; `generator.py` decides what goes where.
+or files; the world (`sim.synth.world`) decides who says what, the writers (`sim.synth.writers`)
+what goes where.
 """
 
 from __future__ import annotations

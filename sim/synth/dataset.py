@@ -1,8 +1,8 @@
 """The on-disk dataset format shared by the messy data generator and the Gladly emulator.
 
-A dataset is a folder. The generator (`migration-pipeline generate`) writes it; the Gladly
-emulator (`migration-pipeline emulator gladly --data DIR`) serves it; users can hand-edit it or
-build their own to rehearse a migration on data shaped like theirs.
+A dataset is a folder. The generator (`migration-pipeline generate`, `sim.synth.writers.gladly`)
+writes it; the Gladly emulator (`migration-pipeline emulator gladly --data DIR`) serves it; users
+can hand-edit it or build their own to rehearse a migration on data shaped like theirs.
 
     DIR/
       manifest.json                    ground truth written by the generator (see below);

@@ -1,4 +1,4 @@
-"""The on-disk format of a Zendesk dataset, shared by the generator (`sim.synth.zendesk`) and the
+"""The on-disk format of a Zendesk dataset, shared by the generator (`sim.synth.writers.zendesk`) and the
 Zendesk emulator (`sim.emulators.zendesk`).
 
 A dataset is a folder; `migration-pipeline generate --source zendesk` writes it, the emulator
