@@ -70,7 +70,10 @@ def test_dry_and_sample_runs_materialize_nothing_and_a_real_run_does(rehearsal, 
     check = dg.AssetCheckKey(LOADED, REFUSED_CHECK)
     assert instance.event_log_storage.get_asset_check_execution_history(check, limit=5) == []
 
-    sample = review.resolve_job_def("sample_migration").execute_in_process(partition_key=DAY, instance=instance)
+    # three customers: fewer than the day holds, so the real run has tickets of its own left to send
+    sample = review.resolve_job_def("sample_migration").execute_in_process(
+        partition_key=DAY, instance=instance, run_config={"ops": {LOAD_OP: {"config": {"sample_customers": 3}}}}
+    )
     assert sample.success and sample.dagster_run.tags[MODE_TAG] == "sample"
     assert instance.get_latest_materialization_event(LOADED) is None and _loaded_days(instance) == set()
     tried = _observed(sample)
