@@ -51,7 +51,7 @@ ZENDESK_TO_GLADLY = {
         "zendesk_to_gladly/reconciliation_report:one_gladly_profile_per_customer",
         "zendesk_to_gladly/staged_conversation_items:quarantine_rate",
     ],
-    "jobs": ["zendesk_to_gladly_migration"],
+    "jobs": ["zendesk_to_gladly_dry_run", "zendesk_to_gladly_migration"],
     "schedules": ["zendesk_to_gladly_daily_delta"],
     "sensors": [],
 }

@@ -10,6 +10,8 @@ Ledger protocol (table `ledger`, one row per target object, keyed by a source ke
 A 4xx validation error is recorded as `failed` with the vendor's message and not retried in the
 run. Leases (table `load_leases`) keep two runs off the same object: a second run waits, a crashed
 run's lease expires after its TTL, and a heartbeat renews the held ones while a request waits.
+A dry run (`ExactlyOnce(dry_run=True)`) reads the real ledger, keeps its own writes in memory
+(`OverlayLedger`) and takes no lease: it changes nothing another run sees.
 """
 
 from __future__ import annotations
@@ -59,6 +61,30 @@ class Ledger:
             self.db.upsert(conn, ledger, [row], accumulate=("attempts",))
 
 
+class OverlayLedger(Ledger):
+    """Reads the real ledger, writes to memory: a dry run never changes what a real run sees."""
+
+    def __init__(self, db: StagingDatabase, run_id: str | None):
+        super().__init__(db, run_id)
+        self.rows: dict[str, dict[str, Any] | None] = {}  # None: forgotten in this run
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.rows[key] if key in self.rows else super().get(key)
+
+    def forget(self, key: str) -> None:
+        self.rows[key] = None
+
+    def write(self, key: str, entity: str, state: str, *, target_id=None, parent=None, error=None) -> None:
+        self.rows[key] = {
+            "source_key": key, "entity_type": entity, "parent_key": parent, "target_id": target_id, "state": state,
+            "attempts": 0, "last_error": error, "run_id": self.run_id, "updated_at": now_text(),
+        }
+
+    def done(self, entity: str) -> dict[str, str]:
+        """Key -> target id of what this run recorded as done for `entity`."""
+        return {k: r["target_id"] for k, r in self.rows.items() if r and r["entity_type"] == entity and r["state"] == "done"}
+
+
 class ProtocolCounts(Protocol):
     recovered: int  # intents resolved by finding the object on the target
     waited_for_lease: int  # keys another run was loading at the same time
@@ -78,7 +104,8 @@ class Counts:
 
 class ExactlyOnce:
     """The protocol for one run: `ensure` a target object once, under `lease`s. A target's loader
-    derives from it (or holds one) and supplies `create` and `find` per object."""
+    derives from it (or holds one) and supplies `create` and `find` per object. With `dry_run` the
+    ledger is an `OverlayLedger` and no lease is taken (its target must send no write)."""
 
     def __init__(
         self,
@@ -89,9 +116,11 @@ class ExactlyOnce:
         create_attempts: int = 6,
         create_backoff_seconds: float = 0.5,
         lease_ttl_seconds: float = 120.0,
+        dry_run: bool = False,
     ):
         self.db = db
-        self.ledger = Ledger(db, run_id)
+        self.dry_run = dry_run
+        self.ledger = OverlayLedger(db, run_id) if dry_run else Ledger(db, run_id)
         self.counts: Any = counts if counts is not None else Counts()
         self.create_attempts, self.create_backoff_seconds = create_attempts, create_backoff_seconds
         self.lease_ttl_seconds = lease_ttl_seconds
@@ -101,7 +130,11 @@ class ExactlyOnce:
     # -- leases: one writer at a time per key ---------------------------------------------------
     @contextmanager
     def lease(self, key: str) -> Iterator[None]:
-        """Hold the lease on `key`, waiting while another live run holds it."""
+        """Hold the lease on `key`, waiting while another live run holds it (a dry run takes none:
+        it sends nothing, so it races no one, and the leases table stays as it was)."""
+        if self.dry_run:
+            yield
+            return
         waited, deadline = False, time.monotonic() + 10 * self.lease_ttl_seconds
         while not self._leases.acquire(key):
             if time.monotonic() > deadline:
@@ -117,6 +150,8 @@ class ExactlyOnce:
     def renew_leases(self) -> None:
         """Called before each create: the heartbeat keeps our leases live while we wait; stop
         here if one of them was taken over by another run meanwhile."""
+        if self.dry_run:
+            return
         lost = self._leases.confirm()
         if lost is not None:
             raise RuntimeError(f"lost the lease on {lost} to another run; stopping before any send")

@@ -18,6 +18,7 @@ from rich.console import Console
 from migration_pipeline.lib.reconcile.accepted_losses import ACCEPTED_LOSSES_FILE
 from migration_pipeline.lib.staging.db import StagingDatabase, imported_items
 from migration_pipeline.lib.staging.resources import StagingResource
+from migration_pipeline.pairs.zendesk_to_gladly.jobs import WRITES_OP
 from migration_pipeline.resources import MigrationStorage
 from migration_pipeline.vendors.gladly.resources import GladlyResource
 from migration_pipeline.vendors.zendesk.resources import ZendeskResource
@@ -110,7 +111,7 @@ def test_the_api_path_sends_the_last_year_as_activity_items_and_the_files_leave_
         resources = _resources(env, staging_url)
         first = env["MIGRATION_HISTORY_START"]
         last = (datetime.fromisoformat(env["MIGRATION_HISTORY_END"]) - timedelta(days=1)).date().isoformat()
-        enabled = {"ops": {f"{PAIR}__gladly_activity_items": {"config": {"enabled": True}}}}
+        enabled = {"ops": {WRITES_OP: {"config": {"enabled": True}}}}
         run = materialize(first, last, resources, enabled)
         assert run.success and all(_checks(run).values()), _checks(run)
         sent = _metadata(run, "gladly_activity_items")

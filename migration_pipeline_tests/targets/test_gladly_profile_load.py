@@ -20,8 +20,9 @@ import sqlalchemy as sa
 
 from migration_pipeline.contract import Customer
 from migration_pipeline.lib import ledger_keys
-from migration_pipeline.lib.staging.db import StagingDatabase, customer_columns, customers, ledger, now_text
+from migration_pipeline.lib.staging.db import StagingDatabase, customer_columns, customers, ledger, load_leases, now_text
 from migration_pipeline.vendors.gladly.client import GladlyClient
+from migration_pipeline.vendors.gladly.plan import PlanningTarget, WritePlan
 from migration_pipeline.vendors.gladly.profile_load import (
     NO_EMAIL_NO_PHONE,
     ONLY_INVALID_EMAIL,
@@ -179,6 +180,36 @@ def test_a_409_is_resolved_to_the_existing_profile_and_completed(db, org, gladly
     assert [(p["normalized"], p["type"], p.get("smsPreference")) for p in profile.phones] == [
         ("+16505550100", "HOME", "FORBIDDEN"), ("+16505550101", "", None)]
     assert ledger_states(db) == {ledger_keys.profile("ann@example.com"): ("done", "existing-ann")}
+
+
+def test_a_dry_run_sends_no_write_and_plans_exactly_what_the_load_then_does(db, org, gladly_server_factory, clients, tmp_path) -> None:
+    """Over a planning target the same load sends only reads (Ann's address, already on a Gladly
+    profile, is found as after a 409), records each create and completion with its body and leaves
+    the ledger and leases alone; the real load then creates and completes exactly those."""
+    stage(db, *MESSY)
+    server = gladly_server_factory(org)
+    target = clients(server)
+    existing = target.create_profile(ProfileFields(emails=["ann@example.com"])).id
+    before = (ledger_states(db), stats(server), len(requests_log(server, "POST", "PATCH")))
+    with WritePlan(tmp_path / "plan") as plan, loader(db, PlanningTarget(target.client, plan)) as dry:
+        planned = dry.load(people(db))
+        assert dry.resolved() == {"z1": existing, "z2": existing, "z6": existing, "z3": stable_id("zendesk:z3")}
+    assert (planned.created, planned.matched, planned.updated, planned.failed) == (1, {"email": 1}, 1, 0)
+    assert (ledger_states(db), stats(server), len(requests_log(server, "POST", "PATCH"))) == before
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(load_leases)).scalar() == 0
+    writes = [json.loads(line) for line in plan.path("profiles").read_text().splitlines()]
+    assert [(w["method"], w["path"]) for w in writes] == [
+        ("PATCH", f"/customer-profiles/{existing}"), ("POST", "/customer-profiles")]
+    completed, created = writes[0]["body"], writes[1]["body"]
+    assert created["id"] == stable_id("zendesk:z3") and completed["name"] == "Ann"
+
+    with loader(db, target) as real:
+        counts = real.load(people(db))
+    assert (counts.created, counts.matched, counts.updated) == (planned.created, planned.matched, planned.updated)
+    assert target.client.get_customer(created["id"]).profile.phones[0]["original"] == created["phones"][0]["original"]
+    ann = target.client.get_customer(existing).profile
+    assert ann.name == "Ann" and [e["original"] for e in ann.emails] == [e["original"] for e in completed["emails"]]
 
 
 def test_a_refused_person_is_named_with_the_reason_and_the_run_goes_on(db, org, gladly_server_factory, clients) -> None:

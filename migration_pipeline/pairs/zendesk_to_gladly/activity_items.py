@@ -29,13 +29,17 @@ doubled, and a lost answer is resolved by GET /conversation-items/{id}.
 `load()` returns the staged item ids now in Gladly through the API (ledger `done`, in the window):
 the import-file writer leaves them out. `items_in_gladly(db, lo, hi)` answers the same from the
 ledger alone, without a load.
+
+Dry run: over a `vendors/gladly/plan.PlanningTarget` the same code plans instead: every item it
+would POST is recorded with its body, not sent (counted `sent`), the ledger and leases are left as
+they are, and the customers' profiles may be the ones the run's profile plan resolved (`profiles`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -43,7 +47,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from migration_pipeline.lib.http import VendorAPIError
-from migration_pipeline.lib.ledger import ExactlyOnce
+from migration_pipeline.lib.ledger import ExactlyOnce, OverlayLedger
 from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, imported_items, ledger, utc_text
 from migration_pipeline.lib import ledger_keys
 from migration_pipeline.lib.ledger_keys import activity as activity_key
@@ -159,8 +163,9 @@ def _refused_as_too_old(exc: VendorAPIError) -> bool:
 class ActivityLoader(ExactlyOnce):
     """Sends the last `max_age_days` of a window's comments as CUSTOMER_ACTIVITY items, exactly
     once (see the module doc). `now` is when the age is measured (default: the wall clock at
-    construction); at send time it is `now` plus the time elapsed since. Close it (or use `with`)
-    to stop the lease heartbeat."""
+    construction); at send time it is `now` plus the time elapsed since. `profiles`: source customer
+    id -> Gladly profile id (default: the ledger's, `profile_index`). Over a planning target
+    (`target.plans_only`) it only plans. Close it (or use `with`) to stop the lease heartbeat."""
 
     def __init__(
         self,
@@ -172,6 +177,7 @@ class ActivityLoader(ExactlyOnce):
         max_age_days: int = DEFAULT_MAX_AGE_DAYS,
         rules: ImportRules | None = None,
         activity_type: ActivityType = "EMAIL",
+        profiles: Mapping[str, str] | None = None,
         create_attempts: int = 6,
         create_backoff_seconds: float = 0.5,
         lease_ttl_seconds: float = 120.0,
@@ -184,8 +190,10 @@ class ActivityLoader(ExactlyOnce):
         self.rules = rules or load_import_rules()
         self.activity_type: ActivityType = activity_type
         self.counts = ActivityCounts()
+        self.profiles = profiles
         super().__init__(db, run_id, counts=self.counts, create_attempts=create_attempts,
-                         create_backoff_seconds=create_backoff_seconds, lease_ttl_seconds=lease_ttl_seconds)
+                         create_backoff_seconds=create_backoff_seconds, lease_ttl_seconds=lease_ttl_seconds,
+                         dry_run=target.plans_only)
         self._started = time.monotonic()
 
     def send_time(self) -> datetime:
@@ -203,7 +211,8 @@ class ActivityLoader(ExactlyOnce):
         in `counts` over calls."""
         lo = lo or self.oldest_allowed()
         done = items_in_gladly(self.db, lo, hi)
-        for chunk in _chunks(self._candidates(lo, hi, done, profile_index(self.db)), _CHUNK):
+        profiles = profile_index(self.db) if self.profiles is None else self.profiles
+        for chunk in _chunks(self._candidates(lo, hi, done, profiles), _CHUNK):
             rows = self._rows(lo, hi, chunk)
             for candidate in chunk:
                 row = rows.get(candidate.item_id)
@@ -213,7 +222,10 @@ class ActivityLoader(ExactlyOnce):
                 activity = self._activity(row)
                 if activity is not None:
                     self._send(candidate, activity)
-        return items_in_gladly(self.db, lo, hi)
+        in_gladly = items_in_gladly(self.db, lo, hi)
+        if isinstance(self.ledger, OverlayLedger):  # a dry run: and what it planned to send
+            in_gladly |= {key.removeprefix(ACTIVITY_PREFIX) for key in self.ledger.done(ENTITY)}
+        return in_gladly
 
     def _plan(self, lo: datetime, hi: datetime | None) -> ShapingPlan:
         return ShapingPlan(_NO_RANGE, utc_text(lo), utc_text(hi) if hi else _END_OF_TIME, late_spans=[])

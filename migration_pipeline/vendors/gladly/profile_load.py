@@ -19,6 +19,10 @@ the contract does not know which numbers are mobile, and only a MOBILE number mu
 The ledger row of the person key holds the Gladly profile id: `profile_of(source customer id)`.
 A 400 is recorded against the person (its key and source customers) and the run goes on; a 401 or
 403 stops it.
+
+Dry run: over a `plan.PlanningTarget` the same code plans instead of loading: each create is
+preceded by the lookups a 409 would lead to (so a profile Gladly already holds counts as matched),
+the POSTs and PATCHes are recorded, not sent, and the ledger and leases are left as they are.
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import sqlalchemy as sa
 
 from migration_pipeline.lib import ledger_keys
 from migration_pipeline.lib.http import VendorAPIError
-from migration_pipeline.lib.http import path_segment as segment
 from migration_pipeline.lib.ledger import ExactlyOnce
 from migration_pipeline.lib.staging.db import StagingDatabase, customers, ledger
 from migration_pipeline.vendors.gladly.client import CustomerProfile
@@ -258,8 +261,9 @@ def profile_index(db: StagingDatabase, customer_ids: Iterable[str] | None = None
 
 # -- the load ----------------------------------------------------------------------------------
 class ProfileLoader(ExactlyOnce):
-    """Creates or completes one Gladly profile per person, exactly once (see the module doc).
-    Close it (or use `with`) to stop the lease heartbeat."""
+    """Creates or completes one Gladly profile per person, exactly once (see the module doc); over a
+    planning target (`target.plans_only`) only plans it. Close it (or use `with`) to stop the lease
+    heartbeat."""
 
     def __init__(
         self,
@@ -274,7 +278,8 @@ class ProfileLoader(ExactlyOnce):
         self.target = target
         self.counts = ProfileCounts()
         super().__init__(db, run_id, counts=self.counts, create_attempts=create_attempts,
-                         create_backoff_seconds=create_backoff_seconds, lease_ttl_seconds=lease_ttl_seconds)
+                         create_backoff_seconds=create_backoff_seconds, lease_ttl_seconds=lease_ttl_seconds,
+                         dry_run=target.plans_only)
         self._loaded: dict[str, str] = {}  # source customer id -> profile id, as this run resolved them
         self._index: dict[str, str] | None = None
 
@@ -285,6 +290,11 @@ class ProfileLoader(ExactlyOnce):
         if self._index is None:
             self._index = profile_index(self.db)
         return self._index.get(source_customer_id)
+
+    def resolved(self) -> dict[str, str]:
+        """Source customer id -> profile id, for every person this loader loaded, found loaded or
+        (a dry run) planned: what an activity load of the same run sends items to."""
+        return dict(self._loaded)
 
     def load(self, persons: People | Iterable[Person]) -> ProfileCounts:
         """Ensure each person's profile; the counts of this loader (accumulated over calls)."""
@@ -381,9 +391,8 @@ class ProfileLoader(ExactlyOnce):
             body["phones"] = [_kept(p) for p in profile.phones] + [Phone(number=p).body() for p in new_phones]
         if not body:
             return
-        path = f"/customer-profiles/{segment(profile.id)}"
         try:
-            response = self.target.client.request("PATCH", path, json=body, ok=(409,))
+            response = self.target.patch_profile(profile.id, body)
             if response.status_code == 409 and new_emails:
                 elsewhere = [
                     e for e in new_emails
@@ -395,7 +404,7 @@ class ProfileLoader(ExactlyOnce):
                 if kept:
                     body["emails"] = [_kept(e) for e in profile.emails] + [{"original": e} for e in kept]
                 if body:
-                    response = self.target.client.request("PATCH", path, json=body, ok=(409,))
+                    response = self.target.patch_profile(profile.id, body)
             if response.status_code == 409:
                 self.counts.not_updated.append(f"{person.key}: {self.target.client.error_detail(response)}")
                 return

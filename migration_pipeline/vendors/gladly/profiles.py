@@ -177,11 +177,19 @@ class GladlyTarget:
     """Typed writes to a Gladly organization, over a `GladlyClient`.
 
     `create_attempts` bounds how often one create is sent when each answer is lost and each
-    lookup shows it was not applied."""
+    lookup shows it was not applied. Every write leaves through `_write`: a dry run's target
+    (plan.PlanningTarget, `plans_only`) records it there instead of sending it."""
+
+    plans_only = False  # True: writes are recorded, never sent (a loader then keeps no ledger or leases)
 
     def __init__(self, client: GladlyClient, *, create_attempts: int = 3):
         self.client = client
         self.create_attempts = create_attempts
+
+    def _write(self, method: str, path: str, body: dict[str, Any], *, ok: tuple[int, ...] = (),
+               idempotent: bool = True) -> httpx.Response:
+        """Send one write to Gladly (every write of this target goes through here)."""
+        return self.client.request(method, path, json=body, ok=ok, idempotent=idempotent)
 
     # -- customer profiles ---------------------------------------------------------------------
     def create_profile(self, fields: ProfileFields, profile_id: str | None = None) -> ProfileOutcome:
@@ -207,7 +215,12 @@ class GladlyTarget:
     def update_profile(self, profile_id: str, fields: ProfileFields) -> None:
         """PATCH the given fields (204). Safe to repeat. A merged-away or unknown id (404), an
         email or mobile of another profile (409) or invalid fields (400) raise VendorAPIError."""
-        self.client.request("PATCH", f"/customer-profiles/{segment(profile_id)}", json=fields.body())
+        self._write("PATCH", f"/customer-profiles/{segment(profile_id)}", fields.body())
+
+    def patch_profile(self, profile_id: str, body: dict[str, Any]) -> httpx.Response:
+        """PATCH a request body as given onto a profile; Gladly's answer, a 409 (an email or
+        mobile number of another profile) returned rather than raised."""
+        return self._write("PATCH", f"/customer-profiles/{segment(profile_id)}", body, ok=(409,))
 
     def find_profiles_by_email(self, email: str) -> list[CustomerProfile]:
         """Profiles with the address (case-insensitive), newest update first, at most 50."""
@@ -318,7 +331,7 @@ class GladlyTarget:
             if attempt:
                 time.sleep(min(self.client.backoff_initial * 2 ** (attempt - 1), self.client.backoff_max))
             try:
-                return self.client.request("POST", path, json=body, idempotent=False, ok=ok)
+                return self._write("POST", path, body, idempotent=False, ok=ok)
             except VendorAPIError as exc:
                 if not exc.retryable:
                     raise

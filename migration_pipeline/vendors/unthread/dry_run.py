@@ -24,9 +24,9 @@ from typing import Any
 
 from migration_pipeline.lib import markers
 from migration_pipeline.lib.http import CallStats
-from migration_pipeline.lib.staging.db import StagingDatabase, now_text
+from migration_pipeline.lib.staging.db import StagingDatabase
 from migration_pipeline.vendors.unthread.client import UnthreadClient, Upload
-from migration_pipeline.lib.ledger import Ledger
+from migration_pipeline.lib.ledger import OverlayLedger
 from migration_pipeline.vendors.unthread.loader import LoadSettings, UnthreadLoader
 
 KINDS = ("customers", "conversations", "messages", "statuses", "conversation_updates", "tags")
@@ -115,23 +115,6 @@ class DryRunUnthreadClient:
 
     def summary(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), **self.counts, "requests_sent": self.stats.requests}
-
-
-class OverlayLedger(Ledger):
-    """Reads the real ledger, writes to memory: a dry run never changes what a real run sees."""
-
-    def __init__(self, db: StagingDatabase, run_id: str | None):
-        super().__init__(db, run_id)
-        self.rows: dict[str, dict[str, Any]] = {}
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.rows.get(key) or super().get(key)
-
-    def write(self, key: str, entity: str, state: str, *, target_id=None, parent=None, error=None) -> None:
-        self.rows[key] = {
-            "source_key": key, "entity_type": entity, "parent_key": parent, "target_id": target_id, "state": state,
-            "attempts": 0, "last_error": error, "run_id": self.run_id, "updated_at": now_text(),
-        }
 
 
 def _no_download(_item_id: str, _attachment_id: str, **_limits: Any) -> bytes:
