@@ -111,3 +111,24 @@ def test_a_sqlite_file_still_open_elsewhere_is_not_moved(tmp_path):
     finally:
         other.close()
     assert _agent_ids(url, NAME) == ["a1"]
+
+
+def test_rows_written_to_the_old_file_after_the_move_are_refused_not_ignored(tmp_path):
+    url = f"sqlite:///{tmp_path / 'staging.db'}"
+    _stage_agents(url, None, "a1")
+    assert _agent_ids(url, NAME) == ["a1"]  # moved
+    _stage_agents(url, None, "late")  # a run of the old release, after the move: a new default file
+
+    with pytest.raises(AdoptionError, match="both staging.db .* and staging-gladly_to_unthread.db hold staging rows"):
+        StagingDatabase(url, NAME)
+    (tmp_path / "staging.db").unlink()  # the operator merged or removed it
+    assert _agent_ids(url, NAME) == ["a1"]
+
+
+def test_an_empty_default_file_beside_the_pairs_is_left_alone(tmp_path):
+    url = f"sqlite:///{tmp_path / 'staging.db'}"
+    _stage_agents(url, NAME, "a1")
+    default = StagingDatabase(url)  # tables, no rows (e.g. a tool opening the default namespace)
+    default.create_schema()
+    default.dispose()
+    assert _agent_ids(url, NAME) == ["a1"]

@@ -58,8 +58,18 @@ def sqlite_path(url: str) -> Path | None:
 
 def adopt_sqlite_file(legacy: Path, target: Path, tables: Iterable[str]) -> bool:
     """Rename `legacy` to `target` when `target` does not exist yet and `legacy` holds any of
-    `tables`. Returns whether it moved the file."""
-    if target.exists() or not legacy.exists():
+    `tables`. Returns whether it moved the file. When both exist and `legacy` holds rows (a run of
+    the old release wrote there after the move), refuse: those rows would be silently ignored, and
+    a ledger row ignored is an object sent twice."""
+    if not legacy.exists():
+        return False
+    if target.exists():
+        if _sqlite_rows_in(legacy, tables):
+            raise AdoptionError(
+                f"both {legacy.name} (before pairs had namespaces) and {target.name} hold staging rows: a run of "
+                f"the old release wrote to {legacy.name} after its tables moved. Nothing was changed; merge or remove "
+                f"{legacy.name} and start again."
+            )
         return False
     with _file_lock(target.with_name(target.name + ".adopting")):
         if target.exists() or not legacy.exists():  # another process moved it while we waited
@@ -83,6 +93,16 @@ def adopt_sqlite_file(legacy: Path, target: Path, tables: Iterable[str]) -> bool
         os.replace(legacy, target)
     _log.warning("staging tables moved from %s to %s (the pair's own namespace)", legacy.name, target.name)
     return True
+
+
+def _sqlite_rows_in(path: Path, tables: Iterable[str]) -> list[str]:
+    """Which of `tables` hold a row in the SQLite file at `path` (opened read-only)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        present = {row[0] for row in con.execute("select name from sqlite_master where type = 'table'")}
+        return [t for t in sorted(set(tables) & present) if con.execute(f'select 1 from "{t}" limit 1').fetchone()]
+    finally:
+        con.close()
 
 
 def adopt_pg_tables(conn: Connection, legacy_schema: str, namespace: str, tables: Iterable[str]) -> list[str]:
