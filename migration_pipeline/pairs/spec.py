@@ -24,6 +24,7 @@ import dagster as dg
 
 MODE_TAG = "migration/mode"  # full / dry_run / sample
 PAIR_TAG = "migration/pair"
+FULL, SAMPLE, DRY_RUN = "full", "sample", "dry_run"  # MODE_TAG's values: a real run and the review modes
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,26 @@ class PairSpec:
         return dg.AssetKey([self.name, *path])
 
 
+def log_mode(context: dg.AssetExecutionContext, what: str, mode: str, config: str, not_materialized: str) -> None:
+    """Say which mode a writing step runs in (`<what>: <mode>`), loudly when the run's MODE_TAG says
+    otherwise: a review mode turned on through `config` in another job (the warning then ends with
+    `not_materialized`, what the mode leaves unmaterialized), or a review job with it turned off."""
+    tagged = context.run.tags.get(MODE_TAG)
+    if tagged == mode or (tagged is None and mode == FULL):
+        context.log.info(f"{what}: {mode}")
+    else:
+        context.log.warning(
+            f"{what}: {mode} ({config}), but this run's {MODE_TAG} tag says {tagged or 'nothing'}"
+            + (": writes ARE sent" if mode == FULL else f": {not_materialized}")
+        )
+
+
 def migration_job(spec: PairSpec) -> dg.UnresolvedAssetJobDefinition:
     """Every stage of the pair for the selected days, its checks included, no other pair's."""
     return dg.define_asset_job(
         f"{spec.name}_migration",
         selection=dg.AssetSelection.assets(*spec.stages),
-        tags={MODE_TAG: "full", PAIR_TAG: spec.name, **spec.tags},
+        tags={MODE_TAG: FULL, PAIR_TAG: spec.name, **spec.tags},
         description=spec.migration_description or f"Every stage of {spec.title} for the selected days.",
     )
 

@@ -9,7 +9,8 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import DRY_RUN, MODE_TAG, SAMPLE, unthread_loaded_records
+from migration_pipeline.pairs.gladly_to_unthread.assets.loaded_records import unthread_loaded_records
+from migration_pipeline.pairs.spec import DRY_RUN, MODE_TAG, SAMPLE
 from migration_pipeline.pairs.gladly_to_unthread.assets.preflight import unthread_preflight
 from migration_pipeline.pairs.gladly_to_unthread.assets.tickets import split_tickets
 from migration_pipeline.lib.staging.db import utc_text

@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from migration_pipeline.lib.http import VendorAPIError
-from migration_pipeline.lib.ledger import ExactlyOnce, OverlayLedger
+from migration_pipeline.lib.ledger import ExactlyOnce
 from migration_pipeline.lib.staging.db import StagingDatabase, conversation_items, imported_items, ledger, utc_text
 from migration_pipeline.lib import ledger_keys
 from migration_pipeline.lib.ledger_keys import activity as activity_key
@@ -223,7 +223,7 @@ class ActivityLoader(ExactlyOnce):
                 if activity is not None:
                     self._send(candidate, activity)
         in_gladly = items_in_gladly(self.db, lo, hi)
-        if isinstance(self.ledger, OverlayLedger):  # a dry run: and what it planned to send
+        if self.dry_run:  # and what it planned to send (its ledger is the run's OverlayLedger)
             in_gladly |= {key.removeprefix(ACTIVITY_PREFIX) for key in self.ledger.done(ENTITY)}
         return in_gladly
 

@@ -10,8 +10,8 @@ change what a later real run sends through the API."""
 
 import dagster as dg
 
-from migration_pipeline.pairs.spec import MODE_TAG, PAIR_TAG
-from migration_pipeline.pairs.zendesk_to_gladly.assets.gladly_api_writes import DRY_RUN, gladly_api_writes
+from migration_pipeline.pairs.spec import DRY_RUN, MODE_TAG, PAIR_TAG
+from migration_pipeline.pairs.zendesk_to_gladly.assets.gladly_api_writes import gladly_api_writes
 from migration_pipeline.pairs.zendesk_to_gladly.assets.preflight import gladly_preflight
 from migration_pipeline.pairs.zendesk_to_gladly.assets.raw import zendesk_deliveries
 from migration_pipeline.pairs.zendesk_to_gladly.assets.staged import staged_zendesk_records

@@ -62,11 +62,11 @@ class WritePlan:
             self._files[kind] = self.path(kind).open("a", encoding="utf-8")
         self._files[kind].write(json.dumps({"method": method, "path": path, "body": body}, ensure_ascii=False) + "\n")
         self._files[kind].flush()
-        self.counts[f"{kind}:{method}"] += 1
+        self.counts[kind] += 1
 
-    def planned(self, kind: str, method: str | None = None) -> int:
-        """How many writes of `kind` (and `method`) were recorded."""
-        return sum(n for k, n in self.counts.items() if k.split(":")[0] == kind and (method is None or k.endswith(f":{method}")))
+    def planned(self, kind: str) -> int:
+        """How many writes of `kind` were recorded."""
+        return self.counts[kind]
 
     def close(self) -> None:
         for fh in self._files.values():

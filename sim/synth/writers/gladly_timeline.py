@@ -11,6 +11,7 @@ customer activities, and a content type from the future (`UNKNOWN_CONTENT_TYPE`)
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -563,12 +564,10 @@ class TimelineBuilder:
 
     def build(self) -> None:
         """Render the customer's episodes until history ends."""
-        try:
+        with contextlib.suppress(TimelineFull):  # the history ended: the timeline stops there
             for ep in episodes(self.o.world, self.c):
                 if ep.turns:
                     self.episode(ep)
-        except TimelineFull:
-            pass
         if not self.items:  # every customer has at least one item: a lone inbound chat message
             rng = random.Random(derive_seed(self.o.seed, "fallback", self.p.index))
             at = self._place(self.o.world.real_ms(rng.randrange(self.o.world.virtual_span_ms)))

@@ -22,14 +22,12 @@ from migration_pipeline.lib.staging.sample import messiest_customers, sample_run
 from migration_pipeline.vendors.unthread.dry_run import DryRunLoader, DryRunUnthreadClient
 from migration_pipeline.vendors.unthread.loader import LoadCounts, UnthreadLoader, tickets_touching
 from migration_pipeline.vendors.unthread.resources import UnthreadResource
-from migration_pipeline.pairs.spec import MODE_TAG  # noqa: F401  (re-exported: jobs and tests read it here)
+from migration_pipeline.pairs.spec import DRY_RUN, FULL, MODE_TAG, SAMPLE, log_mode  # noqa: F401  (MODE_TAG re-exported: jobs and tests read it here)
 from migration_pipeline.pairs.gladly_to_unthread.pair import GROUP, NAME, key
 
 
 LOADED = key("unthread_loaded_records")
 REFUSED_CHECK = "no_writes_refused"
-# Run tag naming the load's mode, set on each job that loads (jobs.py: the review jobs)
-FULL, SAMPLE, DRY_RUN = "full", "sample", "dry_run"
 # What each day of a run records of its own (metadata name -> LoadCounts field), beside `tickets`
 DAY_FIGURES = {
     "customers_created": "customers_created",
@@ -107,7 +105,8 @@ def unthread_loaded_records(
     window = context.partition_time_window
     sample = config.sample_customers > 0
     mode = DRY_RUN if config.dry_run else SAMPLE if sample else FULL
-    log_mode(context, mode)
+    log_mode(context, "load mode", mode, "config dry_run / sample_customers",
+             f"{LOADED.to_user_string()} is not materialized")
     run_id = sample_run_id(context.run.run_id) if sample else context.run.run_id
     settings = loader_settings(unthread, run_id)
     extra: dict[str, dg.MetadataValue] = {}
@@ -205,18 +204,6 @@ def day_figures(counts: LoadCounts) -> Counter[str]:
     """The DAY_FIGURES of a load's counts so far."""
     return Counter({name: getattr(counts, field) for name, field in DAY_FIGURES.items()})
 
-
-def log_mode(context: dg.AssetExecutionContext, mode: str) -> None:
-    """Say which mode the load runs in, loudly when the run's MODE_TAG says otherwise (a dry or
-    sample run launched from another job through config)."""
-    tagged = context.run.tags.get(MODE_TAG)
-    if tagged == mode or (tagged is None and mode == FULL):
-        context.log.info(f"load mode: {mode}")
-    else:
-        context.log.warning(
-            f"load mode: {mode} (config dry_run / sample_customers), but this run's {MODE_TAG} tag says "
-            f"{tagged or 'nothing'}" + ("" if mode == FULL else f": {LOADED.to_user_string()} is not materialized")
-        )
 
 
 def refused_writes_result(counts) -> dg.AssetCheckResult:

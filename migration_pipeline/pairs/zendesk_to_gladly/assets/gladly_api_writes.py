@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from migration_pipeline.pairs.day_figures import range_metadata
-from migration_pipeline.pairs.spec import MODE_TAG
+from migration_pipeline.pairs.spec import DRY_RUN, FULL, log_mode
 from migration_pipeline.pairs.zendesk_to_gladly.assets.activity_items import ACTIVITY, ACTIVITY_SPEC, ActivityItemsConfig, write_activity_items
 from migration_pipeline.pairs.zendesk_to_gladly.assets.profiles import PROFILES, PROFILES_SPEC, write_profiles
 from migration_pipeline.pairs.zendesk_to_gladly.pair import NAME
@@ -26,7 +26,6 @@ from migration_pipeline.vendors.gladly.profile_load import profile_index
 from migration_pipeline.vendors.gladly.profiles import GladlyTarget
 from migration_pipeline.vendors.gladly.resources import GladlyResource
 
-DRY_RUN = "dry_run"  # the MODE_TAG value of a dry run
 # A dry run's observations name what a real run would do with what it did.
 DRY_RUN_NAMES = {"created": "would_create", "matched_existing": "would_match_existing", "updated": "would_update",
                  "sent": "would_create"}
@@ -64,7 +63,8 @@ def gladly_api_writes(
     window = context.partition_time_window
     span = (window.start, window.end)
     selected = context.selected_asset_keys
-    log_mode(context, config.dry_run)
+    log_mode(context, "Gladly writes mode", DRY_RUN if config.dry_run else FULL, "config dry_run",
+             "nothing is materialized")
     with ExitStack() as stack:
         db = stack.enter_context(staging.database(NAME))
         client = stack.enter_context(gladly.client())
@@ -99,13 +99,3 @@ def record(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, figures: d
     for day in context.partition_keys:
         context.log_event(dg.AssetObservation(asset_key=asset_key, partition=day, metadata=observed))
 
-
-def log_mode(context: dg.AssetExecutionContext, dry_run: bool) -> None:
-    """Say whether this is a dry run, loudly when the run's MODE_TAG says otherwise (a dry run
-    launched from another job through config, or the dry-run job with dry_run turned off)."""
-    tagged = context.run.tags.get(MODE_TAG)
-    if (tagged == DRY_RUN) == dry_run:
-        context.log.info("dry run: Gladly writes are planned, not sent" if dry_run else "writing to Gladly")
-    else:
-        context.log.warning(f"dry_run is {dry_run} but this run's {MODE_TAG} tag says {tagged or 'nothing'}"
-                            + (": nothing is materialized" if dry_run else ": writes ARE sent to Gladly"))
